@@ -1,0 +1,1 @@
+"""FairStream's user-centric royalty payout pipeline."""

@@ -1,0 +1,1 @@
+"""Dagster wiring: assets, checks, jobs, schedules, sensors and resources (autoloaded)."""

@@ -1,0 +1,1 @@
+"""Ingestion: the landing zone becomes validated, monthly-partitioned tables in the lake."""

@@ -1,0 +1,188 @@
+"""Ingestion assets: the month's landing-zone files become validated tables in the lake."""
+
+import dagster as dg
+
+from fairstream_pipeline.defs.metadata import OWNERS, contract_failures, markdown_table, preview
+from fairstream_pipeline.defs.partitions import monthly_partitions
+from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, WarehouseResource
+from fairstream_pipeline.lib.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.ingestion import (
+    QUARANTINE_REASONS,
+    ingest_ad_revenue,
+    ingest_billed_users,
+    ingest_plays,
+)
+from fairstream_pipeline.lib.landing_zone import fingerprint
+
+INGESTION = "ingestion"
+LAKE_KINDS = {"duckdb", "parquet"}
+
+
+@dg.asset(
+    partitions_def=monthly_partitions,
+    group_name=INGESTION,
+    owners=OWNERS,
+    kinds=LAKE_KINDS,
+    code_version="billed-users-v1",
+)
+def billed_users(
+    context: dg.AssetExecutionContext,
+    landing_zone: LandingZoneResource,
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+) -> dg.MaterializeResult:
+    """Every user billed this month, with plan, tier (free/paid), country and net cents.
+
+    Read from ``subscriptions/month=M``. A user listed twice, a negative ``net_cents``, a null or
+    a malformed country fails the month with the file, row and user named.
+    """
+    month = context.partition_key
+    with contract_failures(), duckdb.connect() as con, warehouse.lake().write_partition(
+        "billed_users", month
+    ) as out:
+        result = ingest_billed_users(con, landing_zone.zone(), month, out.file())
+        out.manifest.update(rows=result.rows, input_fingerprint=fingerprint(result.files))
+        shown = preview(con, f"SELECT * FROM {read_parquet(out.file())}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": result.rows,
+            "users_by_tier": dg.MetadataValue.md(
+                markdown_table(
+                    ["tier", "users", "net cents"],
+                    [(t, n, result.net_cents_by_tier[t]) for t, n in result.users_by_tier.items()],
+                )
+            ),
+            "input_files": len(result.files),
+            "preview": shown,
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=monthly_partitions,
+    group_name=INGESTION,
+    owners=OWNERS,
+    kinds=LAKE_KINDS,
+    code_version="ad-revenue-v1",
+)
+def ad_revenue(
+    context: dg.AssetExecutionContext,
+    landing_zone: LandingZoneResource,
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+) -> dg.MaterializeResult:
+    """The month's free-tier music ad revenue per country, in cents (``ad_revenue/month=M``)."""
+    month = context.partition_key
+    with contract_failures(), duckdb.connect() as con, warehouse.lake().write_partition(
+        "ad_revenue", month
+    ) as out:
+        result = ingest_ad_revenue(con, landing_zone.zone(), month, out.file())
+        out.manifest.update(rows=result.countries, input_fingerprint=fingerprint(result.files))
+        shown = preview(con, f"SELECT * FROM {read_parquet(out.file())}", limit=50)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": result.countries,
+            "net_cents": result.net_cents,
+            "per_country": shown,
+        }
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "clean_plays",
+            deps=["billed_users"],
+            description=(
+                "The month's valid, de-duplicated plays: one row per event, from users billed this "
+                "month. Plays of tracks missing from the catalog are kept (they pay suspense)."
+            ),
+            group_name=INGESTION,
+            owners=OWNERS,
+            kinds=LAKE_KINDS,
+            code_version="ingest-plays-v1",
+        ),
+        dg.AssetSpec(
+            "play_quarantine",
+            deps=["billed_users"],
+            description=(
+                "Event rows that cannot count, each with one reason (invalid_row, "
+                "outside_partition, conflicting_duplicate, unknown_user) and the file and row it "
+                "came from."
+            ),
+            group_name=INGESTION,
+            owners=OWNERS,
+            kinds=LAKE_KINDS,
+            code_version="ingest-plays-v1",
+        ),
+    ],
+    partitions_def=monthly_partitions,
+    name="ingest_listening_events",
+)
+def ingest_listening_events(
+    context: dg.AssetExecutionContext,
+    landing_zone: LandingZoneResource,
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+):
+    """Validate the month's listening events: clean plays and the quarantine, in one pass."""
+    month = context.partition_key
+    lake = warehouse.lake()
+    with contract_failures(), duckdb.connect() as con, lake.write_partitions(
+        [("clean_plays", month), ("play_quarantine", month)]
+    ) as (clean_out, quarantine_out):
+        result = ingest_plays(
+            con,
+            landing_zone.zone(),
+            month,
+            lake.parquet_glob("billed_users", month),
+            clean_out.file(),
+            quarantine_out.file(),
+        )
+        accounting = {
+            "rows_read": result.rows_read,
+            "clean_plays": result.clean_plays,
+            "duplicates_dropped": result.duplicates_dropped,
+            "quarantined": result.quarantined,
+            "input_files": len(result.files),
+            "input_fingerprint": fingerprint(result.files),
+        }
+        clean_out.manifest.update(rows=result.clean_plays, **accounting)
+        quarantine_out.manifest.update(rows=result.quarantined_total, **accounting)
+        clean_preview = preview(con, f"SELECT * FROM {read_parquet(clean_out.file())}")
+        quarantine_preview = preview(
+            con, f"SELECT * FROM {read_parquet(quarantine_out.file())}", limit=20
+        )
+    per_reason = dg.MetadataValue.md(
+        markdown_table(
+            ["reason", "rows"],
+            [(reason, result.quarantined[reason]) for reason in QUARANTINE_REASONS]
+            + [("exact duplicates dropped", result.duplicates_dropped)],
+        )
+    )
+    common = {
+        "rows_read": result.rows_read,
+        "duplicates_dropped": result.duplicates_dropped,
+        "quarantined": result.quarantined_total,
+        "input_files": len(result.files),
+        "input_fingerprint": accounting["input_fingerprint"],
+    }
+    yield dg.MaterializeResult(
+        asset_key="clean_plays",
+        metadata={
+            "dagster/row_count": result.clean_plays,
+            **common,
+            "accounting": per_reason,
+            "preview": clean_preview,
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="play_quarantine",
+        metadata={
+            "dagster/row_count": result.quarantined_total,
+            **{f"quarantined_{reason}": result.quarantined[reason] for reason in QUARANTINE_REASONS},
+            **common,
+            "per_reason": per_reason,
+            "preview": quarantine_preview,
+        },
+    )

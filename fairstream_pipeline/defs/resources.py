@@ -1,0 +1,62 @@
+"""Resources: where the landing zone and the warehouse live, and how DuckDB may use the machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from fairstream_pipeline.lib.duckdb_engine import DuckDBSettings, connect
+from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.landing_zone import LandingZone
+from fairstream_pipeline.settings import setting
+
+
+class LandingZoneResource(dg.ConfigurableResource):
+    """The landing zone folder that the collectors and billing write to (FAIRSTREAM_LANDING_DIR)."""
+
+    root: str
+
+    def zone(self) -> LandingZone:
+        return LandingZone(self.root)
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The lake of monthly Parquet partitions that the assets write (FAIRSTREAM_WAREHOUSE_DIR)."""
+
+    root: str
+
+    def lake(self) -> Lake:
+        return Lake(self.root)
+
+
+class DuckDBEngine(dg.ConfigurableResource):
+    """DuckDB limits (FAIRSTREAM_DUCKDB_MEMORY_LIMIT, FAIRSTREAM_DUCKDB_THREADS, FAIRSTREAM_DUCKDB_TEMP_DIR)."""
+
+    memory_limit: str = "4GB"
+    threads: int | None = None
+    temp_directory: str | None = None
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        return connect(DuckDBSettings(self.memory_limit, self.threads, self.temp_directory))
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    """The resources configured from the environment (see the README)."""
+    warehouse = setting("FAIRSTREAM_WAREHOUSE_DIR")
+    threads = setting("FAIRSTREAM_DUCKDB_THREADS")
+    return {
+        "landing_zone": LandingZoneResource(root=setting("FAIRSTREAM_LANDING_DIR")),
+        "warehouse": WarehouseResource(root=warehouse),
+        "duckdb": DuckDBEngine(
+            memory_limit=setting("FAIRSTREAM_DUCKDB_MEMORY_LIMIT"),
+            threads=int(threads) if threads else None,
+            temp_directory=setting("FAIRSTREAM_DUCKDB_TEMP_DIR") or str(Path(warehouse) / ".duckdb_tmp"),
+        ),
+    }
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources=default_resources())

@@ -1,0 +1,343 @@
+"""Validate a month's landing-zone files and turn them into clean tables, with DuckDB.
+
+Three steps, one per ingestion asset:
+
+- :func:`ingest_billed_users` checks the month's subscriptions; a broken row is an error.
+- :func:`ingest_ad_revenue` checks the month's free-tier ad revenue; a broken row is an error.
+- :func:`ingest_plays` splits the month's listening events into clean, de-duplicated plays and a
+  quarantine with one reason per row (``docs/data-contract.md``), and proves every row is accounted for.
+
+Each function writes Parquet to the paths it is given and returns counts; it never writes
+anything when it raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from fairstream_pipeline.lib.duckdb_engine import read_parquet, sql_string
+from fairstream_pipeline.lib.landing_zone import DataFile, LandingZone, LandingZoneError
+
+QUARANTINE_REASONS = ("invalid_row", "outside_partition", "conflicting_duplicate", "unknown_user")
+
+PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, out_file: Path) -> None:
+    con.execute(f"COPY ({query}) TO {sql_string(out_file)} ({PARQUET_OPTIONS})").fetchall()
+
+
+def _register_files(con: duckdb.DuckDBPyConnection, table: str, files: list[DataFile]) -> None:
+    """A temp table mapping each absolute path DuckDB reports to the landing-relative name and day."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} "
+        "(filename VARCHAR, source_file VARCHAR, folder_date DATE)"
+    )
+    if files:
+        con.executemany(
+            f"INSERT INTO {table} VALUES (?, ?, ?)",
+            [(str(f.path), f.relative_path, f.folder_date) for f in files],
+        )
+
+
+def _read(files: list[DataFile], files_table: str, columns: str) -> str:
+    """A query over ``files`` with the contract ``columns`` plus where each row came from."""
+    return (
+        f"SELECT {columns}, f.source_file, r.file_row_number, f.folder_date FROM "
+        + read_parquet([f.path for f in files], filename=True, file_row_number=True, union_by_name=True)
+        + f" r JOIN {files_table} f ON r.filename = f.filename"
+    )
+
+
+def _load(con: duckdb.DuckDBPyConnection, table: str, query: str, what: str) -> None:
+    """Create temp ``table`` from ``query``; a read failure names the dataset it came from."""
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {query}")
+    except duckdb.Error as exc:
+        raise LandingZoneError(f"{what}: cannot read the files ({exc})") from exc
+
+
+def _first_problems(con: duckdb.DuckDBPyConnection, query: str, describe) -> None:
+    """Raise a ``LandingZoneError`` for the first rows ``query`` returns, if any.
+
+    ``query`` must return ``problem_count`` as its last column (a window count over all problems).
+    """
+    rows = con.execute(query).fetchall()
+    if not rows:
+        return
+    total = rows[0][-1]
+    message = describe(rows[0])
+    if total > 1:
+        message += f" ({total - 1} more problem{'s' if total > 2 else ''} of this kind)"
+    raise LandingZoneError(message)
+
+
+# Subscriptions ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BilledUsers:
+    rows: int
+    users_by_tier: dict[str, int]
+    net_cents_by_tier: dict[str, int]
+    files: list[DataFile]
+
+
+def ingest_billed_users(
+    con: duckdb.DuckDBPyConnection, zone: LandingZone, month: str, out_file: Path
+) -> BilledUsers:
+    """Validate ``subscriptions/month=M`` and write one row per billed user with its tier."""
+    files = zone.subscription_files(month)
+    _register_files(con, "subscription_files", files)
+    _load(
+        con,
+        "subscriptions",
+        _read(
+            files,
+            "subscription_files",
+            "r.user_id, r.plan, r.country, CAST(r.net_cents AS BIGINT) AS net_cents",
+        ),
+        f"subscriptions/month={month}",
+    )
+    _first_problems(
+        con,
+        """
+        SELECT source_file, file_row_number, user_id, problem, count(*) OVER () FROM (
+            SELECT *, CASE
+                WHEN user_id IS NULL OR user_id = '' THEN 'user_id is null or empty'
+                WHEN plan IS NULL OR plan = '' THEN 'plan is null or empty'
+                WHEN country IS NULL THEN 'country is null'
+                WHEN NOT regexp_full_match(country, '[A-Z]{2}')
+                    THEN 'country ''' || country || ''' is not an ISO 3166-1 alpha-2 code'
+                WHEN net_cents IS NULL THEN 'net_cents is null'
+                WHEN net_cents < 0 THEN 'has negative net_cents ' || net_cents
+                WHEN plan = 'free' AND net_cents <> 0
+                    THEN 'is on the free plan but has net_cents ' || net_cents || ' (expected 0)'
+            END AS problem FROM subscriptions)
+        WHERE problem IS NOT NULL ORDER BY source_file, file_row_number LIMIT 1
+        """,
+        lambda r: f"{r[0]} row {r[1]}: "
+        + (f"user_id '{r[2]}' {r[3]}" if r[2] else r[3]),
+    )
+    _first_problems(
+        con,
+        """
+        SELECT user_id, count(*) AS copies,
+               list(source_file ORDER BY source_file, file_row_number),
+               list(file_row_number ORDER BY source_file, file_row_number),
+               count(*) OVER ()
+        FROM subscriptions GROUP BY user_id HAVING count(*) > 1 ORDER BY user_id LIMIT 1
+        """,
+        lambda r: _duplicate_message(f"subscriptions/month={month}", "user_id", r[0], r[1], r[2], r[3]),
+    )
+    _copy(
+        con,
+        """
+        SELECT user_id, plan, CASE WHEN plan = 'free' THEN 'free' ELSE 'paid' END AS tier,
+               country, net_cents
+        FROM subscriptions ORDER BY user_id
+        """,
+        out_file,
+    )
+    by_tier = con.execute(
+        """SELECT CASE WHEN plan = 'free' THEN 'free' ELSE 'paid' END AS tier, count(*), sum(net_cents)
+           FROM subscriptions GROUP BY ALL ORDER BY tier"""
+    ).fetchall()
+    return BilledUsers(
+        rows=sum(n for _, n, _ in by_tier),
+        users_by_tier={tier: n for tier, n, _ in by_tier},
+        net_cents_by_tier={tier: int(cents) for tier, _, cents in by_tier},
+        files=files,
+    )
+
+
+def _duplicate_message(
+    folder: str, key_name: str, key: str, copies: int, sources: list[str], rows: list[int]
+) -> str:
+    if len(set(sources)) == 1:
+        where = ", ".join(str(r) for r in rows)
+        return f"{sources[0]}: {key_name} '{key}' is listed {copies} times (rows {where})"
+    where = ", ".join(f"{s.rsplit('/', 1)[-1]} row {r}" for s, r in zip(sources, rows))
+    return f"{folder}: {key_name} '{key}' is listed {copies} times ({where})"
+
+
+# Ad revenue ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AdRevenue:
+    countries: int
+    net_cents: int
+    files: list[DataFile]
+
+
+def ingest_ad_revenue(
+    con: duckdb.DuckDBPyConnection, zone: LandingZone, month: str, out_file: Path
+) -> AdRevenue:
+    """Validate ``ad_revenue/month=M`` and write one row per country."""
+    files = zone.ad_revenue_files(month)
+    _register_files(con, "ad_revenue_files", files)
+    _load(
+        con,
+        "ad_revenue",
+        _read(files, "ad_revenue_files", "r.country, CAST(r.net_cents AS BIGINT) AS net_cents"),
+        f"ad_revenue/month={month}",
+    )
+    _first_problems(
+        con,
+        """
+        SELECT source_file, file_row_number, country, problem, count(*) OVER () FROM (
+            SELECT *, CASE
+                WHEN country IS NULL THEN 'country is null'
+                WHEN NOT regexp_full_match(country, '[A-Z]{2}')
+                    THEN 'is not an ISO 3166-1 alpha-2 code'
+                WHEN net_cents IS NULL THEN 'has a null net_cents'
+                WHEN net_cents < 0 THEN 'has negative net_cents ' || net_cents
+            END AS problem FROM ad_revenue)
+        WHERE problem IS NOT NULL ORDER BY source_file, file_row_number LIMIT 1
+        """,
+        lambda r: f"{r[0]} row {r[1]}: " + (f"country '{r[2]}' {r[3]}" if r[2] else r[3]),
+    )
+    _first_problems(
+        con,
+        """
+        SELECT country, count(*), list(source_file ORDER BY source_file, file_row_number),
+               list(file_row_number ORDER BY source_file, file_row_number), count(*) OVER ()
+        FROM ad_revenue GROUP BY country HAVING count(*) > 1 ORDER BY country LIMIT 1
+        """,
+        lambda r: _duplicate_message(f"ad_revenue/month={month}", "country", r[0], r[1], r[2], r[3]),
+    )
+    _copy(con, "SELECT country, net_cents FROM ad_revenue ORDER BY country", out_file)
+    countries, cents = con.execute("SELECT count(*), coalesce(sum(net_cents), 0) FROM ad_revenue").fetchall()[0]
+    return AdRevenue(countries=countries, net_cents=int(cents), files=files)
+
+
+# Listening events ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlayIngestion:
+    """The accounting of one month of listening events."""
+
+    rows_read: int
+    clean_plays: int
+    duplicates_dropped: int
+    quarantined: dict[str, int] = field(default_factory=dict)
+    files: list[DataFile] = field(default_factory=list)
+
+    @property
+    def quarantined_total(self) -> int:
+        return sum(self.quarantined.values())
+
+    @property
+    def footer_rows(self) -> int:
+        return sum(f.num_rows for f in self.files)
+
+
+_EMPTY_EVENTS = """
+    SELECT NULL::VARCHAR AS event_id, NULL::VARCHAR AS user_id, NULL::VARCHAR AS track_id,
+           NULL::TIMESTAMPTZ AS played_at, NULL::BIGINT AS ms_played,
+           NULL::VARCHAR AS source_file, NULL::BIGINT AS file_row_number, NULL::DATE AS folder_date
+    WHERE false
+"""
+
+
+def ingest_plays(
+    con: duckdb.DuckDBPyConnection,
+    zone: LandingZone,
+    month: str,
+    billed_users_glob: str,
+    clean_file: Path,
+    quarantine_file: Path,
+) -> PlayIngestion:
+    """Classify every event row of the month and write clean plays and the quarantine.
+
+    The month must be complete (every day has ``_SUCCESS``). Reasons are applied in the order of
+    ``QUARANTINE_REASONS``; exact duplicates are dropped and counted.
+    """
+    zone.require_complete(month)
+    files = zone.event_files(month)
+    _register_files(con, "event_files", files)
+    raw = (
+        _read(
+            files,
+            "event_files",
+            "r.event_id, r.user_id, r.track_id, CAST(r.played_at AS TIMESTAMPTZ) AS played_at, "
+            "CAST(r.ms_played AS BIGINT) AS ms_played",
+        )
+        if files
+        else _EMPTY_EVENTS
+    )
+    # 1-2: reasons that a single row shows on its own.
+    _load(
+        con,
+        "events",
+        f"""
+        SELECT *, CASE
+            WHEN event_id IS NULL OR event_id = '' OR user_id IS NULL OR user_id = ''
+                 OR track_id IS NULL OR track_id = '' OR played_at IS NULL
+                 OR ms_played IS NULL OR ms_played < 0 THEN 'invalid_row'
+            WHEN CAST(played_at AS DATE) <> folder_date THEN 'outside_partition'
+        END AS reason
+        FROM ({raw})
+        """,
+        f"listening_events for {month}",
+    )
+    # 3-4: one group per event_id among the rows that passed; identical copies collapse to one.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE event_groups AS
+        SELECT event_id,
+               min(user_id) AS user_id, min(track_id) AS track_id,
+               min(played_at) AS played_at, min(ms_played) AS ms_played,
+               count(*) AS copies,
+               min(user_id) <> max(user_id) OR min(track_id) <> max(track_id)
+                 OR min(played_at) <> max(played_at) OR min(ms_played) <> max(ms_played) AS conflicting,
+               min(struct_pack(source_file := source_file, file_row_number := file_row_number)) AS first_copy
+        FROM events WHERE reason IS NULL GROUP BY event_id
+        """
+    )
+    # 5: events of users without a subscription row this month.
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE kept AS
+        SELECT g.*, b.user_id IS NULL AS unknown_user
+        FROM event_groups g
+        LEFT JOIN (SELECT user_id FROM {read_parquet(billed_users_glob)}) b USING (user_id)
+        WHERE NOT g.conflicting
+        """
+    )
+    columns = "event_id, user_id, track_id, played_at, ms_played"
+    _copy(con, f"SELECT {columns} FROM kept WHERE NOT unknown_user ORDER BY event_id", clean_file)
+    _copy(
+        con,
+        f"""
+        SELECT reason, source_file, file_row_number, {columns} FROM events WHERE reason IS NOT NULL
+        UNION ALL
+        SELECT 'conflicting_duplicate', e.source_file, e.file_row_number,
+               e.event_id, e.user_id, e.track_id, e.played_at, e.ms_played
+        FROM events e SEMI JOIN (SELECT event_id FROM event_groups WHERE conflicting) c USING (event_id)
+        WHERE e.reason IS NULL
+        UNION ALL
+        SELECT 'unknown_user', first_copy.source_file, first_copy.file_row_number, {columns}
+        FROM kept WHERE unknown_user
+        ORDER BY source_file, file_row_number
+        """,
+        quarantine_file,
+    )
+    rows_read = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+    quarantined = dict(
+        con.execute(
+            f"SELECT reason, count(*) FROM {read_parquet(quarantine_file)} GROUP BY reason"
+        ).fetchall()
+    )
+    clean, duplicates = con.execute(
+        """SELECT count(*) FILTER (WHERE NOT unknown_user), coalesce(sum(copies - 1), 0) FROM kept"""
+    ).fetchall()[0]
+    return PlayIngestion(
+        rows_read=rows_read,
+        clean_plays=clean,
+        duplicates_dropped=int(duplicates),
+        quarantined={reason: quarantined.get(reason, 0) for reason in QUARANTINE_REASONS},
+        files=files,
+    )

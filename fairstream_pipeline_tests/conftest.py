@@ -1,0 +1,68 @@
+"""Shared fixtures: a fresh landing zone and warehouse per test, and a way to materialize a month."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Tests are hermetic: the caller's FAIRSTREAM_* settings must not leak into definitions that
+# read them at import time (the first partition, for instance).
+for _name in [n for n in os.environ if n.startswith("FAIRSTREAM_")]:
+    del os.environ[_name]
+
+import dagster as dg
+import pytest
+
+from fairstream_pipeline.definitions import defs
+from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, WarehouseResource
+from fairstream_pipeline_tests.landing_builders import Landing
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Landing:
+    return Landing(tmp_path / "landing")
+
+
+@pytest.fixture
+def resources(tmp_path: Path) -> dict:
+    return {
+        "landing_zone": LandingZoneResource(root=str(tmp_path / "landing")),
+        "warehouse": WarehouseResource(root=str(tmp_path / "warehouse")),
+        "duckdb": DuckDBEngine(memory_limit="1GB", threads=2, temp_directory=str(tmp_path / "spill")),
+    }
+
+
+@pytest.fixture(scope="session")
+def definitions() -> dg.Definitions:
+    return defs()
+
+
+@pytest.fixture
+def materialize_month(definitions, resources):
+    """Materialize ``selection`` (default: everything) for ``month`` with the test's resources."""
+
+    def run(month: str, selection: str | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            assets=[*definitions.assets, *definitions.asset_checks],
+            partition_key=month,
+            resources={**resources, **kwargs.pop("resources", {})},
+            selection=selection,
+            raise_on_error=False,
+            instance=kwargs.pop("instance", None) or dg.DagsterInstance.ephemeral(),
+            **kwargs,
+        )
+
+    return run
+
+
+def step_failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The messages of the failed steps of a run: a ``dg.Failure``'s description, else the error."""
+    messages = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data is not None:
+                messages.append(data.user_failure_data.description)
+            else:
+                messages.append(data.error.message.strip())
+    return messages

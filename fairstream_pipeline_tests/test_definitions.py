@@ -1,0 +1,48 @@
+"""The code location loads, validates, and has the expected shape."""
+
+import dagster as dg
+import pytest
+
+from fairstream_pipeline.defs.partitions import monthly_partitions
+
+
+def test_definitions_load_and_validate(definitions):
+    dg.Definitions.validate_loadable(definitions)
+
+
+def test_expected_asset_keys(definitions):
+    assert sorted(k.to_user_string() for k in definitions.resolve_all_asset_keys()) == [
+        "ad_revenue",
+        "billed_users",
+        "clean_plays",
+        "play_quarantine",
+    ]
+
+
+def test_every_asset_shares_the_monthly_partitions_and_has_owner_kinds_and_description(definitions):
+    graph = definitions.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.partitions_def is monthly_partitions, key
+        assert node.owners == ["team:royalties"], key
+        assert node.kinds, key
+        assert node.description, key
+        assert node.code_version, key
+
+
+def test_partition_keys_are_closed_utc_months():
+    keys = monthly_partitions.get_partition_keys()
+    assert keys[0] == "2024-01"
+    assert "2026-10" in keys
+    assert all(len(k) == 7 and k[4] == "-" for k in keys)
+    assert monthly_partitions.timezone == "UTC"
+
+
+def test_first_month_must_be_a_month_key(monkeypatch):
+    from fairstream_pipeline.settings import first_month
+
+    monkeypatch.setenv("FAIRSTREAM_FIRST_MONTH", "2026-13")
+    with pytest.raises(ValueError, match="FAIRSTREAM_FIRST_MONTH: '2026-13' is not a month key"):
+        first_month()
+    monkeypatch.setenv("FAIRSTREAM_FIRST_MONTH", "2025-02")
+    assert first_month() == "2025-02"

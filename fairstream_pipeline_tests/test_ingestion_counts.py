@@ -1,0 +1,141 @@
+"""A small hand-made month through the real ingestion assets, with exact row counts."""
+
+import duckdb
+import pytest
+
+from fairstream_pipeline.lib.accounting import RowAccounting, account_for_event_rows
+from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.landing_zone import LandingZone
+
+MONTH = "2026-10"
+
+
+@pytest.fixture
+def hand_made_month(landing):
+    """Ten event rows across two days and three files, with one row of each kind of trouble."""
+    landing.subscriptions(
+        MONTH,
+        [("u1", "premium", "FR", 999), ("u2", "free", "FR", 0), ("u3", "family", "DE", 1499)],
+    )
+    landing.ad_revenue(MONTH, [("FR", 100)])
+    landing.events(
+        "2026-10-01",
+        [
+            ("e01", "u1", "t1", "2026-10-01 10:00", 200_000),  # clean
+            ("e02", "u2", "t2", "2026-10-01 11:00", 1_000),  # clean (short plays still count here)
+            ("e03", "u9", "t1", "2026-10-01 12:00", 60_000),  # unknown_user
+            ("e04", None, "t1", "2026-10-01 12:00", 60_000),  # invalid_row: null user
+            ("e05", "u1", "t1", "2026-10-01 12:00", -1),  # invalid_row: negative ms_played
+            ("e06", "u1", "t1", "2026-09-30 23:59", 60_000),  # outside_partition
+            ("e07", "u1", "t3", "2026-10-01 13:00", 60_000),  # conflicting_duplicate (1 of 2)
+        ],
+    )
+    landing.events(
+        "2026-10-01",
+        [
+            ("e01", "u1", "t1", "2026-10-01 10:00", 200_000),  # exact duplicate of e01
+            ("e07", "u1", "t3", "2026-10-01 13:00", 61_000),  # conflicting_duplicate (2 of 2)
+            ("e03", "u9", "t1", "2026-10-01 12:00", 60_000),  # exact duplicate of an unknown user's event
+        ],
+        name="part-1.parquet",
+    )
+    landing.events("2026-10-15", [("e08", "u3", "tx_not_in_catalog", "2026-10-15 08:00", 45_000)])
+    landing.close_days(MONTH)
+    return landing
+
+
+def test_hand_made_month_exact_counts(hand_made_month, materialize_month, tmp_path):
+    result = materialize_month(MONTH)
+
+    assert result.success
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {
+        "clean_plays_rows_accounted_for": True,
+        "play_quarantine_rate": False,  # 6 of 11 rows is far above 0.5%: a WARN
+    }
+    meta = {
+        e.materialization.asset_key.to_user_string(): {
+            k: v.value for k, v in e.materialization.metadata.items()
+        }
+        for e in result.get_asset_materialization_events()
+    }
+    assert meta["clean_plays"]["dagster/row_count"] == 3
+    assert meta["clean_plays"]["rows_read"] == 11
+    assert meta["clean_plays"]["duplicates_dropped"] == 2
+    assert meta["play_quarantine"]["dagster/row_count"] == 6
+    assert {k: v for k, v in meta["play_quarantine"].items() if k.startswith("quarantined_")} == {
+        "quarantined_invalid_row": 2,
+        "quarantined_outside_partition": 1,
+        "quarantined_conflicting_duplicate": 2,
+        "quarantined_unknown_user": 1,
+    }
+    assert meta["billed_users"]["dagster/row_count"] == 3
+    assert meta["ad_revenue"]["net_cents"] == 100
+
+    lake = Lake(tmp_path / "warehouse")
+    clean = duckdb.sql(
+        f"SELECT event_id, user_id, track_id, ms_played FROM '{lake.parquet_glob('clean_plays', MONTH)}'"
+    ).fetchall()
+    assert clean == [
+        ("e01", "u1", "t1", 200_000),
+        ("e02", "u2", "t2", 1_000),
+        ("e08", "u3", "tx_not_in_catalog", 45_000),
+    ]
+
+    quarantine = duckdb.sql(
+        "SELECT reason, source_file, file_row_number, event_id "
+        f"FROM read_parquet('{lake.parquet_glob('play_quarantine', MONTH)}', hive_partitioning = false)"
+    ).fetchall()
+    day1 = "listening_events/date=2026-10-01/"
+    assert quarantine == [
+        ("unknown_user", day1 + "part-0.parquet", 2, "e03"),
+        ("invalid_row", day1 + "part-0.parquet", 3, "e04"),
+        ("invalid_row", day1 + "part-0.parquet", 4, "e05"),
+        ("outside_partition", day1 + "part-0.parquet", 5, "e06"),
+        ("conflicting_duplicate", day1 + "part-0.parquet", 6, "e07"),
+        ("conflicting_duplicate", day1 + "part-1.parquet", 1, "e07"),
+    ]
+
+
+def test_billed_users_tiers(hand_made_month, materialize_month, tmp_path):
+    assert materialize_month(MONTH, selection="billed_users").success
+    rows = duckdb.sql(
+        f"SELECT * FROM read_parquet('{Lake(tmp_path / 'warehouse').parquet_glob('billed_users', MONTH)}',"
+        " hive_partitioning = false)"
+    ).fetchall()
+    assert rows == [
+        ("u1", "premium", "paid", "FR", 999),
+        ("u2", "free", "free", "FR", 0),
+        ("u3", "family", "paid", "DE", 1499),
+    ]
+
+
+def test_rematerializing_replaces_the_month_byte_for_byte(hand_made_month, materialize_month, tmp_path):
+    lake = Lake(tmp_path / "warehouse")
+    assert materialize_month(MONTH).success
+    first = {p.name: p.read_bytes() for p in lake.partition_dir("clean_plays", MONTH).iterdir()}
+    assert materialize_month(MONTH).success
+    second = {p.name: p.read_bytes() for p in lake.partition_dir("clean_plays", MONTH).iterdir()}
+    assert first == second
+    assert sorted(first) == ["_manifest.json", "part-00000.parquet"]
+    # No staging or trash folders are left behind.
+    assert sorted(p.name for p in (tmp_path / "warehouse" / "clean_plays").iterdir()) == [f"month={MONTH}"]
+
+
+def test_a_late_file_unbalances_the_accounting_until_the_month_is_recomputed(
+    hand_made_month, materialize_month, tmp_path
+):
+    zone, lake = LandingZone(hand_made_month.root), Lake(tmp_path / "warehouse")
+    assert materialize_month(MONTH).success
+    assert account_for_event_rows(zone, lake, MONTH) == RowAccounting(11, 3, 6, 2, True)
+
+    hand_made_month.events(
+        "2026-10-20", [("e09", "u1", "t1", "2026-10-20 09:00", 90_000)], name="late.parquet"
+    )
+    stale = account_for_event_rows(zone, lake, MONTH)
+    assert (stale.unaccounted, stale.inputs_unchanged, stale.balanced) == (1, False, False)
+
+    recomputed = materialize_month(MONTH)
+    evaluation = {e.check_name: e for e in recomputed.get_asset_check_evaluations()}
+    assert evaluation["clean_plays_rows_accounted_for"].passed
+    assert evaluation["clean_plays_rows_accounted_for"].metadata["clean_plays"].value == 4
+    assert evaluation["clean_plays_rows_accounted_for"].metadata["landing_rows"].value == 12
