@@ -14,7 +14,12 @@ import dagster as dg
 import pytest
 
 from fairstream_pipeline.definitions import defs
-from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, WarehouseResource
+from fairstream_pipeline.defs.resources import (
+    DuckDBEngine,
+    LandingZoneResource,
+    PayoutRulesResource,
+    WarehouseResource,
+)
 from fairstream_pipeline_tests.landing_builders import Landing
 
 
@@ -29,6 +34,7 @@ def resources(tmp_path: Path) -> dict:
         "landing_zone": LandingZoneResource(root=str(tmp_path / "landing")),
         "warehouse": WarehouseResource(root=str(tmp_path / "warehouse")),
         "duckdb": DuckDBEngine(memory_limit="1GB", threads=2, temp_directory=str(tmp_path / "spill")),
+        "payout_rules": PayoutRulesResource(),
     }
 
 

@@ -15,7 +15,15 @@ def test_expected_asset_keys(definitions):
         "ad_revenue",
         "billed_users",
         "clean_plays",
+        "counted_streams",
+        "flagged_users",
+        "payee_directory",
+        "payee_earnings",
+        "payee_statements",
         "play_quarantine",
+        "segment_pools",
+        "track_earnings",
+        "track_splits",
     ]
 
 

@@ -9,6 +9,7 @@ from fairstream_pipeline_tests.conftest import step_failure_messages
 from fairstream_pipeline_tests.landing_builders import EVENT_SCHEMA, utc
 
 MONTH = "2026-10"
+INGESTION = "group:ingestion"
 DAY = "2026-10-03"
 GOOD_EVENT = ("e1", "u1", "t1", "2026-10-03 10:00", 60_000)
 
@@ -32,7 +33,7 @@ def failure_of(result) -> str:
 
 def test_corrupt_parquet_file(good_month, materialize_month, tmp_path):
     (good_month.root / "listening_events" / f"date={DAY}" / "part-1.parquet").write_bytes(b"not parquet at all")
-    message = failure_of(materialize_month(MONTH))
+    message = failure_of(materialize_month(MONTH, selection=INGESTION))
     assert message.startswith(
         f"listening_events/date={DAY}/part-1.parquet: not a readable Parquet file ("
     )
@@ -43,7 +44,7 @@ def test_corrupt_parquet_file(good_month, materialize_month, tmp_path):
 def test_truncated_parquet_file(good_month, materialize_month):
     path = good_month.root / "listening_events" / f"date={DAY}" / "part-0.parquet"
     path.write_bytes(path.read_bytes()[:-20])
-    assert failure_of(materialize_month(MONTH)).startswith(
+    assert failure_of(materialize_month(MONTH, selection=INGESTION)).startswith(
         f"listening_events/date={DAY}/part-0.parquet: not a readable Parquet file ("
     )
 
@@ -51,7 +52,7 @@ def test_truncated_parquet_file(good_month, materialize_month):
 def test_missing_required_event_column(good_month, materialize_month):
     table = pa.table({"event_id": ["e2"], "user_id": ["u1"], "track_id": ["t1"], "ms_played": [1]})
     good_month.event_table(DAY, table, name="part-1.parquet")
-    assert failure_of(materialize_month(MONTH)) == (
+    assert failure_of(materialize_month(MONTH, selection=INGESTION)) == (
         f"listening_events/date={DAY}/part-1.parquet: missing required column 'played_at'"
     )
 
@@ -67,7 +68,7 @@ def test_wrong_event_column_type(good_month, materialize_month):
         }
     )
     good_month.event_table(DAY, table, name="part-1.parquet")
-    assert failure_of(materialize_month(MONTH)) == (
+    assert failure_of(materialize_month(MONTH, selection=INGESTION)) == (
         f"listening_events/date={DAY}/part-1.parquet: column 'ms_played' has type double, expected int64"
     )
 
@@ -187,14 +188,14 @@ NO_QUARANTINE = {"invalid_row": 0, "outside_partition": 0, "conflicting_duplicat
 )
 def test_each_quarantine_reason_is_counted(good_month, materialize_month, bad_rows, reason, count):
     good_month.events(DAY, bad_rows, name="part-1.parquet")
-    result = materialize_month(MONTH)
+    result = materialize_month(MONTH, selection=INGESTION)
     assert result.success
     assert quarantine_counts(result) == {**NO_QUARANTINE, reason: count}
 
 
 def test_exact_duplicates_are_dropped_and_counted(good_month, materialize_month):
     good_month.events(DAY, [GOOD_EVENT, GOOD_EVENT], name="part-1.parquet")
-    result = materialize_month(MONTH)
+    result = materialize_month(MONTH, selection=INGESTION)
     meta = {
         e.materialization.asset_key.to_user_string(): e.materialization.metadata
         for e in result.get_asset_materialization_events()
@@ -216,7 +217,7 @@ def test_naive_timestamps_are_read_as_utc(good_month, materialize_month):
         }
     )
     good_month.event_table(DAY, table, name="part-1.parquet")
-    result = materialize_month(MONTH)
+    result = materialize_month(MONTH, selection=INGESTION)
     assert result.success
     assert quarantine_counts(result) == {**NO_QUARANTINE, "outside_partition": 1}
 
@@ -226,6 +227,6 @@ def test_files_that_are_not_data_are_ignored(good_month, materialize_month):
     (folder / ".part-9.parquet.tmp").write_bytes(b"half written")
     (folder / "_part-9.parquet").write_bytes(b"ignored by convention")
     (folder / "README.txt").write_text("not data")
-    result = materialize_month(MONTH)
+    result = materialize_month(MONTH, selection=INGESTION)
     assert result.success
     assert quarantine_counts(result) == NO_QUARANTINE

@@ -8,6 +8,7 @@ from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.landing_zone import LandingZone
 
 MONTH = "2026-10"
+INGESTION = "group:ingestion"
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def hand_made_month(landing):
 
 
 def test_hand_made_month_exact_counts(hand_made_month, materialize_month, tmp_path):
-    result = materialize_month(MONTH)
+    result = materialize_month(MONTH, selection=INGESTION)
 
     assert result.success
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {
@@ -111,9 +112,9 @@ def test_billed_users_tiers(hand_made_month, materialize_month, tmp_path):
 
 def test_rematerializing_replaces_the_month_byte_for_byte(hand_made_month, materialize_month, tmp_path):
     lake = Lake(tmp_path / "warehouse")
-    assert materialize_month(MONTH).success
+    assert materialize_month(MONTH, selection=INGESTION).success
     first = {p.name: p.read_bytes() for p in lake.partition_dir("clean_plays", MONTH).iterdir()}
-    assert materialize_month(MONTH).success
+    assert materialize_month(MONTH, selection=INGESTION).success
     second = {p.name: p.read_bytes() for p in lake.partition_dir("clean_plays", MONTH).iterdir()}
     assert first == second
     assert sorted(first) == ["_manifest.json", "part-00000.parquet"]
@@ -125,7 +126,7 @@ def test_a_late_file_unbalances_the_accounting_until_the_month_is_recomputed(
     hand_made_month, materialize_month, tmp_path
 ):
     zone, lake = LandingZone(hand_made_month.root), Lake(tmp_path / "warehouse")
-    assert materialize_month(MONTH).success
+    assert materialize_month(MONTH, selection=INGESTION).success
     assert account_for_event_rows(zone, lake, MONTH) == RowAccounting(11, 3, 6, 2, True)
 
     hand_made_month.events(
@@ -134,7 +135,7 @@ def test_a_late_file_unbalances_the_accounting_until_the_month_is_recomputed(
     stale = account_for_event_rows(zone, lake, MONTH)
     assert (stale.unaccounted, stale.inputs_unchanged, stale.balanced) == (1, False, False)
 
-    recomputed = materialize_month(MONTH)
+    recomputed = materialize_month(MONTH, selection=INGESTION)
     evaluation = {e.check_name: e for e in recomputed.get_asset_check_evaluations()}
     assert evaluation["clean_plays_rows_accounted_for"].passed
     assert evaluation["clean_plays_rows_accounted_for"].metadata["clean_plays"].value == 4

@@ -10,6 +10,7 @@ import duckdb
 from fairstream_pipeline.lib.duckdb_engine import DuckDBSettings, connect
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.landing_zone import LandingZone
+from fairstream_pipeline.lib.payout_rules import PayoutRules
 from fairstream_pipeline.settings import setting
 
 
@@ -42,6 +43,28 @@ class DuckDBEngine(dg.ConfigurableResource):
         return connect(DuckDBSettings(self.memory_limit, self.threads, self.temp_directory))
 
 
+class PayoutRulesResource(dg.ConfigurableResource):
+    """The payout rule parameters (docs/payout-rules.md). Set them per run in the launchpad:
+    ``resources: {payout_rules: {config: {royalty_share_ppm: 650000}}}``."""
+
+    royalty_share_ppm: int = PayoutRules.royalty_share_ppm
+    min_play_ms: int = PayoutRules.min_play_ms
+    max_daily_plays_per_track: int = PayoutRules.max_daily_plays_per_track
+    max_daily_streams_per_user: int = PayoutRules.max_daily_streams_per_user
+    residual_policy: str = PayoutRules.residual_policy
+    payout_threshold_cents: int = PayoutRules.payout_threshold_cents
+
+    def rules(self) -> PayoutRules:
+        return PayoutRules(
+            royalty_share_ppm=self.royalty_share_ppm,
+            min_play_ms=self.min_play_ms,
+            max_daily_plays_per_track=self.max_daily_plays_per_track,
+            max_daily_streams_per_user=self.max_daily_streams_per_user,
+            residual_policy=self.residual_policy,
+            payout_threshold_cents=self.payout_threshold_cents,
+        )
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """The resources configured from the environment (see the README)."""
     warehouse = setting("FAIRSTREAM_WAREHOUSE_DIR")
@@ -54,6 +77,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             threads=int(threads) if threads else None,
             temp_directory=setting("FAIRSTREAM_DUCKDB_TEMP_DIR") or str(Path(warehouse) / ".duckdb_tmp"),
         ),
+        "payout_rules": PayoutRulesResource(),
     }
 
 

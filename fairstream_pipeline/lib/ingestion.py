@@ -19,7 +19,15 @@ from pathlib import Path
 import duckdb
 
 from fairstream_pipeline.lib.duckdb_engine import read_parquet, sql_string
-from fairstream_pipeline.lib.landing_zone import DataFile, LandingZone, LandingZoneError
+from fairstream_pipeline.lib.landing_zone import (
+    PAYEE_COLUMNS,
+    SPLIT_COLUMNS,
+    TRACK_COLUMNS,
+    DataFile,
+    LandingZone,
+    LandingZoneError,
+)
+from fairstream_pipeline.lib.payout_rules import SPECIAL_PAYEES
 
 QUARANTINE_REASONS = ("invalid_row", "outside_partition", "conflicting_duplicate", "unknown_user")
 
@@ -340,4 +348,68 @@ def ingest_plays(
         duplicates_dropped=int(duplicates),
         quarantined={reason: quarantined.get(reason, 0) for reason in QUARANTINE_REASONS},
         files=files,
+    )
+
+
+# Catalog ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Catalog:
+    tracks: int
+    split_rows: int
+    payees: int
+    files: list[DataFile]
+
+
+def ingest_catalog(con: duckdb.DuckDBPyConnection, zone: LandingZone) -> Catalog:
+    """Load ``catalog/*.parquet`` into temp tables ``catalog_tracks``, ``split_rows``, ``catalog_payees``.
+
+    A track or payee listed twice, or a row without its id, is an error. Broken *shares* are not:
+    they send the track's money to suspense (``docs/payout-rules.md``, rule 7).
+    """
+    sources = {
+        "catalog_tracks": (zone.catalog_file("tracks", TRACK_COLUMNS), "r.track_id, r.title, r.artist_name", "track_id"),
+        "split_rows": (
+            zone.catalog_file("rights_splits", SPLIT_COLUMNS),
+            "r.track_id, r.payee_id, CAST(r.share_ppm AS BIGINT) AS share_ppm",
+            None,
+        ),
+        "catalog_payees": (zone.catalog_file("payees", PAYEE_COLUMNS), "r.payee_id, r.name, r.email", "payee_id"),
+    }
+    for table, (data_file, columns, _) in sources.items():
+        _register_files(con, f"{table}_files", [data_file])
+        _load(con, table, _read([data_file], f"{table}_files", columns), data_file.relative_path)
+    for table, (data_file, _, key) in sources.items():
+        id_column = key or "track_id"
+        _first_problems(
+            con,
+            f"""SELECT source_file, file_row_number, count(*) OVER () FROM {table}
+                WHERE {id_column} IS NULL OR {id_column} = '' ORDER BY file_row_number LIMIT 1""",
+            lambda r, c=id_column: f"{r[0]} row {r[1]}: {c} is null or empty",
+        )
+        if key:
+            _first_problems(
+                con,
+                f"""SELECT {key}, count(*), list(source_file ORDER BY file_row_number),
+                           list(file_row_number ORDER BY file_row_number), count(*) OVER ()
+                    FROM {table} GROUP BY {key} HAVING count(*) > 1 ORDER BY {key} LIMIT 1""",
+                lambda r, k=key, f=data_file: _duplicate_message(f.relative_path, k, r[0], r[1], r[2], r[3]),
+            )
+    reserved = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
+    _first_problems(
+        con,
+        f"""SELECT source_file, file_row_number, payee_id, count(*) OVER () FROM (
+                SELECT source_file, file_row_number, payee_id FROM catalog_payees
+                UNION ALL SELECT source_file, file_row_number, payee_id FROM split_rows)
+            WHERE payee_id IN ({reserved}) ORDER BY source_file, file_row_number LIMIT 1""",
+        lambda r: f"{r[0]} row {r[1]}: payee_id '{r[2]}' is reserved for the pipeline",
+    )
+    counts = {
+        table: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] for table in sources
+    }
+    return Catalog(
+        tracks=counts["catalog_tracks"],
+        split_rows=counts["split_rows"],
+        payees=counts["catalog_payees"],
+        files=[data_file for data_file, _, _ in sources.values()],
     )

@@ -1,0 +1,1 @@
+"""Payouts: counted streams, pools, payee earnings (UC beside PR), statements and money checks."""

@@ -1,0 +1,369 @@
+"""Payout assets: counted streams, segment pools, payee earnings (UC beside PR) and statements."""
+
+import dagster as dg
+
+from fairstream_pipeline.defs.metadata import OWNERS, contract_failures, markdown_table, preview
+from fairstream_pipeline.defs.partitions import monthly_partitions
+from fairstream_pipeline.defs.resources import (
+    DuckDBEngine,
+    LandingZoneResource,
+    PayoutRulesResource,
+    WarehouseResource,
+)
+from fairstream_pipeline.lib.ingestion import ingest_catalog
+from fairstream_pipeline.lib.lake import MissingPartitionError
+from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
+from fairstream_pipeline.lib.landing_zone import fingerprint
+from fairstream_pipeline.lib.months import previous_month
+from fairstream_pipeline.lib.payout_engine import (
+    allocate_pools,
+    count_streams,
+    pay_payees,
+    roll_statements,
+    validate_splits,
+)
+from fairstream_pipeline.lib.payout_report import cents, compare_models, percent
+from fairstream_pipeline.lib.payout_rules import RULES_VERSION, PayoutRules
+
+CATALOG, PAYOUTS = "catalog", "payouts"
+LAKE_KINDS = {"duckdb", "parquet"}
+CODE_VERSION = f"payout-rules-{RULES_VERSION}"
+
+
+def _spec(key: str, description: str, deps: list, group: str = PAYOUTS, **kwargs) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key,
+        deps=deps,
+        description=description,
+        group_name=group,
+        owners=OWNERS,
+        kinds=LAKE_KINDS,
+        code_version=CODE_VERSION,
+        **kwargs,
+    )
+
+
+def _rules_metadata(rules: PayoutRules) -> dict:
+    return {"payout_rules": dg.MetadataValue.json(rules.as_dict())}
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(
+            "track_splits",
+            "The month's rights splits, each row with its track's verdict (valid, or why not). "
+            "Tracks with invalid or missing splits pay __suspense__.",
+            deps=[],
+            group=CATALOG,
+        ),
+        _spec(
+            "payee_directory",
+            "The payees (id, name, email) as the catalog listed them when the month was computed.",
+            deps=[],
+            group=CATALOG,
+        ),
+    ],
+    partitions_def=monthly_partitions,
+    name="snapshot_catalog",
+)
+def snapshot_catalog(
+    context: dg.AssetExecutionContext,
+    landing_zone: LandingZoneResource,
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+):
+    """Snapshot the catalog for the month and judge every track's splits."""
+    month = context.partition_key
+    with contract_failures(), duckdb.connect() as con:
+        catalog = ingest_catalog(con, landing_zone.zone())
+        validate_splits(con)
+        con.execute(
+            "CREATE TEMP TABLE payee_directory AS "
+            "SELECT payee_id, name, email FROM catalog_payees ORDER BY payee_id"
+        ).fetchall()
+        rows = publish_month(
+            con,
+            warehouse.lake(),
+            month,
+            ["track_splits", "payee_directory"],
+            {"input_fingerprint": fingerprint(catalog.files)},
+        )
+        verdicts = con.execute(
+            """SELECT coalesce(problem, 'valid'), count(DISTINCT track_id) FROM track_splits
+               GROUP BY ALL ORDER BY 2 DESC, 1"""
+        ).fetchall()
+        invalid = preview(
+            con,
+            "SELECT track_id, problem, list(payee_id) AS payees, list(share_ppm) AS shares "
+            "FROM track_splits WHERE NOT valid GROUP BY track_id, problem ORDER BY track_id",
+            limit=20,
+        )
+        no_email = con.execute(
+            "SELECT count(*) FROM payee_directory WHERE email IS NULL OR email = ''"
+        ).fetchall()[0][0]
+    yield dg.MaterializeResult(
+        asset_key="track_splits",
+        metadata={
+            "dagster/row_count": rows["track_splits"],
+            "tracks_in_catalog": catalog.tracks,
+            "tracks_by_verdict": dg.MetadataValue.md(markdown_table(["verdict", "tracks"], verdicts)),
+            "invalid_tracks": invalid,
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="payee_directory",
+        metadata={"dagster/row_count": rows["payee_directory"], "payees_without_email": no_email},
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(
+            "counted_streams",
+            "s(u,t): each user's counted streams of each track this month. A play counts when it "
+            "lasts at least min_play_ms, at most max_daily_plays_per_track per user, track and UTC "
+            "day, and not at all for flagged users.",
+            deps=["clean_plays"],
+        ),
+        _spec(
+            "flagged_users",
+            "Users whose capped streams on a single UTC day exceed max_daily_streams_per_user, with "
+            "their worst day and its count. None of their streams count this month.",
+            deps=["clean_plays"],
+        ),
+    ],
+    partitions_def=monthly_partitions,
+    name="count_month_streams",
+    pool="duckdb_heavy",
+)
+def count_month_streams(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+    payout_rules: PayoutRulesResource,
+):
+    """Apply rule 1 (counted streams and flagged users) to the month's clean plays."""
+    month, rules, lake = context.partition_key, payout_rules.rules(), warehouse.lake()
+    with duckdb.connect() as con:
+        attach_month(con, lake, month, {"clean_plays": "clean_plays"})
+        count_streams(con, rules)
+        total_streams, users = con.execute(
+            "SELECT coalesce(sum(streams), 0)::BIGINT, count(DISTINCT user_id) FROM counted_streams"
+        ).fetchall()[0]
+        rows = publish_month(
+            con,
+            lake,
+            month,
+            ["counted_streams", "flagged_users"],
+            {"rules": rules.as_dict(), "counted_streams": total_streams},
+        )
+        flagged_preview = preview(con, "SELECT * FROM flagged_users ORDER BY worst_day_streams DESC", limit=20)
+    yield dg.MaterializeResult(
+        asset_key="counted_streams",
+        metadata={
+            "dagster/row_count": rows["counted_streams"],
+            "counted_streams": total_streams,
+            "streaming_users": users,
+            **_rules_metadata(rules),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="flagged_users",
+        metadata={"dagster/row_count": rows["flagged_users"], "preview": flagged_preview, **_rules_metadata(rules)},
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(
+            "segment_pools",
+            "One row per segment (country, tier): users, counted streams, the pool in pico-cents, "
+            "the target in cents, the residual of silent and flagged users, and what goes unallocated.",
+            deps=["billed_users", "ad_revenue", "counted_streams"],
+        ),
+        _spec(
+            "track_earnings",
+            "Per segment and track: counted streams, user-centric and pro-rata pico-cents, before splits.",
+            deps=["billed_users", "ad_revenue", "counted_streams"],
+        ),
+    ],
+    partitions_def=monthly_partitions,
+    name="allocate_segment_pools",
+    pool="duckdb_heavy",
+)
+def allocate_segment_pools(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+    payout_rules: PayoutRulesResource,
+):
+    """Apply rules 2-6: price each segment's pool and share it among tracks, UC and PR."""
+    month, rules, lake = context.partition_key, payout_rules.rules(), warehouse.lake()
+    with duckdb.connect() as con:
+        attach_month(
+            con,
+            lake,
+            month,
+            {"billed_users": "billed_users", "ad_revenue": "ad_revenue", "counted_streams": "counted_streams"},
+        )
+        allocate_pools(con, rules)
+        rows = publish_month(con, lake, month, ["segment_pools", "track_earnings"], {"rules": rules.as_dict()})
+        pools = con.execute(
+            """SELECT country, tier, users, counted_streams, target_cents,
+                      (residual_pico // 1000000000000)::BIGINT, (uc_unallocated_pico // 1000000000000)::BIGINT
+               FROM segment_pools ORDER BY country, tier"""
+        ).fetchall()
+        target = sum(p[4] for p in pools)
+    yield dg.MaterializeResult(
+        asset_key="segment_pools",
+        metadata={
+            "dagster/row_count": rows["segment_pools"],
+            "target_cents": target,
+            "segments": dg.MetadataValue.md(
+                markdown_table(
+                    ["country", "tier", "users", "counted streams", "target (EUR)", "residual (EUR)", "UC unallocated (EUR)"],
+                    [(*p[:4], cents(p[4]), cents(p[5]), cents(p[6])) for p in pools],
+                )
+            ),
+            **_rules_metadata(rules),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="track_earnings",
+        metadata={"dagster/row_count": rows["track_earnings"], **_rules_metadata(rules)},
+    )
+
+
+@dg.asset(
+    partitions_def=monthly_partitions,
+    deps=["segment_pools", "track_earnings", "track_splits"],
+    group_name=PAYOUTS,
+    owners=OWNERS,
+    kinds=LAKE_KINDS,
+    code_version=CODE_VERSION,
+)
+def payee_earnings(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+    payout_rules: PayoutRulesResource,
+) -> dg.MaterializeResult:
+    """Each payee's cents per segment, user-centric (uc_cents) beside pro-rata (pr_cents).
+
+    Track money is split by the rights splits (invalid splits pay __suspense__), then rounded to
+    cents once per segment and payee so that every segment sums exactly to its target.
+    """
+    month, rules, lake = context.partition_key, payout_rules.rules(), warehouse.lake()
+    with duckdb.connect() as con:
+        attach_month(
+            con,
+            lake,
+            month,
+            {"segment_pools": "segment_pools", "track_earnings": "track_earnings", "track_splits": "track_splits"},
+        )
+        pay_payees(con)
+        rows = publish_month(con, lake, month, ["payee_earnings"], {"rules": rules.as_dict()})
+        comparison = compare_models(con)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows["payee_earnings"],
+            **comparison_metadata(comparison),
+            **_rules_metadata(rules),
+        }
+    )
+
+
+def comparison_metadata(c) -> dict:
+    """User-centric beside pro-rata, as the UI shows it on payee_earnings."""
+    top = markdown_table(
+        ["payee", "user-centric (EUR)", "pro-rata (EUR)", "UC - PR (EUR)"],
+        [(p, cents(uc), cents(pr), cents(uc - pr)) for p, uc, pr in c.top_payees],
+    )
+    return {
+        "uc_total_cents": c.uc_total_cents,
+        "pr_total_cents": c.pr_total_cents,
+        "payees": c.payees,
+        "top_1pct_share_uc": percent(c.uc_top_1pct_cents, c.uc_total_cents),
+        "top_1pct_share_pr": percent(c.pr_top_1pct_cents, c.pr_total_cents),
+        "suspense_uc_cents": c.special_cents.get("__suspense__", (0, 0))[0],
+        "unallocated_uc_cents": c.special_cents.get("__unallocated__", (0, 0))[0],
+        "top_payees": dg.MetadataValue.md(
+            f"Top 1% = {c.top_1pct_payees} of {c.payees} payees: "
+            f"{percent(c.uc_top_1pct_cents, c.uc_total_cents)} of the money user-centric, "
+            f"{percent(c.pr_top_1pct_cents, c.pr_total_cents)} pro-rata.\n\n{top}"
+        ),
+    }
+
+
+@dg.asset(
+    partitions_def=monthly_partitions,
+    deps=[
+        "payee_earnings",
+        dg.AssetDep(
+            "payee_statements",
+            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1),
+        ),
+    ],
+    group_name=PAYOUTS,
+    owners=OWNERS,
+    kinds=LAKE_KINDS,
+    code_version=CODE_VERSION,
+)
+def payee_statements(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+    payout_rules: PayoutRulesResource,
+) -> dg.MaterializeResult:
+    """Each payee's monthly statement: opening balance, earned (UC), pro-rata, paid, closing balance.
+
+    Opening balances are last month's closing balances (zero in the first month). A payee is paid
+    everything once opening + earned reaches payout_threshold_cents; otherwise it carries over.
+    __suspense__ and __unallocated__ are never paid.
+    """
+    month, rules, lake = context.partition_key, payout_rules.rules(), warehouse.lake()
+    first_month = monthly_partitions.get_first_partition_key()
+    with duckdb.connect() as con:
+        attach_month(con, lake, month, {"payee_earnings": "payee_earnings"})
+        if month == first_month:
+            con.execute(
+                "CREATE TEMP TABLE previous_statements AS "
+                "SELECT NULL::VARCHAR AS payee_id, NULL::BIGINT AS closing_balance_cents WHERE false"
+            ).fetchall()
+            opening_from = "zero balances (first month)"
+        else:
+            previous = previous_month(month)
+            try:
+                attach_month(con, lake, previous, {"previous_statements": "payee_statements"})
+            except MissingPartitionError as exc:
+                raise dg.Failure(
+                    description=(
+                        f"payee_statements for {previous} is missing, so {month} has no opening "
+                        f"balances: materialize {previous} first (backfills run months in order)."
+                    ),
+                    allow_retries=False,
+                ) from exc
+            opening_from = f"payee_statements {previous}"
+        roll_statements(con, rules)
+        rows = publish_month(
+            con, lake, month, ["payee_statements"], {"rules": rules.as_dict(), "opening_from": opening_from}
+        )
+        totals = con.execute(
+            """SELECT count(*) FILTER (WHERE paid_cents > 0), coalesce(sum(paid_cents), 0)::BIGINT,
+                      coalesce(sum(closing_balance_cents), 0)::BIGINT,
+                      coalesce(sum(opening_balance_cents), 0)::BIGINT
+               FROM payee_statements"""
+        ).fetchall()[0]
+        shown = preview(con, "SELECT * FROM payee_statements ORDER BY earned_cents DESC, payee_id", limit=15)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows["payee_statements"],
+            "payees_paid": totals[0],
+            "paid_cents": totals[1],
+            "carried_over_cents": totals[2],
+            "opening_balance_cents": totals[3],
+            "opening_balances_from": opening_from,
+            "preview": shown,
+            **_rules_metadata(rules),
+        }
+    )

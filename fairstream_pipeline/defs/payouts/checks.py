@@ -1,0 +1,202 @@
+"""Money checks. The blocking ones stop bad money from moving downstream; the WARN ones flag a month."""
+
+import dagster as dg
+
+from fairstream_pipeline.defs.metadata import markdown_table
+from fairstream_pipeline.defs.partitions import monthly_partitions
+from fairstream_pipeline.defs.resources import DuckDBEngine, PayoutRulesResource, WarehouseResource
+from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake_tables import attach_month
+from fairstream_pipeline.lib.months import previous_month
+from fairstream_pipeline.lib.payout_checks import (
+    Finding,
+    no_negative_earnings,
+    segments_reconcile,
+    statements_balance,
+    totals_agree,
+)
+from fairstream_pipeline.lib.payout_report import percent
+
+SUSPENSE_WARN_BASIS_POINTS = 100  # 1% of the month's user-centric money
+STREAMS_CHANGE_WARN_PERCENT = 50
+
+
+def _spec(name: str, asset: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        name, asset=asset, description=description, blocking=blocking, partitions_def=monthly_partitions
+    )
+
+
+def _finding_result(name: str, asset: str, finding: Finding, header: list[str]) -> dg.AssetCheckResult:
+    metadata = {"rows_checked": finding.checked, "problems": len(finding.problems)}
+    if finding.problems:
+        metadata["first_problems"] = dg.MetadataValue.md(markdown_table(header, finding.problems[:20]))
+    return dg.AssetCheckResult(check_name=name, asset_key=asset, passed=finding.passed, metadata=metadata)
+
+
+@dg.multi_asset_check(
+    specs=[
+        _spec(
+            "uc_cents_reconcile_per_segment",
+            "payee_earnings",
+            "Per segment, the payees' user-centric cents sum exactly to the segment's target, "
+            "recomputed from billed_users and ad_revenue.",
+        ),
+        _spec(
+            "pr_cents_reconcile_per_segment",
+            "payee_earnings",
+            "Per segment, the payees' pro-rata cents sum exactly to the segment's target.",
+        ),
+        _spec("no_negative_earnings", "payee_earnings", "No payee has a negative amount under either model."),
+        _spec(
+            "uc_total_equals_pr_total",
+            "payee_earnings",
+            "The month's user-centric total equals its pro-rata total: the models share the same money.",
+        ),
+        _spec(
+            "suspense_share",
+            "payee_earnings",
+            "Warns when more than 1% of the month's user-centric money goes to __suspense__ "
+            "(tracks without valid splits).",
+            blocking=False,
+        ),
+    ],
+    name="payee_earnings_money_checks",
+)
+def payee_earnings_money_checks(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, duckdb: DuckDBEngine
+):
+    """Reconcile the month's payee earnings to the cent, under both models."""
+    month, lake = context.partition_key, warehouse.lake()
+    royalty_share_ppm = lake.manifest("payee_earnings", month)["rules"]["royalty_share_ppm"]
+    with duckdb.connect() as con:
+        attach_month(
+            con,
+            lake,
+            month,
+            {"payee_earnings": "payee_earnings", "billed_users": "billed_users", "ad_revenue": "ad_revenue"},
+        )
+        segment_header = ["country", "tier", "target cents", "payees' cents"]
+        for model in ("uc", "pr"):
+            yield _finding_result(
+                f"{model}_cents_reconcile_per_segment",
+                "payee_earnings",
+                segments_reconcile(con, model, royalty_share_ppm),
+                segment_header,
+            )
+        yield _finding_result(
+            "no_negative_earnings",
+            "payee_earnings",
+            no_negative_earnings(con),
+            ["country", "tier", "payee", "uc cents", "pr cents"],
+        )
+        uc_total, pr_total = totals_agree(con)
+        yield dg.AssetCheckResult(
+            check_name="uc_total_equals_pr_total",
+            asset_key="payee_earnings",
+            passed=uc_total == pr_total,
+            metadata={"uc_total_cents": uc_total, "pr_total_cents": pr_total},
+        )
+        suspense = con.execute(
+            "SELECT coalesce(sum(uc_cents), 0)::BIGINT FROM payee_earnings WHERE payee_id = '__suspense__'"
+        ).fetchall()[0][0]
+    yield dg.AssetCheckResult(
+        check_name="suspense_share",
+        asset_key="payee_earnings",
+        passed=suspense * 10_000 <= SUSPENSE_WARN_BASIS_POINTS * uc_total,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "suspense_uc_cents": suspense,
+            "uc_total_cents": uc_total,
+            "suspense_share": percent(suspense, uc_total),
+        },
+    )
+
+
+@dg.asset_check(
+    asset="payee_statements",
+    blocking=True,
+    partitions_def=monthly_partitions,
+    description=(
+        "Every statement balances (opening + earned - paid = closing), matches payee_earnings and "
+        "last month's closing balances, and pays only whole balances at or over the threshold."
+    ),
+)
+def statements_balance_check(
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+) -> dg.AssetCheckResult:
+    month, lake = context.partition_key, warehouse.lake()
+    manifest = lake.manifest("payee_statements", month)
+    with duckdb.connect() as con:
+        attach_month(con, lake, month, {"payee_statements": "payee_statements", "payee_earnings": "payee_earnings"})
+        _attach_previous_statements(con, lake, month, manifest["opening_from"])
+        finding = statements_balance(con, manifest["rules"]["payout_threshold_cents"])
+    return _finding_result("statements_balance_check", "payee_statements", finding, ["payee", "problem"])
+
+
+def _attach_previous_statements(con, lake: Lake, month: str, opening_from: str) -> None:
+    if opening_from.startswith("payee_statements"):
+        attach_month(con, lake, previous_month(month), {"previous_statements": "payee_statements"})
+    else:
+        con.execute(
+            "CREATE TEMP TABLE previous_statements AS "
+            "SELECT NULL::VARCHAR AS payee_id, NULL::BIGINT AS closing_balance_cents WHERE false"
+        ).fetchall()
+
+
+@dg.asset_check(
+    asset="payee_directory",
+    partitions_def=monthly_partitions,
+    description="Warns when a payee named in the rights splits has no email address (or is not in the directory).",
+)
+def payees_in_splits_have_email(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, duckdb: DuckDBEngine
+) -> dg.AssetCheckResult:
+    month, lake = context.partition_key, warehouse.lake()
+    with duckdb.connect() as con:
+        attach_month(con, lake, month, {"payee_directory": "payee_directory", "track_splits": "track_splits"})
+        missing = con.execute(
+            """SELECT s.payee_id, CASE WHEN d.payee_id IS NULL THEN 'not in payees.parquet' ELSE 'no email' END
+               FROM (SELECT DISTINCT payee_id FROM track_splits WHERE payee_id IS NOT NULL) s
+               LEFT JOIN payee_directory d USING (payee_id)
+               WHERE d.payee_id IS NULL OR d.email IS NULL OR trim(d.email) = ''
+               ORDER BY s.payee_id"""
+        ).fetchall()
+    metadata = {"payees_without_email": len(missing)}
+    if missing:
+        metadata["payees"] = dg.MetadataValue.md(markdown_table(["payee", "problem"], missing[:50]))
+    return dg.AssetCheckResult(passed=not missing, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
+
+
+@dg.asset_check(
+    asset="counted_streams",
+    partitions_def=monthly_partitions,
+    description=f"Warns when the month's counted streams changed by more than {STREAMS_CHANGE_WARN_PERCENT}% "
+    "from the previous month.",
+)
+def counted_streams_month_over_month(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    month, lake = context.partition_key, warehouse.lake()
+    current = lake.manifest("counted_streams", month)["counted_streams"]
+    previous = previous_month(month)
+    if not lake.exists("counted_streams", previous):
+        return dg.AssetCheckResult(
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"No counted_streams for {previous} to compare with.",
+            metadata={"counted_streams": current},
+        )
+    before = lake.manifest("counted_streams", previous)["counted_streams"]
+    change = abs(current - before)
+    return dg.AssetCheckResult(
+        passed=change * 100 <= STREAMS_CHANGE_WARN_PERCENT * before,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "counted_streams": current,
+            "previous_month_streams": before,
+            "change": percent(current - before, before) if before else "n/a",
+        },
+    )

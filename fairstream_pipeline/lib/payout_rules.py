@@ -1,0 +1,37 @@
+"""The parameters of the payout rules (v1), see ``docs/payout-rules.md``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+PPM = 1_000_000  # parts per million
+PICO_PER_CENT = 10**12  # money is computed in pico-cents (10^-12 cent)
+RESIDUAL_POLICIES = ("pro_rata", "retain")
+SUSPENSE = "__suspense__"  # tracks without valid splits: held until the rights are resolved
+UNALLOCATED = "__unallocated__"  # money no stream could claim
+SPECIAL_PAYEES = (SUSPENSE, UNALLOCATED)  # never paid out; their balance accumulates
+RULES_VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class PayoutRules:
+    royalty_share_ppm: int = 700_000
+    min_play_ms: int = 30_000
+    max_daily_plays_per_track: int = 10
+    max_daily_streams_per_user: int = 1_000
+    residual_policy: str = "pro_rata"
+    payout_threshold_cents: int = 1_000
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.royalty_share_ppm <= PPM:
+            raise ValueError(f"royalty_share_ppm must be within 0..{PPM}, got {self.royalty_share_ppm}")
+        for name in ("min_play_ms", "max_daily_plays_per_track", "max_daily_streams_per_user", "payout_threshold_cents"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.residual_policy not in RESIDUAL_POLICIES:
+            raise ValueError(
+                f"residual_policy must be one of {', '.join(RESIDUAL_POLICIES)}, got {self.residual_policy!r}"
+            )
+
+    def as_dict(self) -> dict[str, int | str]:
+        return {"rules_version": RULES_VERSION, **asdict(self)}
