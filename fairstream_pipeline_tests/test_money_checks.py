@@ -1,0 +1,111 @@
+"""The blocking money checks catch corrupted money and stop it from moving downstream."""
+
+import duckdb
+import pytest
+
+from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.payout_checks import statements_balance
+from fairstream_pipeline_tests.payout_cases import MonthCase, Plays
+
+MONTH = "2024-01"
+CONFIG = {"resources": {"payout_rules": {"config": {"royalty_share_ppm": 1_000_000}}}}
+
+
+@pytest.fixture
+def computed_month(landing, materialize_month, tmp_path):
+    MonthCase(
+        [("U1", "premium", "FR", 1000), ("U2", "premium", "FR", 1000), ("F", "free", "FR", 0)],
+        [Plays("U1", "X", 3), Plays("U2", "Y", 1), Plays("F", "X", 2)],
+        ad_revenue=[("FR", 500)],
+    ).write(landing, MONTH)
+    assert materialize_month(MONTH, run_config=CONFIG).success
+    return Lake(tmp_path / "warehouse")
+
+
+def _rewrite(lake: Lake, asset: str, select: str) -> None:
+    """Replace the month's file of ``asset`` by ``select`` over it (a corrupted intermediate)."""
+    path = lake.partition_dir(asset, MONTH) / "part-00000.parquet"
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE t AS SELECT * FROM read_parquet('{path}', hive_partitioning = false)")
+    con.execute(f"COPY ({select}) TO '{path}' (FORMAT parquet)")
+
+
+def _checks(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def _materialized(result) -> set[str]:
+    return {e.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def test_inflated_track_earnings_are_caught_and_statements_are_not_written(computed_month, materialize_month):
+    statements_before = (computed_month.partition_dir("payee_statements", MONTH) / "part-00000.parquet").read_bytes()
+    # Someone doubles track X's user-centric money in the intermediate table.
+    _rewrite(
+        computed_month,
+        "track_earnings",
+        "SELECT * REPLACE (CASE WHEN track_id = 'X' THEN uc_pico * 2 ELSE uc_pico END AS uc_pico) FROM t",
+    )
+    result = materialize_month(
+        MONTH, selection="key:payee_earnings or key:payee_statements", run_config=CONFIG
+    )
+
+    assert not result.success
+    assert _checks(result) == {
+        "uc_cents_reconcile_per_segment": False,
+        "pr_cents_reconcile_per_segment": True,
+        "no_negative_earnings": True,
+        "uc_total_equals_pr_total": False,
+        "suspense_share": True,
+    }
+    assert _materialized(result) == {"payee_earnings"}
+    failed_steps = {e.step_key for e in result.all_events if e.is_step_failure}
+    assert failed_steps == {"payee_earnings_money_checks"}
+    # The statements on disk are still the good ones.
+    after = (computed_month.partition_dir("payee_statements", MONTH) / "part-00000.parquet").read_bytes()
+    assert after == statements_before
+
+
+def test_a_tampered_segment_target_is_caught_against_the_inputs(computed_month, materialize_month):
+    _rewrite(
+        computed_month,
+        "segment_pools",
+        "SELECT * REPLACE (CASE WHEN tier = 'paid' THEN target_cents + 7 ELSE target_cents END AS target_cents) FROM t",
+    )
+    result = materialize_month(MONTH, selection="key:payee_earnings", run_config=CONFIG)
+    assert not result.success
+    checks = _checks(result)
+    assert checks["uc_cents_reconcile_per_segment"] is False
+    assert checks["pr_cents_reconcile_per_segment"] is False
+
+
+def test_statements_balance_names_each_kind_of_broken_statement():
+    con = duckdb.connect()
+    con.execute(
+        """CREATE TABLE payee_earnings AS SELECT * FROM (VALUES
+               ('FR', 'paid', 'A', 500::BIGINT, 400::BIGINT),
+               ('FR', 'paid', 'B', 2000, 2100),
+               ('FR', 'paid', '__suspense__', 1500, 1500),
+               ('FR', 'paid', 'D', 10, 10)) t(country, tier, payee_id, uc_cents, pr_cents)"""
+    )
+    con.execute(
+        """CREATE TABLE previous_statements AS SELECT * FROM (VALUES ('A', 300::BIGINT), ('E', 50))
+           t(payee_id, closing_balance_cents)"""
+    )
+    con.execute(
+        """CREATE TABLE payee_statements AS SELECT * FROM (VALUES
+               ('A', 300::BIGINT, 500::BIGINT, 400::BIGINT, 0::BIGINT, 801::BIGINT),
+               ('B', 0, 2000, 2100, 1000, 1000),
+               ('D', 0, 11, 10, 0, 11),
+               ('__suspense__', 0, 1500, 1500, 1500, 0))
+           t(payee_id, opening_balance_cents, earned_cents, pro_rata_cents, paid_cents, closing_balance_cents)"""
+    )
+    finding = statements_balance(con, threshold_cents=1000)
+    assert finding.checked == 4
+    assert finding.problems == [
+        ("A", "opening + earned - paid <> closing"),
+        ("B", "a payment must be the whole balance and reach the threshold"),
+        ("D", "earned differs from payee_earnings"),
+        ("__suspense__", "a special payee was paid"),
+        ("E", "payee has earnings or a balance but no statement"),
+    ]
