@@ -33,7 +33,7 @@ $(DEMO_HOME)/dagster.yaml:
 
 demo: install $(DEMO_HOME)/dagster.yaml
 	@for month in $(DEMO_MONTHS); do \
-	  $(BIN)/fairstream sample --month $$month --users $(DEMO_USERS) --seed $(DEMO_SEED) --out data/landing --quiet || exit 1; \
+	  $(BIN)/fairstream sample --month $$month --users $(DEMO_USERS) --seed $(DEMO_SEED) --out data/landing > $(DEMO_HOME)/sample-$$month.json || exit 1; \
 	done
 	@for month in $(DEMO_MONTHS); do \
 	  echo "== dagster asset materialize --select '*' --partition $$month"; \

@@ -7,7 +7,8 @@ from pathlib import Path
 
 # Tests are hermetic: the caller's FAIRSTREAM_* settings must not leak into definitions that
 # read them at import time (the first partition, for instance).
-for _name in [n for n in os.environ if n.startswith("FAIRSTREAM_")]:
+# FAIRSTREAM_TEST_* (where the test PostgreSQL is) are the tests' own settings and stay.
+for _name in [n for n in os.environ if n.startswith("FAIRSTREAM_") and not n.startswith("FAIRSTREAM_TEST_")]:
     del os.environ[_name]
 
 import dagster as dg

@@ -1,0 +1,153 @@
+"""The ``fairstream`` console script.
+
+Subcommands:
+
+* ``fairstream sample --month 2026-10 --users 5000 --seed 7 --out data/landing [--events N] [--tracks N]``
+  writes one deterministic month of landing-zone data (see
+  :mod:`fairstream_pipeline.lib.sample_data`). It prints a short human summary on stderr and the
+  JSON summary on stdout, so ``fairstream sample ... > summary.json`` captures just the JSON.
+* ``fairstream summary 2026-09 2026-10`` prints what the pipeline computed for those months
+  (accounting, user-centric beside pro-rata, statements), read from ``FAIRSTREAM_WAREHOUSE_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from fairstream_pipeline.lib import sample_data
+
+
+def _month(value: str) -> str:
+    try:
+        sample_data.parse_month(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _at_least(minimum: int):
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {number}")
+        return number
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fairstream", description="FairStream payout pipeline tools.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sample = sub.add_parser(
+        "sample",
+        help="write one month of deterministic sample landing-zone data",
+        description=(
+            "Write the catalog, subscriptions/month=YYYY-MM, ad_revenue/month=YYYY-MM and every "
+            "listening_events/date=YYYY-MM-DD day (with _SUCCESS) of one month. Re-running replaces "
+            "the month's files. Same arguments, same bytes."
+        ),
+    )
+    sample.add_argument("--month", required=True, type=_month, help="month to generate, YYYY-MM")
+    sample.add_argument(
+        "--users", required=True, type=_at_least(sample_data.MIN_USERS), help="size of the user base"
+    )
+    sample.add_argument("--seed", required=True, type=_at_least(0), help="random seed (>= 0)")
+    sample.add_argument("--out", required=True, type=Path, help="landing-zone root, e.g. data/landing")
+    sample.add_argument(
+        "--events",
+        type=_at_least(1),
+        default=None,
+        help="listening-event rows in the month (default: users * 60)",
+    )
+    sample.add_argument(
+        "--tracks",
+        type=_at_least(sample_data.MIN_TRACKS),
+        default=None,
+        help="catalog size (default: max(200, users // 2))",
+    )
+    sample.set_defaults(func=_cmd_sample)
+
+    summary = sub.add_parser(
+        "summary",
+        help="summarize computed months from the warehouse",
+        description="Print the accounting, UC beside PR, and statements of computed months.",
+    )
+    summary.add_argument("months", nargs="+", type=_month, help="months, YYYY-MM")
+    summary.add_argument(
+        "--warehouse",
+        type=Path,
+        default=None,
+        help="warehouse root (default: FAIRSTREAM_WAREHOUSE_DIR, else data/warehouse)",
+    )
+    summary.set_defaults(func=_cmd_summary)
+    return parser
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from fairstream_pipeline.lib.lake import Lake, MissingPartitionError
+    from fairstream_pipeline.lib.month_summary import summarize_month
+    from fairstream_pipeline.settings import setting
+
+    lake = Lake(args.warehouse or setting("FAIRSTREAM_WAREHOUSE_DIR"))
+    for month in args.months:
+        try:
+            print(summarize_month(lake, month))
+        except MissingPartitionError as exc:
+            print(f"== {month}\nnot computed: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    summary = sample_data.generate_month(
+        args.out,
+        args.month,
+        users=args.users,
+        seed=args.seed,
+        events=args.events,
+        tracks=args.tracks,
+    )
+    elapsed = time.perf_counter() - started
+    s = summary
+    rate = s.rows_written / elapsed if elapsed > 0 else float("inf")
+    lines = [
+        f"wrote {s.month} to {args.out}: {s.rows_written:,} event rows in {s.event_files} files "
+        f"over {s.days} days ({s.events_per_day_min:,}..{s.events_per_day_max:,} per day) "
+        f"in {elapsed:.1f} s ({rate:,.0f} rows/s)",
+        f"users: {s.users:,} in the base, {s.users_billed:,} billed ({s.paying_users:,} paying, "
+        f"{s.free_users:,} free), {s.churned_users:,} churned, {s.silent_paying_users:,} silent paying, "
+        f"{len(s.bot_user_ids)} bots, {len(s.looper_user_ids)} loopers",
+        f"catalog: {s.tracks_in_catalog:,} tracks, {s.payees:,} payees "
+        f"({s.payees_without_email} without email), {len(s.broken_split_track_ids)} broken splits, "
+        f"{len(s.tracks_without_splits)} without splits; {s.uncataloged_track_plays:,} uncataloged plays",
+        f"anomalies: {s.invalid_rows} invalid, {s.outside_partition} outside partition, "
+        f"{s.conflicting_duplicate_rows} conflicting-duplicate rows, {s.exact_duplicates:,} exact "
+        f"duplicates, {s.unknown_user_events} unknown-user events; "
+        f"expected clean plays {s.expected_clean_plays:,}",
+    ]
+    print("\n".join(lines), file=sys.stderr)
+    print(json.dumps(summary.to_dict(), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as exc:
+        parser.error(str(exc))  # exits with status 2
+    return 2  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

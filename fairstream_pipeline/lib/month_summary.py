@@ -1,0 +1,45 @@
+"""A short plain-text summary of computed months, read from the lake (``fairstream summary``)."""
+
+from __future__ import annotations
+
+import duckdb
+
+from fairstream_pipeline.lib.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake_tables import attach_month
+from fairstream_pipeline.lib.payout_report import cents, compare_models, percent
+
+
+def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
+    """Ingestion accounting, UC beside PR, and the statements of one month, as text."""
+    plays = lake.manifest("clean_plays", month)
+    quarantined = ", ".join(f"{reason} {n:,}" for reason, n in plays["quarantined"].items())
+    con = duckdb.connect()
+    attach_month(con, lake, month, {"payee_earnings": "payee_earnings"})
+    comparison = compare_models(con, top=top)
+    flagged = lake.row_count("flagged_users", month)
+    statements = con.execute(
+        f"""SELECT count(*), count(*) FILTER (WHERE paid_cents > 0),
+                   coalesce(sum(paid_cents), 0)::BIGINT, coalesce(sum(opening_balance_cents), 0)::BIGINT,
+                   coalesce(sum(closing_balance_cents), 0)::BIGINT
+            FROM {read_parquet(lake.parquet_glob('payee_statements', month))}"""
+    ).fetchall()[0]
+    lines = [
+        f"== {month}",
+        f"plays: {plays['rows_read']:,} rows read, {plays['clean_plays']:,} clean, "
+        f"{plays['duplicates_dropped']:,} exact duplicates dropped; quarantined: {quarantined}",
+        f"flagged users: {flagged:,}",
+        f"money: user-centric {cents(comparison.uc_total_cents)} EUR, pro-rata "
+        f"{cents(comparison.pr_total_cents)} EUR over {comparison.payees:,} payees; "
+        f"top 1% ({comparison.top_1pct_payees}) take {percent(comparison.uc_top_1pct_cents, comparison.uc_total_cents)} "
+        f"UC vs {percent(comparison.pr_top_1pct_cents, comparison.pr_total_cents)} PR",
+    ]
+    for payee, (uc, _) in comparison.special_cents.items():
+        lines.append(f"held: {payee} {cents(uc)} EUR")
+    lines.append(f"top payees (UC / PR, EUR):")
+    lines += [f"  {payee:<16} {cents(uc):>12} / {cents(pr):>12}" for payee, uc, pr in comparison.top_payees]
+    lines.append(
+        f"statements: {statements[0]:,} payees, {statements[1]:,} paid {cents(statements[2])} EUR; "
+        f"opening balances {cents(statements[3])} EUR, carried over {cents(statements[4])} EUR"
+    )
+    return "\n".join(lines)
