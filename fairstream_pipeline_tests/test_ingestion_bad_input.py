@@ -6,7 +6,7 @@ import pytest
 
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline_tests.conftest import step_failure_messages
-from fairstream_pipeline_tests.landing_builders import EVENT_SCHEMA, utc
+from fairstream_pipeline_tests.landing_builders import utc
 
 MONTH = "2026-10"
 INGESTION = "group:ingestion"

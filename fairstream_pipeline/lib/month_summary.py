@@ -36,7 +36,7 @@ def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
     ]
     for payee, (uc, _) in comparison.special_cents.items():
         lines.append(f"held: {payee} {cents(uc)} EUR")
-    lines.append(f"top payees (UC / PR, EUR):")
+    lines.append("top payees (UC / PR, EUR):")
     lines += [f"  {payee:<16} {cents(uc):>12} / {cents(pr):>12}" for payee, uc, pr in comparison.top_payees]
     lines.append(
         f"statements: {statements[0]:,} payees, {statements[1]:,} paid {cents(statements[2])} EUR; "

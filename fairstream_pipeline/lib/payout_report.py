@@ -45,7 +45,7 @@ def compare_models(con: duckdb.DuckDBPyConnection, top: int = 10) -> ModelCompar
     """
     special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
     con.execute(
-        f"""
+        """
         CREATE OR REPLACE TEMP TABLE payee_totals AS
         SELECT payee_id, sum(uc_cents)::BIGINT AS uc, sum(pr_cents)::BIGINT AS pr
         FROM payee_earnings GROUP BY payee_id

@@ -4,7 +4,7 @@ import dagster as dg
 
 from fairstream_pipeline.defs.metadata import markdown_table
 from fairstream_pipeline.defs.partitions import monthly_partitions
-from fairstream_pipeline.defs.resources import DuckDBEngine, PayoutRulesResource, WarehouseResource
+from fairstream_pipeline.defs.resources import DuckDBEngine, WarehouseResource
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.lake_tables import attach_month
 from fairstream_pipeline.lib.months import previous_month
