@@ -46,20 +46,25 @@ def definitions() -> dg.Definitions:
 
 @pytest.fixture
 def materialize_month(definitions, resources):
-    """Materialize ``selection`` (default: everything) for ``month`` with the test's resources."""
+    """Materialize ``selection`` (default: everything) for ``month`` with the test's resources.
 
-    def run(month: str, selection: str | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+    Every call of one test shares one ephemeral instance, disposed of when the test ends.
+    """
+    instance = dg.DagsterInstance.ephemeral()
+
+    def run(month: str, selection=None, **kwargs) -> dg.ExecuteInProcessResult:
         return dg.materialize(
             assets=[*definitions.assets, *definitions.asset_checks],
             partition_key=month,
             resources={**resources, **kwargs.pop("resources", {})},
             selection=selection,
             raise_on_error=False,
-            instance=kwargs.pop("instance", None) or dg.DagsterInstance.ephemeral(),
+            instance=instance,
             **kwargs,
         )
 
-    return run
+    yield run
+    instance.dispose()
 
 
 def step_failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:

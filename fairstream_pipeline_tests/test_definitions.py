@@ -1,5 +1,9 @@
 """The code location loads, validates, and has the expected shape."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -54,3 +58,19 @@ def test_first_month_must_be_a_month_key(monkeypatch):
         first_month()
     monkeypatch.setenv("FAIRSTREAM_FIRST_MONTH", "2025-02")
     assert first_month() == "2025-02"
+
+
+def test_dg_check_defs_accepts_the_project(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    check = subprocess.run(
+        [str(Path(sys.executable).parent / "dg"), "check", "defs"],
+        cwd=Path(__file__).resolve().parents[1],
+        env={"PATH": str(Path(sys.executable).parent), "DAGSTER_HOME": str(home), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "All definitions loaded successfully." in check.stdout + check.stderr
