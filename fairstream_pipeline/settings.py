@@ -13,6 +13,8 @@ DEFAULTS = {
     "FAIRSTREAM_DUCKDB_MEMORY_LIMIT": "4GB",
     "FAIRSTREAM_DUCKDB_THREADS": "",  # empty: every core
     "FAIRSTREAM_DUCKDB_TEMP_DIR": "",  # empty: <warehouse>/.duckdb_tmp
+    "FAIRSTREAM_LANDING_WAIT_RETRIES": "6",
+    "FAIRSTREAM_LANDING_WAIT_DELAY_SECONDS": "600",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 # Tests are hermetic: the caller's FAIRSTREAM_* settings must not leak into definitions that
@@ -10,6 +11,9 @@ from pathlib import Path
 # FAIRSTREAM_TEST_* (where the test PostgreSQL is) are the tests' own settings and stay.
 for _name in [n for n in os.environ if n.startswith("FAIRSTREAM_") and not n.startswith("FAIRSTREAM_TEST_")]:
     del os.environ[_name]
+# Waiting for an incomplete month: 2 retries 50 ms apart in tests, not 10 hours.
+TEST_SETTINGS = {"FAIRSTREAM_LANDING_WAIT_RETRIES": "2", "FAIRSTREAM_LANDING_WAIT_DELAY_SECONDS": "0.05"}
+os.environ.update(TEST_SETTINGS)
 
 import dagster as dg
 import pytest
@@ -22,6 +26,7 @@ from fairstream_pipeline.defs.resources import (
     WarehouseResource,
 )
 from fairstream_pipeline_tests.landing_builders import Landing
+from fairstream_pipeline_tests.postgres import PG, connect_admin
 
 
 @pytest.fixture
@@ -78,3 +83,25 @@ def step_failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
             else:
                 messages.append(data.error.message.strip())
     return messages
+
+
+@pytest.fixture
+def fresh_database():
+    """A new, empty PostgreSQL database (for one Dagster instance); dropped afterwards."""
+    name = f"fairstream_test_{uuid.uuid4().hex[:10]}"
+    with connect_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    with connect_admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_instance_env(fresh_database, monkeypatch) -> str:
+    """FAIRSTREAM_PG_* pointing the top-level dagster.yaml at a throwaway database."""
+    monkeypatch.setenv("FAIRSTREAM_PG_HOST", PG.host)
+    monkeypatch.setenv("FAIRSTREAM_PG_PORT", str(PG.port))
+    monkeypatch.setenv("FAIRSTREAM_PG_USER", PG.user)
+    monkeypatch.setenv("FAIRSTREAM_PG_PASSWORD", PG.password)
+    monkeypatch.setenv("FAIRSTREAM_PG_DB", fresh_database)
+    return fresh_database

@@ -12,6 +12,7 @@ import pytest
 
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.sample_data import generate_month
+from fairstream_pipeline_tests.conftest import TEST_SETTINGS
 
 MONTHS = ("2026-09", "2026-10")
 DAGSTER = str(Path(sys.executable).parent / "dagster")
@@ -41,6 +42,7 @@ def project_env(landing: Path, warehouse: Path, home: Path, **extra: str) -> dic
         FAIRSTREAM_WAREHOUSE_DIR=str(warehouse),
         FAIRSTREAM_DUCKDB_MEMORY_LIMIT="1GB",
         DAGSTER_HOME=str(home),
+        **TEST_SETTINGS,
         **extra,
     )
     return env

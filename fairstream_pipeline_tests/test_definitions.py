@@ -21,6 +21,7 @@ def test_expected_asset_keys(definitions):
         "clean_plays",
         "counted_streams",
         "flagged_users",
+        "landing_month",
         "payee_directory",
         "payee_earnings",
         "payee_statements",

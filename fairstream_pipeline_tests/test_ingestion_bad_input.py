@@ -158,6 +158,18 @@ def test_incomplete_month(good_month, materialize_month):
     )
 
 
+def test_an_incomplete_month_is_retried_then_fails_naming_the_missing_days(good_month, materialize_month, tmp_path):
+    (good_month.root / "listening_events" / "date=2026-10-31" / "_SUCCESS").unlink()
+    result = materialize_month(MONTH, selection=INGESTION)
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert [e.step_key for e in retries] == ["landing_month", "landing_month"]
+    assert step_failure_messages(result) == [
+        "listening_events for 2026-10 is incomplete: 1 of 31 days have no _SUCCESS marker: 2026-10-31 "
+        "(gave up after 3 attempts: the collector has not finished the month; re-run the month once it has)"
+    ]
+    assert not Lake(tmp_path / "warehouse").exists("billed_users", MONTH)  # nothing downstream ran
+
+
 # Quarantine: the month goes on, each bad row is counted under exactly one reason ---------------
 
 def quarantine_counts(result) -> dict[str, int]:

@@ -2,10 +2,7 @@
 
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
-
-import pytest
 
 from fairstream_pipeline.lib.sample_data import generate_month
 from fairstream_pipeline_tests.postgres import PG, connect_admin
@@ -13,17 +10,6 @@ from fairstream_pipeline_tests.test_cli_end_to_end import BLOCKING_CHECKS, DAGST
 
 REPO = Path(__file__).resolve().parents[1]
 MONTH = "2026-09"
-
-
-@pytest.fixture
-def fresh_database():
-    """A new, empty database for one Dagster instance; dropped afterwards."""
-    name = f"fairstream_test_{uuid.uuid4().hex[:10]}"
-    with connect_admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    with connect_admin() as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_a_month_materialized_with_the_postgres_instance_is_recorded_in_postgres(fresh_database, tmp_path):
@@ -64,6 +50,6 @@ def test_a_month_materialized_with_the_postgres_instance_is_recorded_in_postgres
             ).fetchall()
         )
     assert statuses == [("SUCCESS", 1)]
-    assert materialized == 12
+    assert materialized == 13
     for check, _ in BLOCKING_CHECKS:
         assert checks[check] == "SUCCEEDED", check

@@ -7,6 +7,7 @@ everything succeeded, so a re-run replaces the month and a crash never leaves ha
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -65,6 +66,10 @@ class Lake:
         folder = self.require(asset, month)
         return sum(pq.ParquetFile(p).metadata.num_rows for p in sorted(folder.glob("*.parquet")))
 
+    def content_hash(self, asset: str, month: str) -> str:
+        """The hash of the month's Parquet bytes, recorded in its manifest when it was written."""
+        return self.manifest(asset, month)["content_hash"]
+
     def manifest(self, asset: str, month: str) -> dict[str, Any]:
         return json.loads((self.require(asset, month) / MANIFEST).read_text())
 
@@ -89,12 +94,20 @@ class Lake:
             for (asset, month), writer in zip(targets, writers):
                 manifest = {"asset": asset, "month": month, **writer.manifest}
                 manifest["files"] = sorted(p.name for p in writer.staging_dir.glob("*.parquet"))
+                manifest["content_hash"] = _hash_files(writer.staging_dir)
                 (writer.staging_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
             for (asset, month), writer in zip(targets, writers):
                 _swap_into_place(writer.staging_dir, self.partition_dir(asset, month))
         finally:
             for writer in writers:
                 shutil.rmtree(writer.staging_dir, ignore_errors=True)
+
+
+def _hash_files(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.parquet")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _swap_into_place(staging: Path, final: Path) -> None:

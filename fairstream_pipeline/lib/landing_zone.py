@@ -170,6 +170,23 @@ class LandingZone:
             )
         return checked
 
+    def month_fingerprint(self, month: str) -> str:
+        """A hash of the names, sizes and modification times of every file the month reads.
+
+        Cheap (directory listings only): the landing-zone sensor computes it on every tick. The
+        catalog is not part of it: a catalog change is picked up by the next run of any month.
+        """
+        paths = [path for _, path in self.event_file_paths(month)]
+        for dataset in ("subscriptions", "ad_revenue"):
+            folder = self.root / dataset / f"month={month}"
+            if folder.is_dir():
+                paths += sorted(p for p in folder.iterdir() if _is_data_file(p))
+        stats = []
+        for path in paths:
+            stat = path.stat()
+            stats.append(DataFile(path, self._relative(path), 0, stat.st_size, stat.st_mtime_ns))
+        return fingerprint(stats)
+
     # Monthly revenue -------------------------------------------------------------------------
 
     def _monthly_files(self, dataset: str, month: str, columns: dict[str, str]) -> list[DataFile]:

@@ -1,10 +1,13 @@
 """Ingestion assets: the month's landing-zone files become validated tables in the lake."""
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from fairstream_pipeline.defs.metadata import OWNERS, contract_failures, markdown_table, preview
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, WarehouseResource
+from fairstream_pipeline.defs.retries import READ_LANDING_ZONE, WAIT_FOR_COMPLETE_MONTH
 from fairstream_pipeline.lib.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.ingestion import (
     QUARANTINE_REASONS,
@@ -12,7 +15,8 @@ from fairstream_pipeline.lib.ingestion import (
     ingest_billed_users,
     ingest_plays,
 )
-from fairstream_pipeline.lib.landing_zone import fingerprint
+from fairstream_pipeline.lib.landing_zone import MonthIncompleteError, fingerprint
+from fairstream_pipeline.lib.months import days_of_month
 
 INGESTION = "ingestion"
 LAKE_KINDS = {"duckdb", "parquet"}
@@ -22,8 +26,66 @@ LAKE_KINDS = {"duckdb", "parquet"}
     partitions_def=monthly_partitions,
     group_name=INGESTION,
     owners=OWNERS,
+    kinds={"parquet"},
+    retry_policy=WAIT_FOR_COMPLETE_MONTH,
+    code_version="landing-month-v1",
+)
+def landing_month(
+    context: dg.AssetExecutionContext,
+    landing_zone: LandingZoneResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    """The month's delivery in the landing zone: every file the month will read.
+
+    Waits for a complete month: until every day has its _SUCCESS marker the step fails and is
+    retried with exponential backoff, so a late collector delays the payout instead of paying on
+    partial data. Records the files (rows, bytes, modification time) and their fingerprint.
+    """
+    month, zone = context.partition_key, landing_zone.zone()
+    missing = zone.missing_success_days(month)
+    if missing:
+        attempt, attempts = context.retry_number + 1, WAIT_FOR_COMPLETE_MONTH.max_retries + 1
+        error = MonthIncompleteError(month, missing, len(days_of_month(month)))
+        if attempt >= attempts:
+            raise dg.Failure(
+                description=f"{error} (gave up after {attempts} attempts: the collector has not finished "
+                "the month; re-run the month once it has)",
+                allow_retries=False,
+            )
+        raise error
+    with contract_failures():
+        files = zone.event_files(month) + zone.subscription_files(month) + zone.ad_revenue_files(month)
+    table = pa.table(
+        {
+            "relative_path": [f.relative_path for f in files],
+            "num_rows": pa.array([f.num_rows for f in files], pa.int64()),
+            "size_bytes": pa.array([f.size_bytes for f in files], pa.int64()),
+            "mtime_ns": pa.array([f.mtime_ns for f in files], pa.int64()),
+        }
+    )
+    with warehouse.lake().write_partition("landing_month", month) as out:
+        pq.write_table(table, out.file(), compression="zstd")
+        out.manifest.update(rows=len(files), input_fingerprint=zone.month_fingerprint(month))
+    event_files = [f for f in files if f.relative_path.startswith("listening_events/")]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(files),
+            "event_files": len(event_files),
+            "event_rows": sum(f.num_rows for f in event_files),
+            "bytes": sum(f.size_bytes for f in files),
+            "input_fingerprint": zone.month_fingerprint(month),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=monthly_partitions,
+    group_name=INGESTION,
+    owners=OWNERS,
     kinds=LAKE_KINDS,
     code_version="billed-users-v1",
+    deps=[landing_month],
+    retry_policy=READ_LANDING_ZONE,
 )
 def billed_users(
     context: dg.AssetExecutionContext,
@@ -64,6 +126,8 @@ def billed_users(
     owners=OWNERS,
     kinds=LAKE_KINDS,
     code_version="ad-revenue-v1",
+    deps=[landing_month],
+    retry_policy=READ_LANDING_ZONE,
 )
 def ad_revenue(
     context: dg.AssetExecutionContext,
@@ -92,7 +156,7 @@ def ad_revenue(
     specs=[
         dg.AssetSpec(
             "clean_plays",
-            deps=["billed_users"],
+            deps=["billed_users", "landing_month"],
             description=(
                 "The month's valid, de-duplicated plays: one row per event, from users billed this "
                 "month. Plays of tracks missing from the catalog are kept (they pay suspense)."
@@ -104,7 +168,7 @@ def ad_revenue(
         ),
         dg.AssetSpec(
             "play_quarantine",
-            deps=["billed_users"],
+            deps=["billed_users", "landing_month"],
             description=(
                 "Event rows that cannot count, each with one reason (invalid_row, "
                 "outside_partition, conflicting_duplicate, unknown_user) and the file and row it "
@@ -118,6 +182,7 @@ def ad_revenue(
     ],
     partitions_def=monthly_partitions,
     name="ingest_listening_events",
+    retry_policy=READ_LANDING_ZONE,
 )
 def ingest_listening_events(
     context: dg.AssetExecutionContext,

@@ -10,6 +10,7 @@ from fairstream_pipeline.defs.resources import (
     PayoutRulesResource,
     WarehouseResource,
 )
+from fairstream_pipeline.defs.retries import READ_LANDING_ZONE
 from fairstream_pipeline.lib.ingestion import ingest_catalog
 from fairstream_pipeline.lib.lake import MissingPartitionError
 from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
@@ -53,18 +54,19 @@ def _rules_metadata(rules: PayoutRules) -> dict:
             "track_splits",
             "The month's rights splits, each row with its track's verdict (valid, or why not). "
             "Tracks with invalid or missing splits pay __suspense__.",
-            deps=[],
+            deps=["landing_month"],
             group=CATALOG,
         ),
         _spec(
             "payee_directory",
             "The payees (id, name, email) as the catalog listed them when the month was computed.",
-            deps=[],
+            deps=["landing_month"],
             group=CATALOG,
         ),
     ],
     partitions_def=monthly_partitions,
     name="snapshot_catalog",
+    retry_policy=READ_LANDING_ZONE,
 )
 def snapshot_catalog(
     context: dg.AssetExecutionContext,
@@ -299,6 +301,7 @@ def comparison_metadata(c) -> dict:
     partitions_def=monthly_partitions,
     deps=[
         "payee_earnings",
+        "landing_month",
         dg.AssetDep(
             "payee_statements",
             partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1),
@@ -325,6 +328,12 @@ def payee_statements(
     first_month = monthly_partitions.get_first_partition_key()
     with duckdb.connect() as con:
         attach_month(con, lake, month, {"payee_earnings": "payee_earnings"})
+        chain = {
+            # What this month was computed from, so that the landing-zone sensor can tell when it is
+            # stale: a late file in this month, or new statements for the previous month.
+            "input_fingerprint": lake.manifest("landing_month", month)["input_fingerprint"],
+            "previous_statements_hash": None,
+        }
         if month == first_month:
             con.execute(
                 "CREATE TEMP TABLE previous_statements AS "
@@ -344,9 +353,14 @@ def payee_statements(
                     allow_retries=False,
                 ) from exc
             opening_from = f"payee_statements {previous}"
+            chain["previous_statements_hash"] = lake.content_hash("payee_statements", previous)
         roll_statements(con, rules)
         rows = publish_month(
-            con, lake, month, ["payee_statements"], {"rules": rules.as_dict(), "opening_from": opening_from}
+            con,
+            lake,
+            month,
+            ["payee_statements"],
+            {"rules": rules.as_dict(), "opening_from": opening_from, **chain},
         )
         totals = con.execute(
             """SELECT count(*) FILTER (WHERE paid_cents > 0), coalesce(sum(paid_cents), 0)::BIGINT,

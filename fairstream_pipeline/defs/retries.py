@@ -1,0 +1,29 @@
+"""Retry policies for the steps that touch the outside world (see README "Retries").
+
+Pure computation (counting, pooling, rounding, statements) has no retry: the same input gives the
+same error. Contract errors raise ``dg.Failure(allow_retries=False)`` and are never retried.
+"""
+
+import dagster as dg
+
+from fairstream_pipeline.settings import setting
+
+# Waiting for the collector: the first step retries until every day of the month has _SUCCESS.
+# Defaults: 6 retries from 10 minutes, doubling, +/- jitter: 10, 20, 40, 80, 160, 320 min, about
+# 10.5 hours in all, then the step fails with the list of days still missing.
+WAIT_FOR_COMPLETE_MONTH = dg.RetryPolicy(
+    max_retries=int(setting("FAIRSTREAM_LANDING_WAIT_RETRIES")),
+    delay=float(setting("FAIRSTREAM_LANDING_WAIT_DELAY_SECONDS")),
+    backoff=dg.Backoff.EXPONENTIAL,
+    jitter=dg.Jitter.PLUS_MINUS,
+)
+
+# Reading the landing zone (a network share in production): 3 retries, 2 s doubling, +/- jitter.
+READ_LANDING_ZONE = dg.RetryPolicy(
+    max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+# Writing to the application database: 4 retries, 5 s doubling, +/- jitter.
+WRITE_DATABASE = dg.RetryPolicy(
+    max_retries=4, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)

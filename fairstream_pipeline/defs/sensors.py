@@ -1,0 +1,55 @@
+"""The landing-zone sensor: compute a month when it becomes complete, and again when its files change."""
+
+import json
+
+import dagster as dg
+
+from fairstream_pipeline.defs.jobs import monthly_payout_job
+from fairstream_pipeline.defs.partitions import monthly_partitions
+from fairstream_pipeline.defs.resources import LandingZoneResource, WarehouseResource
+from fairstream_pipeline.lib.landing_watch import observe, plan
+
+
+@dg.sensor(
+    job=monthly_payout_job,
+    minimum_interval_seconds=60,
+    description=(
+        "Watches the landing zone. Requests monthly_payout_job for a month once every day has "
+        "_SUCCESS, and again when a file of an already computed month is added or changed (or the "
+        "previous month was recomputed). Months go in order; unchanged data is never re-requested."
+    ),
+)
+def landing_zone_sensor(
+    context: dg.SensorEvaluationContext,
+    landing_zone: LandingZoneResource,
+    warehouse: WarehouseResource,
+):
+    requested: dict[str, str] = json.loads(context.cursor)["requested"] if context.cursor else {}
+    months = monthly_partitions.get_partition_keys()
+    decision = plan(
+        observe(landing_zone.zone(), warehouse.lake(), months, monthly_partitions.get_first_partition_key()),
+        requested,
+    )
+    if not decision.requests:
+        interesting = [note for note in decision.notes if "no listening events yet" not in note]
+        return dg.SkipReason("; ".join(interesting[-6:]) or "no listening events in the landing zone")
+    runs = []
+    for month, state_key in decision.requests:
+        requested[month] = state_key
+        runs.append(
+            dg.RunRequest(
+                run_key=f"{month}:{state_key}",
+                partition_key=month,
+                tags={
+                    "fairstream/trigger": "landing_zone_sensor",
+                    # tag values allow [A-Za-z0-9_.-] only
+                    "fairstream/landing_state": state_key.replace(":", ".")[:63],
+                },
+            )
+        )
+    return dg.SensorResult(run_requests=runs, cursor=json.dumps({"requested": requested}, sort_keys=True))
+
+
+@dg.definitions
+def sensors() -> dg.Definitions:
+    return dg.Definitions(sensors=[landing_zone_sensor])
