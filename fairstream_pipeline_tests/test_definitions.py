@@ -75,3 +75,10 @@ def test_dg_check_defs_accepts_the_project(tmp_path):
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "All definitions loaded successfully." in check.stdout + check.stderr
+
+
+def test_statements_are_due_by_the_third(definitions):
+    policy = definitions.resolve_asset_graph().get(dg.AssetKey("payee_statements")).freshness_policy
+    assert policy.deadline_cron == "0 0 3 * *"
+    assert policy.lower_bound_delta.days == 2
+    assert policy.timezone == "UTC"

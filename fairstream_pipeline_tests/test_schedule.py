@@ -12,9 +12,14 @@ def schedule(definitions):
 
 
 def tick(schedule, when: datetime) -> list[dg.RunRequest]:
-    with dg.instance_for_test() as instance:
+    # An ephemeral instance: dg.instance_for_test leaves a dangling global behind when it closes,
+    # which breaks later dg.materialize calls in the same session.
+    instance = dg.DagsterInstance.ephemeral()
+    try:
         context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
         return list(schedule.evaluate_tick(context).run_requests)
+    finally:
+        instance.dispose()
 
 
 def test_runs_on_the_first_at_four_utc(schedule):

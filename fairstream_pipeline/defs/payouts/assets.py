@@ -1,5 +1,7 @@
 """Payout assets: counted streams, segment pools, payee earnings (UC beside PR) and statements."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from fairstream_pipeline.defs.metadata import OWNERS, contract_failures, markdown_table, preview
@@ -29,6 +31,7 @@ from fairstream_pipeline.lib.payout_rules import RULES_VERSION, PayoutRules
 CATALOG, PAYOUTS = "catalog", "payouts"
 LAKE_KINDS = {"duckdb", "parquet"}
 CODE_VERSION = f"payout-rules-{RULES_VERSION}"
+PAYOUT_DUE_DAY = 3  # a month's statements are due by the 3rd of the next month, 00:00 UTC
 
 
 def _spec(key: str, description: str, deps: list, group: str = PAYOUTS, **kwargs) -> dg.AssetSpec:
@@ -311,6 +314,10 @@ def comparison_metadata(c) -> dict:
     owners=OWNERS,
     kinds=LAKE_KINDS,
     code_version=CODE_VERSION,
+    # The month that just closed must be paid by the 3rd at 00:00 UTC: overdue in the UI otherwise.
+    freshness_policy=dg.FreshnessPolicy.cron(
+        deadline_cron=f"0 0 {PAYOUT_DUE_DAY} * *", lower_bound_delta=timedelta(days=PAYOUT_DUE_DAY - 1)
+    ),
 )
 def payee_statements(
     context: dg.AssetExecutionContext,
