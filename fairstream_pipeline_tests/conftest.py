@@ -20,6 +20,7 @@ import pytest
 
 from fairstream_pipeline.definitions import defs
 from fairstream_pipeline.defs.resources import (
+    AppDatabaseResource,
     DuckDBEngine,
     LandingZoneResource,
     PayoutRulesResource,
@@ -41,6 +42,7 @@ def resources(tmp_path: Path) -> dict:
         "warehouse": WarehouseResource(root=str(tmp_path / "warehouse")),
         "duckdb": DuckDBEngine(memory_limit="1GB", threads=2, temp_directory=str(tmp_path / "spill")),
         "payout_rules": PayoutRulesResource(),
+        "app_database": AppDatabaseResource(),  # not configured unless a test points it at Postgres
     }
 
 

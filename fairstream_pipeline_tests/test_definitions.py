@@ -26,7 +26,10 @@ def test_expected_asset_keys(definitions):
         "payee_earnings",
         "payee_statements",
         "play_quarantine",
+        "published_statements",
         "segment_pools",
+        "statement_notifications",
+        "statement_outbox",
         "track_earnings",
         "track_splits",
     ]

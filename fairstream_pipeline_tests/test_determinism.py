@@ -30,7 +30,7 @@ def test_rematerializing_a_month_gives_byte_identical_outputs(sample_month, mate
     first = lake_bytes(lake)
     assert materialize_month(MONTH).success
     assert lake_bytes(lake) == first
-    assert len([name for name in first if name.endswith(".parquet")]) == 13
+    assert len([name for name in first if name.endswith(".parquet")]) == 14
 
 
 def test_shuffled_and_resplit_event_files_give_the_same_money(sample_month, landing, materialize_month, tmp_path):

@@ -4,11 +4,12 @@ import dagster as dg
 
 monthly_payout_job = dg.define_asset_job(
     name="monthly_payout_job",
-    selection=dg.AssetSelection.groups("ingestion", "catalog", "payouts"),
+    selection=dg.AssetSelection.groups("ingestion", "catalog", "payouts", "notifications"),
     description=(
         "Compute one closed month: wait for a complete landing zone, ingest, count streams, pay "
-        "payees user-centrically (with pro-rata beside it) and roll the statements forward. "
-        "Blocking money checks stop bad money before the statements."
+        "payees user-centrically (with pro-rata beside it), roll the statements forward, publish "
+        "them and queue the statement emails. Blocking money checks stop bad money before the "
+        "statements and the emails. Sending happens in send_statement_emails, not here."
     ),
     # DuckDB already uses every core inside a step; a process per step would only add start-up
     # time (about 2 s each on this 2-core machine). Heavy steps still share the duckdb_heavy pool.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
+from fairstream_pipeline.lib.app_db.schema import upgrade
+from fairstream_pipeline.lib.app_db.store import transaction
 from fairstream_pipeline.lib.duckdb_engine import DuckDBSettings, connect
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.landing_zone import LandingZone
@@ -65,6 +68,26 @@ class PayoutRulesResource(dg.ConfigurableResource):
         )
 
 
+class AppDatabaseResource(dg.ConfigurableResource):
+    """The application database (FAIRSTREAM_DATABASE_URL): statements for the artist dashboard and
+    the notification outbox. Pooled psycopg2 connections, one pool per process. Empty = not
+    configured: the notification assets then report that nothing was published or queued."""
+
+    url: str = ""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.url)
+
+    def ensure_schema(self) -> str:
+        """Migrate to the newest schema (idempotent; concurrent callers take turns)."""
+        return upgrade(self.url)
+
+    def transaction(self):
+        """A cursor in one transaction on a pooled connection (committed when the block ends)."""
+        return transaction(self.url)
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """The resources configured from the environment (see the README)."""
     warehouse = setting("FAIRSTREAM_WAREHOUSE_DIR")
@@ -78,6 +101,10 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             temp_directory=setting("FAIRSTREAM_DUCKDB_TEMP_DIR") or str(Path(warehouse) / ".duckdb_tmp"),
         ),
         "payout_rules": PayoutRulesResource(),
+        # The URL holds a password: read it from the environment at run time, never as a literal.
+        "app_database": AppDatabaseResource(
+            url=dg.EnvVar("FAIRSTREAM_DATABASE_URL") if os.environ.get("FAIRSTREAM_DATABASE_URL") else ""
+        ),
     }
 
 

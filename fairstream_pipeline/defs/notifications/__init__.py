@@ -1,0 +1,1 @@
+"""Notifications: statements published to the app database, the email outbox and its sender."""

@@ -1,0 +1,127 @@
+"""Statement emails: rendering, publication to the app database and the outbox, against PostgreSQL."""
+
+import psycopg2
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fairstream_pipeline.defs.resources import AppDatabaseResource
+from fairstream_pipeline.lib.notifications import Statement, message_id, render_statement
+from fairstream_pipeline_tests.payout_cases import MonthCase, Plays
+from fairstream_pipeline_tests.postgres import PG
+
+MONTH = "2024-01"
+NOTIFICATIONS = "group:notifications"
+
+
+def test_a_paid_statement_renders_every_amount_and_the_csv():
+    message = render_statement(
+        Statement("2026-10", "artist-7", "Ana Lua", "ana@example.org", 250, 1223, 1573, 1473, 0,
+                  (("FR", "free", 23, 73), ("FR", "paid", 1200, 1500))),
+        threshold_cents=1000,
+        domain="statements.example",
+    )
+    assert message.subject == "Your FairStream statement for October 2026"
+    assert message.recipient == "ana@example.org" and message.status == "pending"
+    assert message.body_text.splitlines()[:10] == [
+        "Hello Ana Lua,",
+        "",
+        "Here is your FairStream royalty statement for October 2026 (payee artist-7).",
+        "",
+        "Earned this month (user-centric):          12.23 EUR",
+        "Pro-rata would have paid:                  15.73 EUR",
+        "Opening balance:                            2.50 EUR",
+        "Paid this month:                           14.73 EUR",
+        "Closing balance:                            0.00 EUR",
+        "",
+    ]
+    assert "Paid this month: 14.73 EUR." in message.body_text
+    assert "<td>Pro-rata would have paid</td><td style=\"text-align:right\">15.73 EUR</td>" in message.body_html
+    assert message.attachment_csv == (
+        "month,payee_id,country,tier,uc_cents,pr_cents\n2026-10,artist-7,FR,free,23,73\n2026-10,artist-7,FR,paid,1200,1500\n"
+    )
+    assert message.attachment_name == "fairstream-statement-2026-10-artist-7.csv"
+    assert message.message_id == message_id("2026-10", "artist-7", "monthly_statement", "statements.example")
+    assert message.message_id.startswith("<monthly_statement.2026-10.") and message.message_id.endswith("@statements.example>")
+
+
+def test_an_unpaid_statement_says_it_carries_over_and_a_missing_email_is_no_address():
+    message = render_statement(
+        Statement("2026-09", "w<1>", None, "  ", 0, 640, 600, 0, 640, ()), threshold_cents=1000, domain="x.example"
+    )
+    assert message.recipient is None and message.status == "no_address"
+    assert (
+        "Not paid this month: your balance is below the 10.00 EUR payout threshold and carries over to next month."
+        in message.body_text
+    )
+    assert "w&lt;1&gt;" in message.body_html and "w<1>" not in message.body_html
+    assert message_id("2026-09", "w<1>", "monthly_statement", "x.example") == message.message_id
+    assert message_id("2026-10", "w<1>", "monthly_statement", "x.example") != message.message_id
+
+
+@pytest.fixture
+def small_month(landing):
+    MonthCase(
+        [("U1", "premium", "FR", 1500), ("U2", "premium", "FR", 500), ("U3", "premium", "DE", 700)],
+        [Plays("U1", "X", 2), Plays("U2", "Y", 1), Plays("U3", "Z", 1)],
+        splits={"X": [("LABEL", 600_000), ("ANA", 400_000)], "Y": [("BEA", 1_000_000)], "Z": [("NOMAIL", 1_000_000)]},
+    ).write(landing, MONTH)
+    # NOMAIL has no address in the catalog.
+    payees = pq.read_table(landing.root / "catalog" / "payees.parquet").to_pylist()
+    for row in payees:
+        if row["payee_id"] == "NOMAIL":
+            row["email"] = None
+    pq.write_table(pa.Table.from_pylist(payees, schema=pq.read_schema(landing.root / "catalog" / "payees.parquet")),
+                   landing.root / "catalog" / "payees.parquet")
+
+
+def _query(database: str, sql: str) -> list[tuple]:
+    with psycopg2.connect(host=PG.host, port=PG.port, user=PG.user, password=PG.password, dbname=database) as c:
+        with c.cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetchall()
+
+
+def _metadata(result, asset: str) -> dict:
+    (event,) = [e for e in result.get_asset_materialization_events() if e.materialization.asset_key.to_user_string() == asset]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_publication_and_outbox_are_idempotent(small_month, materialize_month, fresh_database):
+    url = f"postgresql://{PG.user}:{PG.password}@{PG.host}:{PG.port}/{fresh_database}"
+    config = {"resources": {"payout_rules": {"config": {"royalty_share_ppm": 1_000_000}}}}
+    database = {"app_database": AppDatabaseResource(url=url)}
+
+    first = materialize_month(MONTH, run_config=config, resources=database)
+    assert first.success
+    assert _metadata(first, "statement_notifications")["dagster/row_count"] == 4
+    assert _metadata(first, "statement_notifications")["no_address"] == 1
+    assert _metadata(first, "published_statements")["statements"] == 4
+    assert _metadata(first, "statement_outbox")["enqueued"] == 4
+
+    statements = _query(fresh_database, "SELECT payee_id, earned_cents, paid_cents, closing_balance_cents FROM statements ORDER BY 1")
+    assert statements == [("ANA", 600, 0, 600), ("BEA", 500, 0, 500), ("LABEL", 900, 0, 900), ("NOMAIL", 700, 0, 700)]
+    lines = _query(fresh_database, "SELECT payee_id, country, tier, uc_cents, pr_cents FROM statement_lines ORDER BY 1, 2")
+    # FR paid: pool 2000 cents; PR by streams X=2, Y=1 -> X 1333.33 (LABEL 60%, ANA 40%), Y 666.67 (BEA).
+    assert lines == [("ANA", "FR", "paid", 600, 533), ("BEA", "FR", "paid", 500, 667), ("LABEL", "FR", "paid", 900, 800),
+                     ("NOMAIL", "DE", "paid", 700, 700)]
+    outbox = _query(fresh_database, "SELECT payee_id, status, recipient FROM notification_outbox ORDER BY 1")
+    assert outbox == [("ANA", "pending", "ana@example.org"), ("BEA", "pending", "bea@example.org"),
+                      ("LABEL", "pending", "label@example.org"), ("NOMAIL", "no_address", None)]
+
+    second = materialize_month(MONTH, selection=NOTIFICATIONS, run_config=config, resources=database)
+    assert second.success
+    assert _metadata(second, "statement_outbox")["enqueued"] == 0
+    assert _metadata(second, "statement_outbox")["already_queued"] == 4
+    assert _query(fresh_database, "SELECT count(*) FROM statements")[0][0] == 4
+    assert _query(fresh_database, "SELECT count(*) FROM notification_outbox")[0][0] == 4
+
+
+def test_without_an_app_database_the_notifications_say_so(small_month, materialize_month):
+    result = materialize_month(MONTH)
+    assert result.success
+    assert _metadata(result, "statement_notifications")["to_send"] == 3
+    for asset in ("published_statements", "statement_outbox"):
+        assert _metadata(result, asset)["status"] == (
+            "not configured: FAIRSTREAM_DATABASE_URL is empty, nothing was written"
+        )
