@@ -8,6 +8,9 @@ Subcommands:
   JSON summary on stdout, so ``fairstream sample ... > summary.json`` captures just the JSON.
 * ``fairstream summary 2026-09 2026-10`` prints what the pipeline computed for those months
   (accounting, user-centric beside pro-rata, statements), read from ``FAIRSTREAM_WAREHOUSE_DIR``.
+* ``fairstream health [--heartbeat-tolerance SECONDS] [--now ISO8601]`` prints one JSON object
+  (PostgreSQL, daemon heartbeat, last completed payout; see :mod:`fairstream_pipeline.lib.health`)
+  and exits 0 when healthy, 1 when something is wrong.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from fairstream_pipeline.lib import sample_data
@@ -40,6 +44,24 @@ def _at_least(minimum: int):
         return number
 
     return parse
+
+
+def _instant(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time, got {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +110,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="warehouse root (default: FAIRSTREAM_WAREHOUSE_DIR, else data/warehouse)",
     )
     summary.set_defaults(func=_cmd_summary)
+
+    health = sub.add_parser(
+        "health",
+        help="check PostgreSQL, the daemon heartbeat and the last payout; exit 1 when unhealthy",
+        description=(
+            "Print one JSON object with the checks postgres, daemon and payout (each with ok and "
+            "detail). Exit 0 when every check is ok, 1 otherwise."
+        ),
+    )
+    health.add_argument(
+        "--heartbeat-tolerance",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="maximum age of the newest daemon heartbeat (default 120)",
+    )
+    health.add_argument(
+        "--now",
+        type=_instant,
+        default=None,
+        metavar="ISO8601",
+        help="evaluate as of this time (default: now; without an offset, UTC)",
+    )
+    health.set_defaults(func=_cmd_health)
     return parser
 
 
@@ -104,6 +150,15 @@ def _cmd_summary(args: argparse.Namespace) -> int:
             print(f"== {month}\nnot computed: {exc}", file=sys.stderr)
             return 1
     return 0
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    from fairstream_pipeline.lib.health import DEFAULT_HEARTBEAT_TOLERANCE_SECONDS, health_report
+
+    tolerance = args.heartbeat_tolerance or DEFAULT_HEARTBEAT_TOLERANCE_SECONDS
+    report = health_report(args.now or datetime.now(timezone.utc), tolerance)
+    print(json.dumps(report, indent=2))
+    return 0 if report["ok"] else 1
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:

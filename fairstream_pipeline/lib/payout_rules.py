@@ -11,6 +11,7 @@ SUSPENSE = "__suspense__"  # tracks without valid splits: held until the rights 
 UNALLOCATED = "__unallocated__"  # money no stream could claim
 SPECIAL_PAYEES = (SUSPENSE, UNALLOCATED)  # never paid out; their balance accumulates
 RULES_VERSION = "v1"
+PAYOUT_DUE_DAY = 3  # month M's statements are due by the 3rd of month M+1, 00:00 UTC
 
 
 @dataclass(frozen=True)

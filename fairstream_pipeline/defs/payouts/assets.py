@@ -26,12 +26,11 @@ from fairstream_pipeline.lib.payout_engine import (
     validate_splits,
 )
 from fairstream_pipeline.lib.payout_report import cents, compare_models, percent
-from fairstream_pipeline.lib.payout_rules import RULES_VERSION, PayoutRules
+from fairstream_pipeline.lib.payout_rules import PAYOUT_DUE_DAY, RULES_VERSION, PayoutRules
 
 CATALOG, PAYOUTS = "catalog", "payouts"
 LAKE_KINDS = {"duckdb", "parquet"}
 CODE_VERSION = f"payout-rules-{RULES_VERSION}"
-PAYOUT_DUE_DAY = 3  # a month's statements are due by the 3rd of the next month, 00:00 UTC
 
 
 def _spec(key: str, description: str, deps: list, group: str = PAYOUTS, **kwargs) -> dg.AssetSpec:

@@ -1,0 +1,230 @@
+"""Failure alerts: the ``alerts`` resource and the ``payout_failure_alert`` run-failure sensor.
+
+``payout_failure_alert`` (running by default, evaluated at most every 30 s) sends one alert for
+every failed run of a job of this code location, through the ``alerts`` resource: job name,
+partition, failed step keys, error, run id and ``{FAIRSTREAM_UI_BASE_URL}/runs/{run_id}``. The
+payload, channels and retry budget are described in :mod:`fairstream_pipeline.lib.alerts`.
+
+Once per failure: Dagster's run-status cursor hands each failed run to the sensor exactly once, and
+moves on even when the sensor raises (the error shows on the sensor tick, not as a second alert).
+A run that Dagster's automatic run retries will re-launch (``lib.alerts.will_be_retried`` with the
+instance's ``run_retries`` settings) gets no alert; the retry that finally fails gets it. A tick
+that exceeds Dagster's sensor timeout (60 s, ``DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS``) is evaluated
+again: with both channels hanging (27 s each at worst) and several failed runs in one tick, an
+alert that one channel did deliver may be repeated.
+
+Dagster matches a run to this code location by the origin recorded when the run is launched from
+the UI, a schedule, a sensor or a backfill. A run started from a shell with
+``dagster asset materialize -m ...`` has no such origin: this sensor does not see it (and Dagster
+does not retry it).
+
+Configuration (environment, read when the code location loads; empty means the default):
+
+=================================  ==========================  ===============================
+``FAIRSTREAM_UI_BASE_URL``         ``http://127.0.0.1:3000``   base of the run link
+``FAIRSTREAM_ALERT_WEBHOOK_URL``   (empty: webhook off)        secret, passed as ``dg.EnvVar``
+``FAIRSTREAM_SMTP_HOST``           (empty: email off)
+``FAIRSTREAM_SMTP_PORT``           ``587``
+``FAIRSTREAM_SMTP_STARTTLS``       ``true``                    true/false, yes/no, 1/0
+``FAIRSTREAM_SMTP_USER``           (empty: no login)           secret, passed as ``dg.EnvVar``
+``FAIRSTREAM_SMTP_PASSWORD``       (empty)                     secret, passed as ``dg.EnvVar``
+``FAIRSTREAM_ALERT_FROM``          (empty)                     needed for email
+``FAIRSTREAM_ALERT_TO``            (empty)                     comma-separated, needed for email
+=================================  ==========================  ===============================
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Mapping
+
+import dagster as dg
+
+from fairstream_pipeline.lib import alerts as lib
+
+ENV_DEFAULTS = {
+    "FAIRSTREAM_UI_BASE_URL": lib.DEFAULT_UI_BASE_URL,
+    "FAIRSTREAM_ALERT_WEBHOOK_URL": "",
+    "FAIRSTREAM_SMTP_HOST": "",
+    "FAIRSTREAM_SMTP_PORT": "587",
+    "FAIRSTREAM_SMTP_STARTTLS": "true",
+    "FAIRSTREAM_SMTP_USER": "",
+    "FAIRSTREAM_SMTP_PASSWORD": "",
+    "FAIRSTREAM_ALERT_FROM": "",
+    "FAIRSTREAM_ALERT_TO": "",
+}
+SECRETS = ("FAIRSTREAM_ALERT_WEBHOOK_URL", "FAIRSTREAM_SMTP_USER", "FAIRSTREAM_SMTP_PASSWORD")
+
+
+class AlertsResource(dg.ConfigurableResource):
+    """Where alerts go: a JSON webhook and/or email over SMTP (see ``fairstream_pipeline.lib.alerts``)."""
+
+    webhook_url: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_user: str = ""
+    smtp_password: str = ""
+    alert_from: str = ""
+    alert_to: str = ""
+    ui_base_url: str = lib.DEFAULT_UI_BASE_URL
+    retry_attempts: int = 4
+    retry_base_seconds: float = 1.0
+    retry_cap_seconds: float = 30.0
+    timeout_seconds: float = 5.0
+
+    def budget(self) -> lib.RetryBudget:
+        return lib.RetryBudget(
+            attempts=self.retry_attempts,
+            base_seconds=self.retry_base_seconds,
+            cap_seconds=self.retry_cap_seconds,
+            timeout_seconds=self.timeout_seconds,
+        )
+
+    def smtp(self) -> lib.SmtpSettings | None:
+        if not self.smtp_host:
+            return None
+        return lib.SmtpSettings(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            starttls=self.smtp_starttls,
+            user=self.smtp_user,
+            password=self.smtp_password,
+            sender=self.alert_from,
+            recipients=tuple(a.strip() for a in self.alert_to.split(",") if a.strip()),
+        )
+
+    def run_url(self, run_id: str) -> str:
+        return lib.run_url(self.ui_base_url, run_id)
+
+    def send(
+        self,
+        subject: str,
+        fields: Mapping[str, Any],
+        *,
+        text: str | None = None,
+        log: logging.Logger | None = None,
+    ) -> list[str]:
+        """Send one alert to every configured channel; return those that delivered it.
+
+        Raises ``lib.AlertDeliveryError`` when a configured channel failed; logs a warning and
+        returns ``[]`` when none is configured.
+        """
+        return lib.send_alert(
+            subject,
+            fields,
+            text=text,
+            webhook_url=self.webhook_url,
+            smtp=self.smtp(),
+            budget=self.budget(),
+            log=log or dg.get_dagster_logger(),
+        )
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name) or ENV_DEFAULTS[name]
+
+
+def _bool_setting(name: str) -> bool:
+    value = _env(name).strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name}: expected true or false, got {value!r}")
+
+
+def _int_setting(name: str) -> int:
+    value = _env(name)
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}: expected an integer, got {value!r}") from None
+
+
+def alerts_from_env() -> AlertsResource:
+    """The ``alerts`` resource configured from the environment; secrets stay ``dg.EnvVar``."""
+
+    def secret(name: str) -> Any:
+        return dg.EnvVar(name) if os.environ.get(name) else ""
+
+    return AlertsResource(
+        webhook_url=secret("FAIRSTREAM_ALERT_WEBHOOK_URL"),
+        smtp_host=_env("FAIRSTREAM_SMTP_HOST"),
+        smtp_port=_int_setting("FAIRSTREAM_SMTP_PORT"),
+        smtp_starttls=_bool_setting("FAIRSTREAM_SMTP_STARTTLS"),
+        smtp_user=secret("FAIRSTREAM_SMTP_USER"),
+        smtp_password=secret("FAIRSTREAM_SMTP_PASSWORD"),
+        alert_from=_env("FAIRSTREAM_ALERT_FROM"),
+        alert_to=_env("FAIRSTREAM_ALERT_TO"),
+        ui_base_url=_env("FAIRSTREAM_UI_BASE_URL"),
+    )
+
+
+def _step_message(event: dg.DagsterEvent) -> str:
+    data = event.step_failure_data
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description
+    return data.error.message.strip() if data.error is not None else "step failed"
+
+
+def describe_run_failure(context: dg.RunFailureSensorContext, ui_base_url: str) -> lib.RunFailure:
+    """What the alert about the failed run of ``context`` says."""
+    run = context.dagster_run
+    steps: dict[str, str] = {}
+    for event in context.get_step_failure_events():
+        steps.setdefault(event.step_key, _step_message(event))
+    failure = context.failure_event
+    run_message = failure.message or "run failed"
+    run_error = getattr(failure.event_specific_data, "error", None)
+    if run_error is not None:
+        run_message = f"{run_message} {run_error.message.strip()}"
+    return lib.RunFailure(
+        job_name=run.job_name,
+        partition=run.tags.get(lib.PARTITION_TAG),
+        failed_steps=tuple(steps),
+        error=lib.failure_error(list(steps.items()), run_message),
+        run_id=run.run_id,
+        run_url=lib.run_url(ui_base_url, run.run_id),
+    )
+
+
+def run_will_be_retried(context: dg.RunFailureSensorContext) -> bool:
+    """``lib.alerts.will_be_retried`` for the failed run, with the instance's ``run_retries``."""
+    instance = context.instance
+    tags = dict(context.dagster_run.tags)
+    reason = getattr(context.failure_event.event_specific_data, "failure_reason", None)
+    if reason is not None:  # the tag may not be written yet when the sensor reads the run
+        tags.setdefault(lib.FAILURE_REASON_TAG, reason.value)
+    return lib.will_be_retried(
+        tags,
+        retries_enabled=instance.run_retries_enabled,
+        max_retries=instance.run_retries_max_retries,
+        retry_on_asset_or_op_failure=instance.run_retries_retry_on_asset_or_op_failure,
+    )
+
+
+@dg.run_failure_sensor(
+    name="payout_failure_alert",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Alerts (webhook and/or email) once for every failed run of this code location that "
+        "Dagster will not retry automatically."
+    ),
+)
+def payout_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
+    run = context.dagster_run
+    if run_will_be_retried(context):
+        context.log.info(f"run {run.run_id} of {run.job_name} will be retried automatically; no alert")
+        return
+    failure = describe_run_failure(context, alerts.ui_base_url)
+    delivered = alerts.send(failure.subject, failure.fields, text=failure.text, log=context.log)
+    if delivered:
+        context.log.info(f"alerted on run {run.run_id} via {', '.join(delivered)}")
+
+
+@dg.definitions
+def alerting() -> dg.Definitions:
+    return dg.Definitions(resources={"alerts": alerts_from_env()}, sensors=[payout_failure_alert])
