@@ -15,7 +15,9 @@ DEMO_ENV := FAIRSTREAM_FIRST_MONTH=$(firstword $(DEMO_MONTHS)) \
 	FAIRSTREAM_WAREHOUSE_DIR=$(CURDIR)/data/warehouse \
 	DAGSTER_HOME=$(DEMO_HOME)
 
-.PHONY: install demo dev test clean
+EVENTS ?= 1000000
+
+.PHONY: install demo dev test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +50,10 @@ dev: install $(DEMO_HOME)/dagster.yaml
 
 test: install
 	$(BIN)/pytest
+
+# Speed and memory of a whole month beside the baselines; appends to docs/performance.md.
+bench: install
+	$(BIN)/python -m benchmarks.run --events $(EVENTS)
 
 clean:
 	rm -rf data $(DEMO_HOME)

@@ -1,0 +1,127 @@
+"""Measure one thing in this process and print JSON: wall time, peak RSS, per-step figures.
+
+Run by ``benchmarks.run`` in a fresh subprocess per measurement, so that each peak RSS belongs to
+one thing only::
+
+    python -m benchmarks.measure pipeline --landing L --warehouse W --month 2026-10
+    python -m benchmarks.measure scan_limit|duckdb_user_centric|pandas_user_centric --landing L --month M
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class RssSampler(threading.Thread):
+    """Samples this process's resident set size every 20 ms."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, int]] = []
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        with open("/proc/self/statm") as statm:
+            while not self._done.is_set():
+                statm.seek(0)
+                self.samples.append((time.time(), int(statm.read().split()[1]) * PAGE))
+                self._done.wait(0.02)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    def peak_between(self, start: float, end: float) -> int:
+        inside = [rss for t, rss in self.samples if start <= t <= end]
+        return max(inside, default=0)
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measure_pipeline(landing: Path, warehouse: Path, month: str) -> dict:
+    """Materialize monthly_payout_job for ``month`` in-process; per-step wall time and peak RSS."""
+    os.environ.update(
+        FAIRSTREAM_LANDING_DIR=str(landing),
+        FAIRSTREAM_WAREHOUSE_DIR=str(warehouse),
+        FAIRSTREAM_FIRST_MONTH=month,
+    )
+    import dagster as dg
+
+    from fairstream_pipeline.definitions import defs
+
+    job = defs().resolve_job_def("monthly_payout_job")
+    sampler = RssSampler()
+    sampler.start()
+    instance = dg.DagsterInstance.ephemeral()
+    started = time.time()
+    result = job.execute_in_process(partition_key=month, instance=instance, raise_on_error=False)
+    seconds = time.time() - started
+    sampler.stop()
+    steps: dict[str, dict] = {}
+    for entry in instance.all_logs(result.run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        record = steps.setdefault(event.step_key, {})
+        if event.event_type_value == "STEP_START":
+            record["start"] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            record["end"] = entry.timestamp
+            record["status"] = event.event_type_value
+    for record in steps.values():
+        record["seconds"] = record.get("end", 0) - record.get("start", 0)
+        record["peak_rss_bytes"] = sampler.peak_between(record.get("start", 0), record.get("end", 0))
+    instance.dispose()
+    return {
+        "success": result.success,
+        "seconds": seconds,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "steps": {k: {x: v[x] for x in ("seconds", "peak_rss_bytes", "status") if x in v} for k, v in steps.items()},
+    }
+
+
+def measure_baseline(name: str, landing: Path, month: str) -> dict:
+    from benchmarks import baselines
+    from fairstream_pipeline.defs.resources import default_resources
+
+    engine = default_resources()["duckdb"]
+    settings = baselines.DuckDBSettings(engine.memory_limit, engine.threads, engine.temp_directory)
+    started = time.time()
+    if name == "pandas_user_centric":
+        value = baselines.pandas_user_centric(landing, month)
+    else:
+        value = getattr(baselines, name)(landing, month, settings)
+    return {"seconds": time.time() - started, "peak_rss_bytes": peak_rss_bytes(), "result": value}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", choices=["pipeline", "scan_limit", "duckdb_user_centric", "pandas_user_centric"])
+    parser.add_argument("--landing", type=Path, required=True)
+    parser.add_argument("--warehouse", type=Path)
+    parser.add_argument("--month", required=True)
+    args = parser.parse_args(argv)
+    if args.what == "pipeline":
+        report = measure_pipeline(args.landing, args.warehouse, args.month)
+    else:
+        try:
+            report = measure_baseline(args.what, args.landing, args.month)
+        except MemoryError:
+            report = {"out_of_memory": True, "peak_rss_bytes": peak_rss_bytes()}
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
