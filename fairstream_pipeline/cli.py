@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.set_defaults(func=_cmd_summary)
 
+    db_upgrade = sub.add_parser(
+        "db-upgrade",
+        help="migrate the application database (FAIRSTREAM_DATABASE_URL) to the newest schema",
+    )
+    db_upgrade.set_defaults(func=_cmd_db_upgrade)
+
     health = sub.add_parser(
         "health",
         help="check PostgreSQL, the daemon heartbeat and the last payout; exit 1 when unhealthy",
@@ -135,6 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health.set_defaults(func=_cmd_health)
     return parser
+
+
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    import os
+
+    from fairstream_pipeline.lib.app_db.schema import upgrade
+
+    url = os.environ.get("FAIRSTREAM_DATABASE_URL")
+    if not url:
+        print("FAIRSTREAM_DATABASE_URL is not set", file=sys.stderr)
+        return 1
+    print(f"application database at revision {upgrade(url)}")
+    return 0
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:

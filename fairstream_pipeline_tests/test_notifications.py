@@ -125,3 +125,21 @@ def test_without_an_app_database_the_notifications_say_so(small_month, materiali
         assert _metadata(result, asset)["status"] == (
             "not configured: FAIRSTREAM_DATABASE_URL is empty, nothing was written"
         )
+
+
+def test_db_upgrade_command_migrates_a_fresh_database(fresh_database, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = f"postgresql://{PG.user}:{PG.password}@{PG.host}:{PG.port}/{fresh_database}"
+    env = {**os.environ, "FAIRSTREAM_DATABASE_URL": url}
+    fairstream = str(Path(sys.executable).parent / "fairstream")
+    for _ in range(2):  # idempotent
+        run = subprocess.run([fairstream, "db-upgrade"], env=env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "application database at revision 0001"
+    tables = _query(fresh_database, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+    assert tables == [("alembic_version",), ("notification_outbox",), ("outbox_dead_letter_alerts",),
+                      ("statement_lines",), ("statements",)]
