@@ -62,8 +62,9 @@ def test_complete_month_requested_once_then_up_to_date_then_again_after_a_late_f
 
     (first,) = daemon.tick()
     assert first.partition_key == JAN
-    assert first.run_key.startswith(f"{JAN}:") and first.run_key.endswith(":first")
-    assert json.loads(daemon.cursor) == {"requested": {JAN: first.run_key.removeprefix(f"{JAN}:")}}
+    assert first.run_key.startswith(f"{JAN}:") and first.run_key.endswith(":first:1")
+    state = first.run_key.removeprefix(f"{JAN}:").removesuffix(":1")
+    assert json.loads(daemon.cursor) == {"requested": {JAN: state}, "serial": 1}
 
     # Unchanged data is never requested again, even before the run finished.
     assert skip_text(daemon.tick()) == "2024-01: a run was already requested for these files"
@@ -76,10 +77,20 @@ def test_complete_month_requested_once_then_up_to_date_then_again_after_a_late_f
     assert materialize_month(JAN).success
     assert skip_text(daemon.tick()) == "2024-01: up to date"
 
-    landing.events("2024-01-15", [("late-1", "U1", "X", "2024-01-15 10:00", 60_000)], name="late.parquet")
+    late = landing.events("2024-01-15", [("late-1", "U1", "X", "2024-01-15 10:00", 60_000)], name="late.parquet")
     (again,) = daemon.tick()
     assert again.partition_key == JAN
     assert again.run_key != first.run_key
+
+    assert materialize_month(JAN).success
+
+    # The late file is withdrawn: the month is back to its first state and must be recomputed,
+    # under a run key Dagster has not seen (it silently drops repeated run keys).
+    late.unlink()
+    (withdrawn,) = daemon.tick()
+    assert withdrawn.partition_key == JAN
+    assert withdrawn.run_key.removesuffix(":3") == first.run_key.removesuffix(":1")
+    assert withdrawn.run_key not in {first.run_key, again.run_key}
 
 
 def test_months_are_requested_in_order_and_a_recomputed_month_restales_the_next(

@@ -25,7 +25,9 @@ def landing_zone_sensor(
     landing_zone: LandingZoneResource,
     warehouse: WarehouseResource,
 ):
-    requested: dict[str, str] = json.loads(context.cursor)["requested"] if context.cursor else {}
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    requested: dict[str, str] = cursor.get("requested", {})
+    serial: int = cursor.get("serial", 0)
     months = monthly_partitions.get_partition_keys()
     decision = plan(
         observe(landing_zone.zone(), warehouse.lake(), months, monthly_partitions.get_first_partition_key()),
@@ -37,9 +39,12 @@ def landing_zone_sensor(
     runs = []
     for month, state_key in decision.requests:
         requested[month] = state_key
+        serial += 1
         runs.append(
             dg.RunRequest(
-                run_key=f"{month}:{state_key}",
+                # The serial keeps run keys unique: Dagster silently drops a repeated run key, and a
+                # month can come back to an earlier state (a late file withdrawn).
+                run_key=f"{month}:{state_key}:{serial}",
                 partition_key=month,
                 tags={
                     "fairstream/trigger": "landing_zone_sensor",
@@ -48,7 +53,8 @@ def landing_zone_sensor(
                 },
             )
         )
-    return dg.SensorResult(run_requests=runs, cursor=json.dumps({"requested": requested}, sort_keys=True))
+    new_cursor = {"requested": requested, "serial": serial}
+    return dg.SensorResult(run_requests=runs, cursor=json.dumps(new_cursor, sort_keys=True))
 
 
 @dg.definitions

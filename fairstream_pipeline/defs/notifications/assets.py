@@ -1,12 +1,19 @@
 """Notification assets: the month's statement emails, the app-database publication, the outbox."""
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from fairstream_pipeline.defs.metadata import OWNERS, markdown_table
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import AppDatabaseResource, DuckDBEngine, WarehouseResource
 from fairstream_pipeline.defs.retries import WRITE_DATABASE
-from fairstream_pipeline.lib.app_db.store import enqueue_messages, outbox_counts, publish_statements
+from fairstream_pipeline.lib.app_db.store import (
+    OUTBOX_COLUMNS,
+    enqueue_messages,
+    outbox_counts,
+    publish_statements,
+)
 from fairstream_pipeline.lib.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake_tables import attach_month
 from fairstream_pipeline.lib.notifications import Statement, render_statement
@@ -14,6 +21,7 @@ from fairstream_pipeline.lib.payout_rules import RULES_VERSION, SPECIAL_PAYEES
 from fairstream_pipeline.settings import setting
 
 NOTIFICATIONS = "notifications"
+MESSAGE_COLUMNS = OUTBOX_COLUMNS  # the lake table has the outbox's columns, in the same order
 NOT_CONFIGURED = "not configured: FAIRSTREAM_DATABASE_URL is empty, nothing was written"
 
 
@@ -68,21 +76,10 @@ def statement_notifications(
             )
             for payee, name, email, *amounts, lines in _statements(con)
         ]
-        con.execute(
-            "CREATE TEMP TABLE statement_notifications (month VARCHAR, payee_id VARCHAR, kind VARCHAR, "
-            "recipient VARCHAR, subject VARCHAR, body_text VARCHAR, body_html VARCHAR, "
-            "attachment_name VARCHAR, attachment_csv VARCHAR, message_id VARCHAR, status VARCHAR)"
-        ).fetchall()
-        if messages:
-            con.executemany(
-                "INSERT INTO statement_notifications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [m.as_row() for m in messages],
-            )
+        columns = list(zip(*[m.as_row() for m in messages])) if messages else [[] for _ in MESSAGE_COLUMNS]
+        table = pa.table({name: pa.array(values, pa.string()) for name, values in zip(MESSAGE_COLUMNS, columns)})
         with lake.write_partition("statement_notifications", month) as out:
-            con.execute(
-                f"COPY (SELECT * FROM statement_notifications ORDER BY payee_id) TO '{out.file()}' "
-                "(FORMAT parquet, COMPRESSION zstd)"
-            ).fetchall()
+            pq.write_table(table, out.file(), compression="zstd")
             out.manifest.update(rows=len(messages))
     no_address = sum(1 for m in messages if m.recipient is None)
     example = next((m for m in messages if m.recipient), None)
