@@ -107,6 +107,10 @@ def deployment(tmp_path_factory):
     try:
         services.start(ready=lambda: wait_for_graphql(services))
         for service in services.services:  # else SIGTERM would do nothing (see dagster_services)
+            # The exec wrapper resets the signals a moment after it starts: poll, bounded.
+            deadline = time.monotonic() + 15
+            while ignored_signals(service.pid) & 0x4002 and time.monotonic() < deadline:
+                time.sleep(0.1)
             assert not ignored_signals(service.pid) & 0x4002, f"{service.name} ignores SIGINT/SIGTERM"
         wait_until_loaded(services)
         yield Deployment(services, env, landing, Lake(warehouse), database)
