@@ -418,7 +418,7 @@ def test_graphql_asset_backfill_of_the_payout_chain(deployment):
         {"r": REPO_SELECTOR},
     )["repositoryOrError"]["assetNodes"]
     payouts = sorted(n["assetKey"]["path"][0] for n in nodes if n["groupName"] == "payouts")
-    assert {"counted_streams", "flagged_users", "segment_pools", "track_earnings", "payee_earnings",
+    assert {"user_streams", "flagged_users", "segment_pools", "track_earnings", "payee_earnings",
             "payee_statements"} <= set(payouts), payouts
 
     launched_at = time.time()

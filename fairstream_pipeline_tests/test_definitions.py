@@ -19,7 +19,6 @@ def test_expected_asset_keys(definitions):
         "ad_revenue",
         "billed_users",
         "clean_plays",
-        "counted_streams",
         "flagged_users",
         "landing_month",
         "payee_directory",
@@ -32,6 +31,7 @@ def test_expected_asset_keys(definitions):
         "statement_outbox",
         "track_earnings",
         "track_splits",
+        "user_streams",
     ]
 
 

@@ -30,7 +30,7 @@ def test_rematerializing_a_month_gives_byte_identical_outputs(sample_month, mate
     first = lake_bytes(lake)
     assert materialize_month(MONTH).success
     assert lake_bytes(lake) == first
-    assert len([name for name in first if name.endswith(".parquet")]) == 14
+    assert len([name for name in first if name.endswith(".parquet")]) == 15
 
 
 def test_shuffled_and_resplit_event_files_give_the_same_money(sample_month, landing, materialize_month, tmp_path):
@@ -56,6 +56,6 @@ def test_shuffled_and_resplit_event_files_give_the_same_money(sample_month, land
 
     assert materialize_month(MONTH).success
     after = lake_bytes(lake)
-    for asset in ("counted_streams", "flagged_users", "segment_pools", "track_earnings", "payee_earnings", "payee_statements"):
+    for asset in ("user_streams", "flagged_users", "segment_pools", "track_earnings", "payee_earnings", "payee_statements"):
         name = f"{asset}/month={MONTH}/part-00000.parquet"
         assert after[name] == before[name], asset

@@ -4,6 +4,7 @@ import duckdb
 import pytest
 
 from fairstream_pipeline.lib.accounting import RowAccounting, account_for_event_rows
+from fairstream_pipeline.lib.clean_plays import attach_clean_plays
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.landing_zone import LandingZone
 
@@ -73,9 +74,9 @@ def test_hand_made_month_exact_counts(hand_made_month, materialize_month, tmp_pa
     assert meta["ad_revenue"]["net_cents"] == 100
 
     lake = Lake(tmp_path / "warehouse")
-    clean = duckdb.sql(
-        f"SELECT event_id, user_id, track_id, ms_played FROM '{lake.parquet_glob('clean_plays', MONTH)}'"
-    ).fetchall()
+    con = duckdb.connect()
+    attach_clean_plays(con, lake, hand_made_month.root, MONTH)
+    clean = con.execute("SELECT event_id, user_id, track_id, ms_played FROM clean_plays ORDER BY event_id").fetchall()
     assert clean == [
         ("e01", "u1", "t1", 200_000),
         ("e02", "u2", "t2", 1_000),
@@ -117,7 +118,7 @@ def test_rematerializing_replaces_the_month_byte_for_byte(hand_made_month, mater
     assert materialize_month(MONTH, selection=INGESTION).success
     second = {p.name: p.read_bytes() for p in lake.partition_dir("clean_plays", MONTH).iterdir()}
     assert first == second
-    assert sorted(first) == ["_manifest.json", "part-00000.parquet"]
+    assert sorted(first) == ["_manifest.json", "files.parquet", "removed.parquet"]
     # No staging or trash folders are left behind.
     assert sorted(p.name for p in (tmp_path / "warehouse" / "clean_plays").iterdir()) == [f"month={MONTH}"]
 

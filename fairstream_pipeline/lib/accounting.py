@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyarrow.parquet as pq
+
+from fairstream_pipeline.lib.clean_plays import REMOVED, clean_play_count
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.landing_zone import LandingZone, fingerprint
 
@@ -26,17 +29,21 @@ class RowAccounting:
 
 
 def account_for_event_rows(zone: LandingZone, lake: Lake, month: str) -> RowAccounting:
-    """Compare the rows in the landing files (Parquet footers) with what ingestion wrote.
+    """Compare the rows in the landing files (Parquet footers, now) with what ingestion wrote.
 
-    Nothing here reuses the ingestion query: the landing side comes from the file footers, the lake
-    side from the written files' footers and the duplicate count in the manifest.
+    Nothing here reuses the ingestion query: the landing side comes from the current file footers;
+    the lake side from the pinned files, the removal list and the quarantine's own footer. Clean +
+    quarantined + duplicates equals the landing rows only if every quarantined row is also removed
+    from the clean plays, and nothing else is.
     """
     files = zone.event_files(month)
     manifest = lake.manifest("clean_plays", month)
+    removed = pq.read_table(lake.partition_dir("clean_plays", month) / REMOVED, columns=["reason"])
+    duplicates = sum(1 for reason in removed.column("reason").to_pylist() if reason == "duplicate")
     return RowAccounting(
         landing_rows=sum(f.num_rows for f in files),
-        clean_plays=lake.row_count("clean_plays", month),
+        clean_plays=clean_play_count(lake, month),
         quarantined=lake.row_count("play_quarantine", month),
-        duplicates_dropped=manifest["duplicates_dropped"],
+        duplicates_dropped=duplicates,
         inputs_unchanged=manifest["input_fingerprint"] == fingerprint(files),
     )

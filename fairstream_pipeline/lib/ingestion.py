@@ -237,17 +237,30 @@ class PlayIngestion:
     def quarantined_total(self) -> int:
         return sum(self.quarantined.values())
 
-    @property
-    def footer_rows(self) -> int:
-        return sum(f.num_rows for f in self.files)
+
+def indexed_rows(files: list[tuple[int, DataFile]], columns: str) -> str:
+    """The rows of ``files`` with ``file_index``, ``folder_date`` and ``file_row_number``.
+
+    One ``read_parquet`` per file, glued with ``UNION ALL``: the file's index and day are
+    constants, which is much cheaper than joining every row on its file name.
+    """
+    return " UNION ALL ".join(
+        f"SELECT {index} AS file_index, DATE '{f.folder_date.isoformat()}' AS folder_date, "
+        f"file_row_number, {columns} FROM {read_parquet(str(f.path), file_row_number=True)}"
+        for index, f in files
+    )
 
 
-_EMPTY_EVENTS = """
-    SELECT NULL::VARCHAR AS event_id, NULL::VARCHAR AS user_id, NULL::VARCHAR AS track_id,
-           NULL::TIMESTAMPTZ AS played_at, NULL::BIGINT AS ms_played,
-           NULL::VARCHAR AS source_file, NULL::BIGINT AS file_row_number, NULL::DATE AS folder_date
-    WHERE false
-"""
+EVENT_COLUMNS_SQL = (
+    "event_id, user_id, track_id, CAST(played_at AS TIMESTAMPTZ) AS played_at, "
+    "CAST(ms_played AS BIGINT) AS ms_played"
+)
+ROW_REASON_SQL = """CASE
+    WHEN event_id IS NULL OR event_id = '' OR user_id IS NULL OR user_id = ''
+         OR track_id IS NULL OR track_id = '' OR played_at IS NULL
+         OR ms_played IS NULL OR ms_played < 0 THEN 'invalid_row'
+    WHEN CAST(played_at AS DATE) <> folder_date THEN 'outside_partition'
+END"""
 
 
 def ingest_plays(
@@ -255,99 +268,126 @@ def ingest_plays(
     zone: LandingZone,
     month: str,
     billed_users_glob: str,
-    clean_file: Path,
+    files_file: Path,
+    removed_file: Path,
     quarantine_file: Path,
 ) -> PlayIngestion:
-    """Classify every event row of the month and write clean plays and the quarantine.
+    """Classify every event row of the month; write the clean-plays files and removals, and the quarantine.
 
-    The month must be complete (every day has ``_SUCCESS``). Reasons are applied in the order of
-    ``QUARANTINE_REASONS``; exact duplicates are dropped and counted.
+    Reasons are applied in the order of ``QUARANTINE_REASONS``; exact duplicates (within a UTC day:
+    copies of a play share ``played_at``) are dropped and counted. Two passes over the files:
+
+    1. per day, the hashes of ``event_id`` seen more than once (bounded by a day's events);
+    2. over the month, a streaming filter keeping only the rows that need a decision: row-level
+       problems, users not billed this month, and rows whose ``event_id`` hash repeats.
+
+    Everything after that works on those few rows. See ``fairstream_pipeline.lib.clean_plays``.
     """
     zone.require_complete(month)
-    files = zone.event_files(month)
-    _register_files(con, "event_files", files)
-    raw = (
-        _read(
-            files,
-            "event_files",
-            "r.event_id, r.user_id, r.track_id, CAST(r.played_at AS TIMESTAMPTZ) AS played_at, "
-            "CAST(r.ms_played AS BIGINT) AS ms_played",
+    files = list(enumerate(zone.event_files(month)))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE event_files (file_index INTEGER, source_file VARCHAR, "
+        "folder_date DATE, num_rows BIGINT, size_bytes BIGINT, mtime_ns BIGINT)"
+    ).fetchall()
+    if files:
+        con.executemany(
+            "INSERT INTO event_files VALUES (?, ?, ?, ?, ?, ?)",
+            [(i, f.relative_path, f.folder_date, f.num_rows, f.size_bytes, f.mtime_ns) for i, f in files],
         )
-        if files
-        else _EMPTY_EVENTS
+    con.execute("CREATE OR REPLACE TEMP TABLE repeated_ids (folder_date DATE, h UBIGINT)").fetchall()
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE billed AS "
+        f"SELECT user_id FROM {read_parquet(billed_users_glob)}"
+    ).fetchall()
+    suspects_columns = (
+        "file_index INTEGER, folder_date DATE, file_row_number BIGINT, event_id VARCHAR, user_id VARCHAR, "
+        "track_id VARCHAR, played_at TIMESTAMPTZ, ms_played BIGINT, row_reason VARCHAR, "
+        "unknown_user BOOLEAN"
     )
-    # 1-2: reasons that a single row shows on its own.
-    _load(
-        con,
-        "events",
-        f"""
-        SELECT *, CASE
-            WHEN event_id IS NULL OR event_id = '' OR user_id IS NULL OR user_id = ''
-                 OR track_id IS NULL OR track_id = '' OR played_at IS NULL
-                 OR ms_played IS NULL OR ms_played < 0 THEN 'invalid_row'
-            WHEN CAST(played_at AS DATE) <> folder_date THEN 'outside_partition'
-        END AS reason
-        FROM ({raw})
-        """,
-        f"listening_events for {month}",
-    )
-    # 3-4: one group per event_id among the rows that passed; identical copies collapse to one.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE suspects ({suspects_columns})").fetchall()
+    try:
+        by_day: dict = {}
+        for index, data_file in files:
+            by_day.setdefault(data_file.folder_date, []).append((index, data_file))
+        for day, day_files in sorted(by_day.items()):
+            con.execute(
+                f"""INSERT INTO repeated_ids
+                    SELECT DATE '{day.isoformat()}', hash(event_id) AS h
+                    FROM ({indexed_rows(day_files, 'event_id')})
+                    GROUP BY h HAVING count(*) > 1"""
+            ).fetchall()
+        if files:
+            con.execute(
+                f"""
+                INSERT INTO suspects
+                SELECT r.file_index, r.folder_date, r.file_row_number, r.event_id, r.user_id, r.track_id,
+                       r.played_at, r.ms_played, r.row_reason, b.user_id IS NULL
+                FROM (
+                    SELECT *, {ROW_REASON_SQL} AS row_reason, hash(event_id) AS h
+                    FROM ({indexed_rows(files, EVENT_COLUMNS_SQL)})
+                ) r
+                LEFT JOIN billed b ON b.user_id = r.user_id
+                LEFT JOIN repeated_ids d ON d.folder_date = r.folder_date AND d.h = r.h
+                WHERE d.h IS NOT NULL OR b.user_id IS NULL OR r.row_reason IS NOT NULL
+                """
+            ).fetchall()
+    except duckdb.Error as exc:
+        raise LandingZoneError(f"listening_events for {month}: cannot read the event files ({exc})") from exc
+
+    # Decide on the suspects: 1-2 row-level reasons, 3-4 duplicates within a day, 5 unknown users.
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE event_groups AS
-        SELECT event_id,
-               min(user_id) AS user_id, min(track_id) AS track_id,
-               min(played_at) AS played_at, min(ms_played) AS ms_played,
-               count(*) AS copies,
+        SELECT folder_date, event_id, count(*) AS copies,
                min(user_id) <> max(user_id) OR min(track_id) <> max(track_id)
                  OR min(played_at) <> max(played_at) OR min(ms_played) <> max(ms_played) AS conflicting,
-               min(struct_pack(source_file := source_file, file_row_number := file_row_number)) AS first_copy
-        FROM events WHERE reason IS NULL GROUP BY event_id
+               min((file_index, file_row_number)) AS first_copy
+        FROM suspects WHERE row_reason IS NULL
+        GROUP BY folder_date, event_id HAVING count(*) > 1
         """
-    )
-    # 5: events of users without a subscription row this month.
+    ).fetchall()
     con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE kept AS
-        SELECT g.*, b.user_id IS NULL AS unknown_user
-        FROM event_groups g
-        LEFT JOIN (SELECT user_id FROM {read_parquet(billed_users_glob)}) b USING (user_id)
-        WHERE NOT g.conflicting
         """
-    )
-    columns = "event_id, user_id, track_id, played_at, ms_played"
-    _copy(con, f"SELECT {columns} FROM kept WHERE NOT unknown_user ORDER BY event_id", clean_file)
+        CREATE OR REPLACE TEMP TABLE decisions AS
+        SELECT s.*, CASE
+            WHEN s.row_reason IS NOT NULL THEN s.row_reason
+            WHEN g.conflicting THEN 'conflicting_duplicate'
+            WHEN g.copies IS NOT NULL AND (s.file_index, s.file_row_number) <> g.first_copy THEN 'duplicate'
+            WHEN s.unknown_user THEN 'unknown_user'
+        END AS reason
+        FROM suspects s LEFT JOIN event_groups g USING (folder_date, event_id)
+        """
+    ).fetchall()
+    con.execute(
+        f"COPY (SELECT file_index, file_row_number, reason FROM decisions WHERE reason IS NOT NULL "
+        f"ORDER BY file_index, file_row_number) TO {sql_string(removed_file)} ({PARQUET_OPTIONS})"
+    ).fetchall()
+    con.execute(
+        f"COPY (SELECT * FROM event_files ORDER BY file_index) TO {sql_string(files_file)} ({PARQUET_OPTIONS})"
+    ).fetchall()
     _copy(
         con,
-        f"""
-        SELECT reason, source_file, file_row_number, {columns} FROM events WHERE reason IS NOT NULL
-        UNION ALL
-        SELECT 'conflicting_duplicate', e.source_file, e.file_row_number,
-               e.event_id, e.user_id, e.track_id, e.played_at, e.ms_played
-        FROM events e SEMI JOIN (SELECT event_id FROM event_groups WHERE conflicting) c USING (event_id)
-        WHERE e.reason IS NULL
-        UNION ALL
-        SELECT 'unknown_user', first_copy.source_file, first_copy.file_row_number, {columns}
-        FROM kept WHERE unknown_user
-        ORDER BY source_file, file_row_number
+        """
+        SELECT d.reason, f.source_file, d.file_row_number,
+               d.event_id, d.user_id, d.track_id, d.played_at, d.ms_played
+        FROM decisions d JOIN event_files f USING (file_index)
+        WHERE d.reason IS NOT NULL AND d.reason <> 'duplicate'
+        ORDER BY f.source_file, d.file_row_number
         """,
         quarantine_file,
     )
-    rows_read = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
-    quarantined = dict(
-        con.execute(
-            f"SELECT reason, count(*) FROM {read_parquet(quarantine_file)} GROUP BY reason"
-        ).fetchall()
+    counts = dict(
+        con.execute("SELECT reason, count(*) FROM decisions WHERE reason IS NOT NULL GROUP BY reason").fetchall()
     )
-    clean, duplicates = con.execute(
-        """SELECT count(*) FILTER (WHERE NOT unknown_user), coalesce(sum(copies - 1), 0) FROM kept"""
-    ).fetchall()[0]
+    rows_read = sum(f.num_rows for _, f in files)
+    duplicates = counts.pop("duplicate", 0)
+    quarantined = {reason: counts.get(reason, 0) for reason in QUARANTINE_REASONS}
     return PlayIngestion(
         rows_read=rows_read,
-        clean_plays=clean,
-        duplicates_dropped=int(duplicates),
-        quarantined={reason: quarantined.get(reason, 0) for reason in QUARANTINE_REASONS},
-        files=files,
+        clean_plays=rows_read - duplicates - sum(quarantined.values()),
+        duplicates_dropped=duplicates,
+        quarantined=quarantined,
+        files=[f for _, f in files],
     )
 
 

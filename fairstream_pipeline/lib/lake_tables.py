@@ -29,8 +29,9 @@ def publish_month(
     rows = {}
     with lake.write_partitions([(table, month) for table in tables]) as writers:
         for table, writer in zip(tables, writers):
+            # ORDER BY ALL: the same rows give the same bytes, whatever order parallel work made them in.
             con.execute(
-                f"COPY (SELECT {lake_columns(table)} FROM {table}) "
+                f"COPY (SELECT {lake_columns(table)} FROM {table} ORDER BY ALL) "
                 f"TO {sql_string(writer.file())} ({PARQUET_OPTIONS})"
             ).fetchall()
             rows[table] = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]

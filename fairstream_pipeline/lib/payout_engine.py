@@ -5,10 +5,9 @@ Each stage reads views or tables of fixed names from the connection and creates 
 =========================  =============================================  =======================================
 stage                      reads                                          creates
 =========================  =============================================  =======================================
-:func:`count_streams`      ``clean_plays``                                ``counted_streams``, ``flagged_users``
 :func:`validate_splits`    ``split_rows``, ``catalog_tracks``             ``track_splits``
-:func:`allocate_pools`     ``billed_users``, ``ad_revenue``,              ``segment_pools``, ``track_earnings``
-                           ``counted_streams``
+:func:`count_and_allocate` ``clean_plays``, ``billed_users``,             ``flagged_users``, ``user_streams``,
+                           ``ad_revenue``                                 ``segment_pools``, ``track_earnings``
 :func:`pay_payees`         ``segment_pools``, ``track_earnings``,         ``payee_earnings``
                            ``track_splits``
 :func:`roll_statements`    ``payee_earnings``, ``previous_statements``    ``payee_statements``
@@ -32,51 +31,6 @@ PICO_DECIMAL = "DECIMAL(38,0)"
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     con.execute(sql).fetchall()
-
-
-def count_streams(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
-    """Rule 1: qualify, cap per (user, track, UTC day), flag users over the daily limit.
-
-    ``counted_streams(user_id, track_id, streams)`` holds s(u,t) for users who are not flagged;
-    ``flagged_users(user_id, worst_day, worst_day_streams)`` the flagged users, with the day of
-    their most capped streams (the earliest such day on a tie).
-    """
-    _run(
-        con,
-        f"""
-        CREATE OR REPLACE TEMP TABLE capped_daily AS
-        SELECT user_id, track_id, CAST(played_at AS DATE) AS day,
-               least(count(*), {rules.max_daily_plays_per_track}) AS streams
-        FROM clean_plays
-        WHERE ms_played >= {rules.min_play_ms}
-        GROUP BY ALL
-        """,
-    )
-    _run(
-        con,
-        f"""
-        CREATE OR REPLACE TEMP TABLE flagged_users AS
-        SELECT user_id, day AS worst_day, streams AS worst_day_streams
-        FROM (
-            SELECT user_id, day, sum(streams)::BIGINT AS streams,
-                   row_number() OVER (PARTITION BY user_id ORDER BY sum(streams) DESC, day) AS rank
-            FROM capped_daily GROUP BY user_id, day
-        )
-        WHERE rank = 1 AND streams > {rules.max_daily_streams_per_user}
-        ORDER BY user_id
-        """,
-    )
-    _run(
-        con,
-        """
-        CREATE OR REPLACE TEMP TABLE counted_streams AS
-        SELECT user_id, track_id, sum(streams)::BIGINT AS streams
-        FROM capped_daily ANTI JOIN flagged_users USING (user_id)
-        GROUP BY ALL
-        ORDER BY user_id, track_id
-        """,
-    )
-    _run(con, "DROP TABLE capped_daily")
 
 
 def validate_splits(con: duckdb.DuckDBPyConnection) -> None:
@@ -113,38 +67,118 @@ def validate_splits(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def allocate_pools(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
-    """Rules 2-6: price each segment's pool and share it among its tracks.
+def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules, buckets: int = 1) -> None:
+    """Rules 1-6: counted streams, flagged users, segment pools and each track's money.
+
+    Reads ``clean_plays`` (``user_id``, ``track_id``, ``day``, ``ms_played``), ``billed_users`` and
+    ``ad_revenue``; creates ``flagged_users``, ``user_streams``, ``segment_pools`` and
+    ``track_earnings``.
+
+    The (user, track) table s(u,t) is the largest thing the rules need. It is never written: users
+    are split into ``buckets`` by a hash of their id, and each bucket goes from plays to s(u,t) to
+    its users' contributions per (segment, track) inside DuckDB, so memory is bounded by a bucket.
+    A user's streams all fall in one bucket, and per-track sums simply add up across buckets, so
+    the result does not depend on the number of buckets (a test checks it).
+
+    - Rule 1: a play counts when ``ms_played >= min_play_ms``, at most ``max_daily_plays_per_track``
+      per (user, track, UTC day); a user whose capped streams on one day exceed
+      ``max_daily_streams_per_user`` is flagged (worst day: most streams, earliest on a tie) and
+      none of their streams count.
+    - Rules 2-6: see :func:`_price_segments`.
+    """
+    _run(
+        con,
+        """
+        CREATE OR REPLACE TEMP TABLE flagged_users
+            (user_id VARCHAR, worst_day DATE, worst_day_streams BIGINT);
+        CREATE OR REPLACE TEMP TABLE user_stream_totals (user_id VARCHAR, streams BIGINT);
+        CREATE OR REPLACE TEMP TABLE direct_shares
+            (country VARCHAR, tier VARCHAR, track_id VARCHAR, streams BIGINT, direct_pico HUGEINT);
+        """,
+    )
+    share = f"{rules.royalty_share_ppm}::HUGEINT * {PPM}"  # pico-cents per cent of revenue
+    for bucket in range(buckets):
+        in_bucket = "true" if buckets == 1 else f"hash(user_id) % {buckets} = {bucket}"
+        _run(
+            con,
+            f"""
+            CREATE OR REPLACE TEMP TABLE bucket_daily AS
+            SELECT user_id, track_id, day, least(count(*), {rules.max_daily_plays_per_track}) AS streams
+            FROM clean_plays
+            WHERE ms_played >= {rules.min_play_ms} AND {in_bucket}
+            GROUP BY ALL
+            """,
+        )
+        _run(
+            con,
+            f"""
+            INSERT INTO flagged_users
+            SELECT user_id, day, streams FROM (
+                SELECT user_id, day, sum(streams)::BIGINT AS streams,
+                       row_number() OVER (PARTITION BY user_id ORDER BY sum(streams) DESC, day) AS rank
+                FROM bucket_daily GROUP BY user_id, day
+            )
+            WHERE rank = 1 AND streams > {rules.max_daily_streams_per_user}
+            """,
+        )
+        _run(
+            con,
+            f"""
+            CREATE OR REPLACE TEMP TABLE bucket_counted AS
+            SELECT user_id, track_id, sum(streams)::BIGINT AS streams
+            FROM bucket_daily ANTI JOIN flagged_users USING (user_id)
+            GROUP BY ALL;
+            DROP TABLE bucket_daily;
+            INSERT INTO user_stream_totals SELECT user_id, sum(streams) FROM bucket_counted GROUP BY user_id;
+            INSERT INTO direct_shares
+            SELECT b.country, b.tier, c.track_id, sum(c.streams)::BIGINT,
+                   sum(CASE WHEN b.tier = 'paid'
+                            THEN (b.net_cents * {share} * c.streams) // t.streams ELSE 0 END)
+            FROM bucket_counted c
+            JOIN user_stream_totals t USING (user_id)
+            JOIN billed_users b USING (user_id)
+            GROUP BY ALL;
+            DROP TABLE bucket_counted;
+            """,
+        )
+    _run(
+        con,
+        f"""
+        CREATE OR REPLACE TEMP TABLE user_streams AS
+        SELECT b.user_id, b.country, b.tier,
+               coalesce(t.streams, 0)::BIGINT AS streams,
+               f.user_id IS NOT NULL AS flagged,
+               CASE WHEN b.tier = 'paid' THEN b.net_cents * {share} ELSE 0::HUGEINT END AS contribution_pico
+        FROM billed_users b
+        LEFT JOIN user_stream_totals t USING (user_id)
+        LEFT JOIN flagged_users f USING (user_id)
+        ORDER BY b.user_id;
+        DROP TABLE user_stream_totals;
+        """,
+    )
+    _price_segments(con, rules)
+
+
+def _price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
+    """Rules 2-6 from ``user_streams`` and ``direct_shares``: pools, targets and track money.
 
     ``segment_pools`` has one row per (country, tier) with the users, counted streams, the pool in
     pico-cents, the target in cents, the residual R of silent and flagged users, and what goes to
     ``__unallocated__`` under each model. ``track_earnings`` has one row per (segment, track) with
     the segment's counted streams of the track and its user-centric and pro-rata pico-cents.
     """
-    share = f"{rules.royalty_share_ppm}::HUGEINT * {PPM}"  # pico-cents per cent of revenue
-    _run(
-        con,
-        f"""
-        CREATE OR REPLACE TEMP TABLE user_shares AS
-        SELECT b.user_id, b.country, b.tier,
-               CASE WHEN b.tier = 'paid' THEN b.net_cents * {share} ELSE 0::HUGEINT END AS contribution_pico,
-               coalesce(t.streams, 0)::BIGINT AS user_streams
-        FROM billed_users b
-        LEFT JOIN (SELECT user_id, sum(streams) AS streams FROM counted_streams GROUP BY user_id) t
-        USING (user_id)
-        """,
-    )
+    share = f"{rules.royalty_share_ppm}::HUGEINT * {PPM}"
     _run(
         con,
         f"""
         CREATE OR REPLACE TEMP TABLE segment_pools AS
         WITH by_users AS (
             SELECT country, tier, count(*) AS users,
-                   count(*) FILTER (WHERE user_streams > 0) AS streaming_users,
-                   sum(user_streams)::BIGINT AS counted_streams,
+                   count(*) FILTER (WHERE streams > 0) AS streaming_users,
+                   sum(streams)::BIGINT AS counted_streams,
                    sum(contribution_pico) AS paid_pool_pico,
-                   coalesce(sum(contribution_pico) FILTER (WHERE user_streams = 0), 0) AS silent_pico
-            FROM user_shares GROUP BY country, tier
+                   coalesce(sum(contribution_pico) FILTER (WHERE streams = 0), 0) AS silent_pico
+            FROM user_streams GROUP BY country, tier
         ),
         segments AS (
             SELECT coalesce(u.country, a.country) AS country, coalesce(u.tier, 'free') AS tier,
@@ -174,33 +208,24 @@ def allocate_pools(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
         con,
         f"""
         CREATE OR REPLACE TEMP TABLE track_earnings AS
-        WITH direct AS (  -- rule 4: each paid user's contribution, split over what they played
-            SELECT u.country, u.tier, c.track_id,
-                   sum((u.contribution_pico * c.streams) // u.user_streams) AS pico
-            FROM counted_streams c JOIN user_shares u USING (user_id)
-            WHERE u.tier = 'paid'
-            GROUP BY ALL
-        ),
-        streams AS (
-            SELECT u.country, u.tier, c.track_id, sum(c.streams)::BIGINT AS streams
-            FROM counted_streams c JOIN user_shares u USING (user_id)
-            GROUP BY ALL
+        WITH tracks AS (  -- rule 4's direct shares and every segment's streams, summed over buckets
+            SELECT country, tier, track_id, sum(streams)::BIGINT AS streams, sum(direct_pico) AS direct_pico
+            FROM direct_shares GROUP BY ALL
         )
         SELECT s.country, s.tier, s.track_id, s.streams,
                CASE WHEN s.tier = 'paid'
-                    THEN coalesce(d.pico, 0)
+                    THEN s.direct_pico
                          + CASE WHEN {redistribute_residual}
                                 THEN (p.residual_pico * s.streams) // p.counted_streams ELSE 0 END
                     ELSE (p.pool_pico * s.streams) // p.counted_streams  -- rule 5
                END AS uc_pico,
                (p.pool_pico * s.streams) // p.counted_streams AS pr_pico  -- rule 6
-        FROM streams s
+        FROM tracks s
         JOIN segment_pools p USING (country, tier)
-        LEFT JOIN direct d USING (country, tier, track_id)
         ORDER BY country, tier, track_id
         """,
     )
-    _run(con, "DROP TABLE user_shares")
+    _run(con, "DROP TABLE direct_shares")
 
 
 def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
@@ -302,6 +327,7 @@ def lake_columns(table: str) -> str:
     """The ``SELECT`` list that writes ``table`` to Parquet without losing a pico-cent."""
     pico = {
         "segment_pools": ("pool_pico", "residual_pico", "uc_unallocated_pico", "pr_unallocated_pico"),
+        "user_streams": ("contribution_pico",),
         "track_earnings": ("uc_pico", "pr_pico"),
     }.get(table, ())
     if not pico:

@@ -8,6 +8,7 @@ from fairstream_pipeline.defs.metadata import OWNERS, contract_failures, markdow
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, WarehouseResource
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE, WAIT_FOR_COMPLETE_MONTH
+from fairstream_pipeline.lib import clean_plays
 from fairstream_pipeline.lib.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.ingestion import (
     QUARANTINE_REASONS,
@@ -159,12 +160,14 @@ def ad_revenue(
             deps=["billed_users", "landing_month"],
             description=(
                 "The month's valid, de-duplicated plays: one row per event, from users billed this "
-                "month. Plays of tracks missing from the catalog are kept (they pay suspense)."
+                "month. Plays of tracks missing from the catalog are kept (they pay suspense). "
+                "Stored as the month's landing files (pinned) minus the removed rows; read it with "
+                "fairstream_pipeline.lib.clean_plays.attach_clean_plays."
             ),
             group_name=INGESTION,
             owners=OWNERS,
             kinds=LAKE_KINDS,
-            code_version="ingest-plays-v1",
+            code_version="ingest-plays-v2",
         ),
         dg.AssetSpec(
             "play_quarantine",
@@ -177,7 +180,7 @@ def ad_revenue(
             group_name=INGESTION,
             owners=OWNERS,
             kinds=LAKE_KINDS,
-            code_version="ingest-plays-v1",
+            code_version="ingest-plays-v2",
         ),
     ],
     partitions_def=monthly_partitions,
@@ -201,7 +204,8 @@ def ingest_listening_events(
             landing_zone.zone(),
             month,
             lake.parquet_glob("billed_users", month),
-            clean_out.file(),
+            clean_out.file(clean_plays.FILES),
+            clean_out.file(clean_plays.REMOVED),
             quarantine_out.file(),
         )
         accounting = {
@@ -214,10 +218,12 @@ def ingest_listening_events(
         }
         clean_out.manifest.update(rows=result.clean_plays, **accounting)
         quarantine_out.manifest.update(rows=result.quarantined_total, **accounting)
-        clean_preview = preview(con, f"SELECT * FROM {read_parquet(clean_out.file())}")
         quarantine_preview = preview(
             con, f"SELECT * FROM {read_parquet(quarantine_out.file())}", limit=20
         )
+    with duckdb.connect() as con:
+        clean_plays.attach_clean_plays(con, lake, landing_zone.zone().root, month)
+        clean_preview = preview(con, "SELECT event_id, user_id, track_id, played_at, ms_played FROM clean_plays")
     per_reason = dg.MetadataValue.md(
         markdown_table(
             ["reason", "rows"],

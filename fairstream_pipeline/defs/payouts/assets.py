@@ -18,9 +18,9 @@ from fairstream_pipeline.lib.lake import MissingPartitionError
 from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
 from fairstream_pipeline.lib.landing_zone import fingerprint
 from fairstream_pipeline.lib.months import previous_month
+from fairstream_pipeline.lib.clean_plays import attach_clean_plays
 from fairstream_pipeline.lib.payout_engine import (
-    allocate_pools,
-    count_streams,
+    count_and_allocate,
     pay_payees,
     roll_statements,
     validate_splits,
@@ -123,11 +123,11 @@ def snapshot_catalog(
 @dg.multi_asset(
     specs=[
         _spec(
-            "counted_streams",
-            "s(u,t): each user's counted streams of each track this month. A play counts when it "
-            "lasts at least min_play_ms, at most max_daily_plays_per_track per user, track and UTC "
-            "day, and not at all for flagged users.",
-            deps=["clean_plays"],
+            "user_streams",
+            "Each billed user of the month: segment, counted streams S_u, whether flagged, and their "
+            "contribution in pico-cents. A play counts when it lasts at least min_play_ms, at most "
+            "max_daily_plays_per_track per user, track and UTC day, and not at all for flagged users.",
+            deps=["clean_plays", "billed_users"],
         ),
         _spec(
             "flagged_users",
@@ -135,106 +135,90 @@ def snapshot_catalog(
             "their worst day and its count. None of their streams count this month.",
             deps=["clean_plays"],
         ),
+        _spec(
+            "segment_pools",
+            "One row per segment (country, tier): users, counted streams, the pool in pico-cents, "
+            "the target in cents, the residual of silent and flagged users, and what goes unallocated.",
+            deps=["billed_users", "ad_revenue", "clean_plays"],
+        ),
+        _spec(
+            "track_earnings",
+            "Per segment and track: counted streams, user-centric and pro-rata pico-cents, before splits.",
+            deps=["billed_users", "ad_revenue", "clean_plays"],
+        ),
     ],
     partitions_def=monthly_partitions,
-    name="count_month_streams",
+    name="count_and_allocate",
     pool="duckdb_heavy",
 )
-def count_month_streams(
+def count_and_allocate_month(
     context: dg.AssetExecutionContext,
+    landing_zone: LandingZoneResource,
     warehouse: WarehouseResource,
     duckdb: DuckDBEngine,
     payout_rules: PayoutRulesResource,
 ):
-    """Apply rule 1 (counted streams and flagged users) to the month's clean plays."""
+    """Apply rules 1-6: counted streams, flagged users, segment pools and each track's UC and PR money.
+
+    The (user, track) counts are computed bucket by bucket of users and never written (see
+    fairstream_pipeline.lib.payout_engine.count_and_allocate), so memory stays bounded.
+    """
     month, rules, lake = context.partition_key, payout_rules.rules(), warehouse.lake()
-    with duckdb.connect() as con:
-        attach_month(con, lake, month, {"clean_plays": "clean_plays"})
-        count_streams(con, rules)
-        total_streams, users = con.execute(
-            "SELECT coalesce(sum(streams), 0)::BIGINT, count(DISTINCT user_id) FROM counted_streams"
+    plays = lake.manifest("clean_plays", month)["clean_plays"]
+    buckets = max(1, -(-plays // duckdb.rows_per_bucket))
+    with contract_failures(), duckdb.connect() as con:
+        attach_month(con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue"})
+        attach_clean_plays(con, lake, landing_zone.zone().root, month)
+        count_and_allocate(con, rules, buckets=buckets)
+        total_streams, streaming_users, flagged = con.execute(
+            """SELECT coalesce(sum(streams), 0)::BIGINT, count(*) FILTER (WHERE streams > 0),
+                      count(*) FILTER (WHERE flagged) FROM user_streams"""
         ).fetchall()[0]
         rows = publish_month(
             con,
             lake,
             month,
-            ["counted_streams", "flagged_users"],
-            {"rules": rules.as_dict(), "counted_streams": total_streams},
+            ["user_streams", "flagged_users", "segment_pools", "track_earnings"],
+            {"rules": rules.as_dict(), "counted_streams": total_streams, "buckets": buckets},
         )
         flagged_preview = preview(con, "SELECT * FROM flagged_users ORDER BY worst_day_streams DESC", limit=20)
-    yield dg.MaterializeResult(
-        asset_key="counted_streams",
-        metadata={
-            "dagster/row_count": rows["counted_streams"],
-            "counted_streams": total_streams,
-            "streaming_users": users,
-            **_rules_metadata(rules),
-        },
-    )
-    yield dg.MaterializeResult(
-        asset_key="flagged_users",
-        metadata={"dagster/row_count": rows["flagged_users"], "preview": flagged_preview, **_rules_metadata(rules)},
-    )
-
-
-@dg.multi_asset(
-    specs=[
-        _spec(
-            "segment_pools",
-            "One row per segment (country, tier): users, counted streams, the pool in pico-cents, "
-            "the target in cents, the residual of silent and flagged users, and what goes unallocated.",
-            deps=["billed_users", "ad_revenue", "counted_streams"],
-        ),
-        _spec(
-            "track_earnings",
-            "Per segment and track: counted streams, user-centric and pro-rata pico-cents, before splits.",
-            deps=["billed_users", "ad_revenue", "counted_streams"],
-        ),
-    ],
-    partitions_def=monthly_partitions,
-    name="allocate_segment_pools",
-    pool="duckdb_heavy",
-)
-def allocate_segment_pools(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    duckdb: DuckDBEngine,
-    payout_rules: PayoutRulesResource,
-):
-    """Apply rules 2-6: price each segment's pool and share it among tracks, UC and PR."""
-    month, rules, lake = context.partition_key, payout_rules.rules(), warehouse.lake()
-    with duckdb.connect() as con:
-        attach_month(
-            con,
-            lake,
-            month,
-            {"billed_users": "billed_users", "ad_revenue": "ad_revenue", "counted_streams": "counted_streams"},
-        )
-        allocate_pools(con, rules)
-        rows = publish_month(con, lake, month, ["segment_pools", "track_earnings"], {"rules": rules.as_dict()})
         pools = con.execute(
             """SELECT country, tier, users, counted_streams, target_cents,
                       (residual_pico // 1000000000000)::BIGINT, (uc_unallocated_pico // 1000000000000)::BIGINT
                FROM segment_pools ORDER BY country, tier"""
         ).fetchall()
-        target = sum(p[4] for p in pools)
+    common = {**_rules_metadata(rules), "user_buckets": buckets}
+    yield dg.MaterializeResult(
+        asset_key="user_streams",
+        metadata={
+            "dagster/row_count": rows["user_streams"],
+            "counted_streams": total_streams,
+            "streaming_users": streaming_users,
+            "flagged_users": flagged,
+            **common,
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="flagged_users",
+        metadata={"dagster/row_count": rows["flagged_users"], "preview": flagged_preview, **common},
+    )
     yield dg.MaterializeResult(
         asset_key="segment_pools",
         metadata={
             "dagster/row_count": rows["segment_pools"],
-            "target_cents": target,
+            "target_cents": sum(p[4] for p in pools),
             "segments": dg.MetadataValue.md(
                 markdown_table(
                     ["country", "tier", "users", "counted streams", "target (EUR)", "residual (EUR)", "UC unallocated (EUR)"],
                     [(*p[:4], cents(p[4]), cents(p[5]), cents(p[6])) for p in pools],
                 )
             ),
-            **_rules_metadata(rules),
+            **common,
         },
     )
     yield dg.MaterializeResult(
         asset_key="track_earnings",
-        metadata={"dagster/row_count": rows["track_earnings"], **_rules_metadata(rules)},
+        metadata={"dagster/row_count": rows["track_earnings"], **common},
     )
 
 

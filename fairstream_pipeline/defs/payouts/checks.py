@@ -171,7 +171,7 @@ def payees_in_splits_have_email(
 
 
 @dg.asset_check(
-    asset="counted_streams",
+    asset="user_streams",
     partitions_def=monthly_partitions,
     description=f"Warns when the month's counted streams changed by more than {STREAMS_CHANGE_WARN_PERCENT}% "
     "from the previous month.",
@@ -180,16 +180,16 @@ def counted_streams_month_over_month(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
     month, lake = context.partition_key, warehouse.lake()
-    current = lake.manifest("counted_streams", month)["counted_streams"]
+    current = lake.manifest("user_streams", month)["counted_streams"]
     previous = previous_month(month)
-    if not lake.exists("counted_streams", previous):
+    if not lake.exists("user_streams", previous):
         return dg.AssetCheckResult(
             passed=True,
             severity=dg.AssetCheckSeverity.WARN,
-            description=f"No counted_streams for {previous} to compare with.",
+            description=f"No user_streams for {previous} to compare with.",
             metadata={"counted_streams": current},
         )
-    before = lake.manifest("counted_streams", previous)["counted_streams"]
+    before = lake.manifest("user_streams", previous)["counted_streams"]
     change = abs(current - before)
     return dg.AssetCheckResult(
         passed=change * 100 <= STREAMS_CHANGE_WARN_PERCENT * before,
