@@ -78,7 +78,7 @@ def run_engine(
         "earnings": {(c, t, p): (uc, pr) for c, t, p, uc, pr in rows("SELECT * FROM payee_earnings")},
         "statements": {r[0]: tuple(r[1:]) for r in rows("SELECT * FROM payee_statements")},
         "files": {
-            table: rows(f"SELECT * FROM {table}")
+            table: rows(f"SELECT * FROM {table} ORDER BY ALL")
             for table in ("user_streams", "flagged_users", "segment_pools", "track_earnings", "payee_earnings")
         },
     }

@@ -41,7 +41,7 @@ class DuckDBEngine(dg.ConfigurableResource):
     memory_limit: str = "4GB"
     threads: int | None = None
     temp_directory: str | None = None
-    rows_per_bucket: int = 25_000_000  # plays per bucket of users when counting streams
+    rows_per_bucket: int = 40_000_000  # plays per bucket of users when counting streams
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         return connect(DuckDBSettings(self.memory_limit, self.threads, self.temp_directory))

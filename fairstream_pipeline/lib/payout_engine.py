@@ -109,36 +109,40 @@ def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules, bucke
             GROUP BY ALL
             """,
         )
+        # Only user-days over the limit can flag; the worst day is one of them, so rank just those.
         _run(
             con,
             f"""
             INSERT INTO flagged_users
             SELECT user_id, day, streams FROM (
-                SELECT user_id, day, sum(streams)::BIGINT AS streams,
-                       row_number() OVER (PARTITION BY user_id ORDER BY sum(streams) DESC, day) AS rank
-                FROM bucket_daily GROUP BY user_id, day
+                SELECT user_id, day, streams,
+                       row_number() OVER (PARTITION BY user_id ORDER BY streams DESC, day) AS rank
+                FROM (SELECT user_id, day, sum(streams)::BIGINT AS streams FROM bucket_daily GROUP BY ALL)
+                WHERE streams > {rules.max_daily_streams_per_user}
             )
-            WHERE rank = 1 AND streams > {rules.max_daily_streams_per_user}
+            WHERE rank = 1
             """,
         )
+        # s(u,t) is rolled up from the capped days and consumed at once: S_u, then each paid
+        # user's floor(c_u * s(u,t) / S_u) summed per (segment, track).
         _run(
             con,
             f"""
-            CREATE OR REPLACE TEMP TABLE bucket_counted AS
-            SELECT user_id, track_id, sum(streams)::BIGINT AS streams
-            FROM bucket_daily ANTI JOIN flagged_users USING (user_id)
-            GROUP BY ALL;
-            DROP TABLE bucket_daily;
-            INSERT INTO user_stream_totals SELECT user_id, sum(streams) FROM bucket_counted GROUP BY user_id;
+            INSERT INTO user_stream_totals
+            SELECT user_id, sum(streams) FROM bucket_daily ANTI JOIN flagged_users USING (user_id) GROUP BY ALL;
             INSERT INTO direct_shares
             SELECT b.country, b.tier, c.track_id, sum(c.streams)::BIGINT,
                    sum(CASE WHEN b.tier = 'paid'
                             THEN (b.net_cents * {share} * c.streams) // t.streams ELSE 0 END)
-            FROM bucket_counted c
+            FROM (
+                SELECT user_id, track_id, sum(streams) AS streams
+                FROM bucket_daily ANTI JOIN flagged_users USING (user_id)
+                GROUP BY ALL
+            ) c
             JOIN user_stream_totals t USING (user_id)
             JOIN billed_users b USING (user_id)
             GROUP BY ALL;
-            DROP TABLE bucket_counted;
+            DROP TABLE bucket_daily;
             """,
         )
     _run(
