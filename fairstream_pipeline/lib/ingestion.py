@@ -32,6 +32,9 @@ from fairstream_pipeline.lib.payout_rules import SPECIAL_PAYEES
 QUARANTINE_REASONS = ("invalid_row", "outside_partition", "conflicting_duplicate", "unknown_user")
 
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
+# A file DuckDB cannot read is a delivery problem; anything else (out of memory, say) is not, and
+# must stay retryable.
+READ_ERRORS = (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException)
 
 
 def _copy(con: duckdb.DuckDBPyConnection, query: str, out_file: Path) -> None:
@@ -64,7 +67,7 @@ def _load(con: duckdb.DuckDBPyConnection, table: str, query: str, what: str) -> 
     """Create temp ``table`` from ``query``; a read failure names the dataset it came from."""
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {query}")
-    except duckdb.Error as exc:
+    except READ_ERRORS as exc:
         raise LandingZoneError(f"{what}: cannot read the files ({exc})") from exc
 
 
@@ -263,6 +266,31 @@ ROW_REASON_SQL = """CASE
 END"""
 
 
+def _run_day(con: duckdb.DuckDBPyConnection, day, day_files: list[tuple[int, DataFile]]) -> None:
+    """The two passes over one day's files: repeated event-id hashes, then the rows to decide on."""
+    con.execute("DELETE FROM repeated_ids").fetchall()
+    con.execute(
+        f"""INSERT INTO repeated_ids
+            SELECT DATE '{day.isoformat()}', hash(event_id) AS h
+            FROM ({indexed_rows(day_files, 'event_id')})
+            GROUP BY h HAVING count(*) > 1"""
+    ).fetchall()
+    con.execute(
+        f"""
+        INSERT INTO suspects
+        SELECT r.file_index, r.folder_date, r.file_row_number, r.event_id, r.user_id, r.track_id,
+               r.played_at, r.ms_played, r.row_reason, b.user_id IS NULL
+        FROM (
+            SELECT *, {ROW_REASON_SQL} AS row_reason, hash(event_id) AS h
+            FROM ({indexed_rows(day_files, EVENT_COLUMNS_SQL)})
+        ) r
+        LEFT JOIN billed b ON b.user_id = r.user_id
+        LEFT JOIN repeated_ids d ON d.h = r.h
+        WHERE d.h IS NOT NULL OR b.user_id IS NULL OR r.row_reason IS NOT NULL
+        """
+    ).fetchall()
+
+
 def ingest_plays(
     con: duckdb.DuckDBPyConnection,
     zone: LandingZone,
@@ -277,9 +305,11 @@ def ingest_plays(
     Reasons are applied in the order of ``QUARANTINE_REASONS``; exact duplicates (within a UTC day:
     copies of a play share ``played_at``) are dropped and counted. Two passes over the files:
 
-    1. per day, the hashes of ``event_id`` seen more than once (bounded by a day's events);
-    2. over the month, a streaming filter keeping only the rows that need a decision: row-level
-       problems, users not billed this month, and rows whose ``event_id`` hash repeats.
+    1. the hashes of ``event_id`` seen more than once in the day;
+    2. a streaming filter keeping only the rows that need a decision: row-level problems, users
+       not billed this month, and rows whose ``event_id`` hash repeats in the day.
+
+    Both run one UTC day at a time, so memory is bounded by a day's events.
 
     Everything after that works on those few rows. See ``fairstream_pipeline.lib.clean_plays``.
     """
@@ -305,33 +335,13 @@ def ingest_plays(
         "unknown_user BOOLEAN"
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE suspects ({suspects_columns})").fetchall()
+    by_day: dict = {}
+    for index, data_file in files:
+        by_day.setdefault(data_file.folder_date, []).append((index, data_file))
     try:
-        by_day: dict = {}
-        for index, data_file in files:
-            by_day.setdefault(data_file.folder_date, []).append((index, data_file))
         for day, day_files in sorted(by_day.items()):
-            con.execute(
-                f"""INSERT INTO repeated_ids
-                    SELECT DATE '{day.isoformat()}', hash(event_id) AS h
-                    FROM ({indexed_rows(day_files, 'event_id')})
-                    GROUP BY h HAVING count(*) > 1"""
-            ).fetchall()
-        if files:
-            con.execute(
-                f"""
-                INSERT INTO suspects
-                SELECT r.file_index, r.folder_date, r.file_row_number, r.event_id, r.user_id, r.track_id,
-                       r.played_at, r.ms_played, r.row_reason, b.user_id IS NULL
-                FROM (
-                    SELECT *, {ROW_REASON_SQL} AS row_reason, hash(event_id) AS h
-                    FROM ({indexed_rows(files, EVENT_COLUMNS_SQL)})
-                ) r
-                LEFT JOIN billed b ON b.user_id = r.user_id
-                LEFT JOIN repeated_ids d ON d.folder_date = r.folder_date AND d.h = r.h
-                WHERE d.h IS NOT NULL OR b.user_id IS NULL OR r.row_reason IS NOT NULL
-                """
-            ).fetchall()
-    except duckdb.Error as exc:
+            _run_day(con, day, day_files)
+    except READ_ERRORS as exc:
         raise LandingZoneError(f"listening_events for {month}: cannot read the event files ({exc})") from exc
 
     # Decide on the suspects: 1-2 row-level reasons, 3-4 duplicates within a day, 5 unknown users.
