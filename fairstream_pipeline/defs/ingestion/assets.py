@@ -64,9 +64,10 @@ def landing_month(
             "mtime_ns": pa.array([f.mtime_ns for f in files], pa.int64()),
         }
     )
+    month_fingerprint = zone.month_fingerprint(month)
     with warehouse.lake().write_partition("landing_month", month) as out:
         pq.write_table(table, out.file(), compression="zstd")
-        out.manifest.update(rows=len(files), input_fingerprint=zone.month_fingerprint(month))
+        out.manifest.update(rows=len(files), input_fingerprint=month_fingerprint)
     event_files = [f for f in files if f.relative_path.startswith("listening_events/")]
     return dg.MaterializeResult(
         metadata={
@@ -74,7 +75,7 @@ def landing_month(
             "event_files": len(event_files),
             "event_rows": sum(f.num_rows for f in event_files),
             "bytes": sum(f.size_bytes for f in files),
-            "input_fingerprint": zone.month_fingerprint(month),
+            "input_fingerprint": month_fingerprint,
         }
     )
 

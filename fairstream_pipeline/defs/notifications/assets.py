@@ -21,6 +21,7 @@ from fairstream_pipeline.lib.payout_rules import RULES_VERSION, SPECIAL_PAYEES
 from fairstream_pipeline.settings import setting
 
 NOTIFICATIONS = "notifications"
+STATEMENT_INPUTS = {name: name for name in ("payee_statements", "payee_earnings", "payee_directory")}
 MESSAGE_COLUMNS = OUTBOX_COLUMNS  # the lake table has the outbox's columns, in the same order
 NOT_CONFIGURED = "not configured: FAIRSTREAM_DATABASE_URL is empty, nothing was written"
 
@@ -62,12 +63,7 @@ def statement_notifications(
     threshold = lake.manifest("payee_statements", month)["rules"]["payout_threshold_cents"]
     domain = setting("FAIRSTREAM_MESSAGE_ID_DOMAIN")
     with duckdb.connect() as con:
-        attach_month(
-            con,
-            lake,
-            month,
-            {"payee_statements": "payee_statements", "payee_earnings": "payee_earnings", "payee_directory": "payee_directory"},
-        )
+        attach_month(con, lake, month, STATEMENT_INPUTS)
         messages = [
             render_statement(
                 Statement(month, payee, name, email, *amounts, lines=tuple(tuple(line) for line in lines)),
@@ -117,12 +113,7 @@ def published_statements(
         context.log.warning(f"published_statements: {NOT_CONFIGURED}")
         return dg.MaterializeResult(metadata={"status": NOT_CONFIGURED})
     with duckdb.connect() as con:
-        attach_month(
-            con,
-            lake,
-            month,
-            {"payee_statements": "payee_statements", "payee_earnings": "payee_earnings", "payee_directory": "payee_directory"},
-        )
+        attach_month(con, lake, month, STATEMENT_INPUTS)
         statements = con.execute(
             f"""SELECT '{month}', s.payee_id, d.name, d.email, s.opening_balance_cents, s.earned_cents,
                        s.pro_rata_cents, s.paid_cents, s.closing_balance_cents, '{RULES_VERSION}'

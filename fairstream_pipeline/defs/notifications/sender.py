@@ -139,13 +139,13 @@ class SendConfig(dg.Config):
     """How one send run works (defaults: 100 per batch, 6 attempts, backoff 300 s doubling up to
     3600 s with jitter, breaker after 5 transport failures, stale 'sending' rows reclaimed after 900 s)."""
 
-    batch_size: int = 100
-    max_attempts: int = 6
-    backoff_base_seconds: float = 300.0
-    backoff_cap_seconds: float = 3600.0
-    breaker_threshold: int = 5
-    reconnect_delay_seconds: float = 1.0
-    stale_after_seconds: float = 900.0
+    batch_size: int = SenderSettings.batch_size
+    max_attempts: int = SenderSettings.max_attempts
+    backoff_base_seconds: float = SenderSettings.backoff_base_seconds
+    backoff_cap_seconds: float = SenderSettings.backoff_cap_seconds
+    breaker_threshold: int = SenderSettings.breaker_threshold
+    reconnect_delay_seconds: float = SenderSettings.reconnect_delay_seconds
+    stale_after_seconds: float = SenderSettings.stale_after_seconds
     retry_when_relay_down: bool = True  # let RELAY_DOWN_RETRY run the op again; false: fail at once
 
     def settings(self, rate_per_second: float) -> SenderSettings:
