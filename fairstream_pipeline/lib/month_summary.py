@@ -42,4 +42,15 @@ def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
         f"statements: {statements[0]:,} payees, {statements[1]:,} paid {cents(statements[2])} EUR; "
         f"opening balances {cents(statements[3])} EUR, carried over {cents(statements[4])} EUR"
     )
+    if lake.exists("statement_notifications", month):
+        by_status = dict(
+            con.execute(
+                f"SELECT status, count(*) FROM {read_parquet(lake.parquet_glob('statement_notifications', month))} "
+                "GROUP BY status"
+            ).fetchall()
+        )
+        lines.append(
+            f"statement emails: {by_status.get('pending', 0):,} to send, "
+            f"{by_status.get('no_address', 0):,} payees without an address"
+        )
     return "\n".join(lines)
