@@ -16,9 +16,7 @@ from fairstream_pipeline_tests import payout_oracle as oracle
 from fairstream_pipeline_tests.strategies import DAY1, PAYEES, PROPERTY_SETTINGS, TRACKS, months
 
 
-def run_engine(
-    month: dict, previous_closing: dict[str, int], shuffle_seed: int | None = None, buckets: int = 1
-) -> dict:
+def run_engine(month: dict, previous_closing: dict[str, int], shuffle_seed: int | None = None) -> dict:
     """Load a month into DuckDB tables (optionally in a shuffled order), run every stage, read back."""
     rng = random.Random(shuffle_seed)
 
@@ -58,7 +56,7 @@ def run_engine(
 
     rules = EngineRules(**dataclasses.asdict(month["rules"]))
     payout_engine.validate_splits(con)
-    payout_engine.count_and_allocate(con, rules, buckets=buckets)
+    payout_engine.count_and_allocate(con, rules)
     payout_engine.pay_payees(con)
     payout_engine.roll_statements(con, rules)
 
@@ -130,13 +128,6 @@ def test_engine_matches_the_oracle(month, previous_closing):
 @given(months(), st.integers(0, 2**32))
 def test_engine_output_ignores_the_order_of_its_input_rows(month, seed):
     assert run_engine(month, {}, shuffle_seed=seed)["files"] == run_engine(month, {})["files"]
-
-
-@settings(PROPERTY_SETTINGS, max_examples=40)
-@given(months(), st.integers(2, 5))
-def test_engine_output_does_not_depend_on_the_number_of_user_buckets(month, buckets):
-    one, many = run_engine(month, {}), run_engine(month, {}, buckets=buckets)
-    assert {k: sorted(v) for k, v in many["files"].items()} == {k: sorted(v) for k, v in one["files"].items()}
 
 
 def test_engine_needs_128_bit_money_and_keeps_every_pico_cent():

@@ -41,7 +41,6 @@ class DuckDBEngine(dg.ConfigurableResource):
     memory_limit: str = "4GB"
     threads: int | None = None
     temp_directory: str | None = None
-    rows_per_bucket: int = 40_000_000  # plays per bucket of users when counting streams
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         return connect(DuckDBSettings(self.memory_limit, self.threads, self.temp_directory))
@@ -100,7 +99,6 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             memory_limit=setting("FAIRSTREAM_DUCKDB_MEMORY_LIMIT"),
             threads=int(threads) if threads else None,
             temp_directory=setting("FAIRSTREAM_DUCKDB_TEMP_DIR") or str(Path(warehouse) / ".duckdb_tmp"),
-            rows_per_bucket=int(setting("FAIRSTREAM_ROWS_PER_BUCKET")),
         ),
         "payout_rules": PayoutRulesResource(),
         # The URL holds a password: read it from the environment at run time, never as a literal.

@@ -67,87 +67,75 @@ def validate_splits(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules, buckets: int = 1) -> None:
+def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
     """Rules 1-6: counted streams, flagged users, segment pools and each track's money.
 
     Reads ``clean_plays`` (``user_id``, ``track_id``, ``day``, ``ms_played``), ``billed_users`` and
     ``ad_revenue``; creates ``flagged_users``, ``user_streams``, ``segment_pools`` and
     ``track_earnings``.
 
-    The (user, track) table s(u,t) is the largest thing the rules need. It is never written: users
-    are split into ``buckets`` by a hash of their id, and each bucket goes from plays to s(u,t) to
-    its users' contributions per (segment, track) inside DuckDB, so memory is bounded by a bucket.
-    A user's streams all fall in one bucket, and per-track sums simply add up across buckets, so
-    the result does not depend on the number of buckets (a test checks it).
-
     - Rule 1: a play counts when ``ms_played >= min_play_ms``, at most ``max_daily_plays_per_track``
       per (user, track, UTC day); a user whose capped streams on one day exceed
       ``max_daily_streams_per_user`` is flagged (worst day: most streams, earliest on a tie) and
       none of their streams count.
     - Rules 2-6: see :func:`_price_segments`.
+
+    The plays are capped one UTC day at a time (a day's aggregate fits in memory, and DuckDB reads
+    only that day's files); the capped (user, track, day) rows are then rolled up once into s(u,t),
+    which is consumed at once — each paid user's ``floor(c_u * s(u,t) / S_u)`` summed per
+    (segment, track) — and never written. The roll-up is the one large aggregation; DuckDB spills
+    it to ``temp_directory`` when it outgrows the memory limit.
     """
+    share = f"{rules.royalty_share_ppm}::HUGEINT * {PPM}"  # pico-cents per cent of revenue
     _run(
         con,
         """
-        CREATE OR REPLACE TEMP TABLE flagged_users
-            (user_id VARCHAR, worst_day DATE, worst_day_streams BIGINT);
-        CREATE OR REPLACE TEMP TABLE user_stream_totals (user_id VARCHAR, streams BIGINT);
-        CREATE OR REPLACE TEMP TABLE direct_shares
-            (country VARCHAR, tier VARCHAR, track_id VARCHAR, streams BIGINT, direct_pico HUGEINT);
+        CREATE OR REPLACE TEMP TABLE capped_daily (user_id VARCHAR, track_id VARCHAR, streams BIGINT);
+        CREATE OR REPLACE TEMP TABLE busy_days (user_id VARCHAR, day DATE, streams BIGINT);
         """,
     )
-    share = f"{rules.royalty_share_ppm}::HUGEINT * {PPM}"  # pico-cents per cent of revenue
-    for bucket in range(buckets):
-        in_bucket = "true" if buckets == 1 else f"hash(user_id) % {buckets} = {bucket}"
+    days = [row[0] for row in con.execute("SELECT DISTINCT day FROM clean_plays ORDER BY day").fetchall()]
+    for day in days:
         _run(
             con,
             f"""
-            CREATE OR REPLACE TEMP TABLE bucket_daily AS
-            SELECT user_id, track_id, day, least(count(*), {rules.max_daily_plays_per_track}) AS streams
+            CREATE OR REPLACE TEMP TABLE day_capped AS
+            SELECT user_id, track_id, least(count(*), {rules.max_daily_plays_per_track}) AS streams
             FROM clean_plays
-            WHERE ms_played >= {rules.min_play_ms} AND {in_bucket}
-            GROUP BY ALL
-            """,
-        )
-        # Only user-days over the limit can flag; the worst day is one of them, so rank just those.
-        _run(
-            con,
-            f"""
-            INSERT INTO flagged_users
-            SELECT user_id, day, streams FROM (
-                SELECT user_id, day, streams,
-                       row_number() OVER (PARTITION BY user_id ORDER BY streams DESC, day) AS rank
-                FROM (SELECT user_id, day, sum(streams)::BIGINT AS streams FROM bucket_daily GROUP BY ALL)
-                WHERE streams > {rules.max_daily_streams_per_user}
-            )
-            WHERE rank = 1
-            """,
-        )
-        # s(u,t) is rolled up from the capped days and consumed at once: S_u, then each paid
-        # user's floor(c_u * s(u,t) / S_u) summed per (segment, track).
-        _run(
-            con,
-            f"""
-            INSERT INTO user_stream_totals
-            SELECT user_id, sum(streams) FROM bucket_daily ANTI JOIN flagged_users USING (user_id) GROUP BY ALL;
-            INSERT INTO direct_shares
-            SELECT b.country, b.tier, c.track_id, sum(c.streams)::BIGINT,
-                   sum(CASE WHEN b.tier = 'paid'
-                            THEN (b.net_cents * {share} * c.streams) // t.streams ELSE 0 END)
-            FROM (
-                SELECT user_id, track_id, sum(streams) AS streams
-                FROM bucket_daily ANTI JOIN flagged_users USING (user_id)
-                GROUP BY ALL
-            ) c
-            JOIN user_stream_totals t USING (user_id)
-            JOIN billed_users b USING (user_id)
+            WHERE day = DATE '{day.isoformat()}' AND ms_played >= {rules.min_play_ms}
             GROUP BY ALL;
-            DROP TABLE bucket_daily;
+            INSERT INTO capped_daily SELECT * FROM day_capped;
+            INSERT INTO busy_days
+            SELECT user_id, DATE '{day.isoformat()}', sum(streams) FROM day_capped
+            GROUP BY user_id HAVING sum(streams) > {rules.max_daily_streams_per_user};
+            DROP TABLE day_capped;
             """,
         )
     _run(
         con,
         f"""
+        CREATE OR REPLACE TEMP TABLE flagged_users AS
+        SELECT user_id, day AS worst_day, streams::BIGINT AS worst_day_streams FROM (
+            SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY streams DESC, day) AS rank
+            FROM busy_days
+        ) WHERE rank = 1;
+        DROP TABLE busy_days;
+        CREATE OR REPLACE TEMP TABLE user_stream_totals AS
+        SELECT user_id, sum(streams)::BIGINT AS streams
+        FROM capped_daily ANTI JOIN flagged_users USING (user_id) GROUP BY ALL;
+        CREATE OR REPLACE TEMP TABLE direct_shares AS
+        SELECT b.country, b.tier, c.track_id, sum(c.streams)::BIGINT AS streams,
+               sum(CASE WHEN b.tier = 'paid'
+                        THEN (b.net_cents * {share} * c.streams) // t.streams ELSE 0 END) AS direct_pico
+        FROM (
+            SELECT user_id, track_id, sum(streams) AS streams
+            FROM capped_daily ANTI JOIN flagged_users USING (user_id)
+            GROUP BY ALL
+        ) c
+        JOIN user_stream_totals t USING (user_id)
+        JOIN billed_users b USING (user_id)
+        GROUP BY ALL;
+        DROP TABLE capped_daily;
         CREATE OR REPLACE TEMP TABLE user_streams AS
         SELECT b.user_id, b.country, b.tier,
                coalesce(t.streams, 0)::BIGINT AS streams,
@@ -155,8 +143,7 @@ def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules, bucke
                CASE WHEN b.tier = 'paid' THEN b.net_cents * {share} ELSE 0::HUGEINT END AS contribution_pico
         FROM billed_users b
         LEFT JOIN user_stream_totals t USING (user_id)
-        LEFT JOIN flagged_users f USING (user_id)
-        ORDER BY b.user_id;
+        LEFT JOIN flagged_users f USING (user_id);
         DROP TABLE user_stream_totals;
         """,
     )
@@ -212,10 +199,7 @@ def _price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
         con,
         f"""
         CREATE OR REPLACE TEMP TABLE track_earnings AS
-        WITH tracks AS (  -- rule 4's direct shares and every segment's streams, summed over buckets
-            SELECT country, tier, track_id, sum(streams)::BIGINT AS streams, sum(direct_pico) AS direct_pico
-            FROM direct_shares GROUP BY ALL
-        )
+        WITH tracks AS (SELECT * FROM direct_shares)  -- rule 4's direct shares, every segment's streams
         SELECT s.country, s.tier, s.track_id, s.streams,
                CASE WHEN s.tier = 'paid'
                     THEN s.direct_pico

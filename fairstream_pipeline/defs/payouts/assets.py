@@ -160,16 +160,14 @@ def count_and_allocate_month(
 ):
     """Apply rules 1-6: counted streams, flagged users, segment pools and each track's UC and PR money.
 
-    The (user, track) counts are computed bucket by bucket of users and never written (see
-    fairstream_pipeline.lib.payout_engine.count_and_allocate), so memory stays bounded.
+    Plays are capped one UTC day at a time and the (user, track) counts are rolled up and consumed
+    without being written (see fairstream_pipeline.lib.payout_engine.count_and_allocate).
     """
     month, rules, lake = context.partition_key, payout_rules.rules(), warehouse.lake()
-    plays = lake.manifest("clean_plays", month)["clean_plays"]
-    buckets = max(1, -(-plays // duckdb.rows_per_bucket))
     with contract_failures(), duckdb.connect() as con:
         attach_month(con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue"})
         attach_clean_plays(con, lake, landing_zone.zone().root, month)
-        count_and_allocate(con, rules, buckets=buckets)
+        count_and_allocate(con, rules)
         total_streams, streaming_users, flagged = con.execute(
             """SELECT coalesce(sum(streams), 0)::BIGINT, count(*) FILTER (WHERE streams > 0),
                       count(*) FILTER (WHERE flagged) FROM user_streams"""
@@ -179,7 +177,7 @@ def count_and_allocate_month(
             lake,
             month,
             ["user_streams", "flagged_users", "segment_pools", "track_earnings"],
-            {"rules": rules.as_dict(), "counted_streams": total_streams, "buckets": buckets},
+            {"rules": rules.as_dict(), "counted_streams": total_streams},
         )
         flagged_preview = preview(con, "SELECT * FROM flagged_users ORDER BY worst_day_streams DESC", limit=20)
         pools = con.execute(
@@ -187,7 +185,7 @@ def count_and_allocate_month(
                       (residual_pico // 1000000000000)::BIGINT, (uc_unallocated_pico // 1000000000000)::BIGINT
                FROM segment_pools ORDER BY country, tier"""
         ).fetchall()
-    common = {**_rules_metadata(rules), "user_buckets": buckets}
+    common = _rules_metadata(rules)
     yield dg.MaterializeResult(
         asset_key="user_streams",
         metadata={
