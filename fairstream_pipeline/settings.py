@@ -17,12 +17,34 @@ DEFAULTS = {
     "FAIRSTREAM_LANDING_WAIT_DELAY_SECONDS": "600",
     "FAIRSTREAM_SENSOR_INTERVAL_SECONDS": "60",
     "FAIRSTREAM_MESSAGE_ID_DOMAIN": "statements.fairstream.example",
+    "FAIRSTREAM_AUTO_CLOSE": "true",
 }
+TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 def setting(name: str) -> str:
     """The value of a FairStream environment variable, or its documented default."""
     return os.environ.get(name) or DEFAULTS[name]
+
+
+def parse_flag(name: str, value: str) -> bool:
+    """``value`` of the true/false setting ``name``; anything else is an error naming the variable."""
+    value = value.strip().lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ValueError(f"{name}: expected true or false, got {value!r}")
+
+
+def flag(name: str) -> bool:
+    """A true/false FairStream setting."""
+    return parse_flag(name, setting(name))
+
+
+def auto_close() -> bool:
+    """Whether a run that computes a month's draft also closes it (``FAIRSTREAM_AUTO_CLOSE``)."""
+    return flag("FAIRSTREAM_AUTO_CLOSE")
 
 
 def first_month() -> str:

@@ -84,7 +84,14 @@ def read_money(lake: Lake, month: str) -> MonthMoney:
         uc=uc,
         pr=pr,
         by_segment=by_segment,
-        statements={r[0]: tuple(r[1:]) for r in rows("payee_statements", "SELECT * FROM {t}")},
+        statements={
+            r[0]: tuple(r[1:])
+            for r in rows(
+                "payee_statements",
+                "SELECT payee_id, opening_balance_cents, earned_cents, pro_rata_cents, paid_cents, "
+                "closing_balance_cents FROM {t}",
+            )
+        },
         segments={
             (r[0], r[1]): tuple(r[2:])
             for r in rows(

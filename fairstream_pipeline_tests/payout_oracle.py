@@ -123,6 +123,7 @@ class Statement:
     pro_rata_cents: int
     paid_cents: int
     closing_balance_cents: int
+    adjustment_cents: int = 0  # restated closed months, posted this month (rule 9, v2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,22 +449,28 @@ def roll_statements(
     previous_closing: Mapping[str, int],
     earnings: Union[MonthPayout, Mapping[EarningsKey, tuple[int, int]]],
     threshold: int,
+    adjustments: Mapping[str, int] | None = None,
 ) -> dict[str, Statement]:
-    """One month's statements from last month's closing balances and this month's earnings."""
+    """One month's statements from last month's closing balances, this month's earnings and the
+    adjustments posted this month (per payee). A balance may be negative: it carries over."""
     _require_int("threshold", threshold)
     rows = earnings.earnings if isinstance(earnings, MonthPayout) else earnings
     totals = _totals(rows)
+    adjustments = dict(adjustments or {})
     for payee, balance in previous_closing.items():
-        _require_int(f"previous closing balance of {payee!r}", balance)
+        _require_int(f"previous closing balance of {payee!r}", balance, minimum=None)  # may be negative
+    for payee, amount in adjustments.items():
+        _require_int(f"adjustment of {payee!r}", amount, minimum=None)
 
     statements: dict[str, Statement] = {}
-    for payee in sorted(set(previous_closing) | set(totals)):
+    for payee in sorted(set(previous_closing) | set(totals) | set(adjustments)):
         opening = previous_closing.get(payee, 0)
         earned, pro_rata = totals.get(payee, (0, 0))
-        if (opening, earned, pro_rata) == (0, 0, 0):
+        adjustment = adjustments.get(payee, 0)
+        if (opening, earned, adjustment, pro_rata) == (0, 0, 0, 0):
             continue
-        due = opening + earned
-        if payee not in SPECIAL_PAYEES and due >= threshold:
+        due = opening + earned + adjustment
+        if payee not in SPECIAL_PAYEES and due >= threshold and due > 0:
             paid, closing = due, 0
         else:
             paid, closing = 0, due
@@ -473,6 +480,7 @@ def roll_statements(
             pro_rata_cents=pro_rata,
             paid_cents=paid,
             closing_balance_cents=closing,
+            adjustment_cents=adjustment,
         )
     return statements
 

@@ -21,9 +21,11 @@ def test_expected_asset_keys(definitions):
         "clean_plays",
         "flagged_users",
         "landing_month",
+        "payee_adjustments",
         "payee_directory",
         "payee_earnings",
         "payee_statements",
+        "period_close",
         "play_quarantine",
         "published_statements",
         "segment_pools",
@@ -80,8 +82,8 @@ def test_dg_check_defs_accepts_the_project(tmp_path):
     assert "All definitions loaded successfully." in check.stdout + check.stderr
 
 
-def test_statements_are_due_by_the_third(definitions):
-    policy = definitions.resolve_asset_graph().get(dg.AssetKey("payee_statements")).freshness_policy
+def test_months_must_be_closed_by_the_third(definitions):
+    policy = definitions.resolve_asset_graph().get(dg.AssetKey("period_close")).freshness_policy
     assert policy.deadline_cron == "0 0 3 * *"
     assert policy.lower_bound_delta.days == 2
     assert policy.timezone == "UTC"

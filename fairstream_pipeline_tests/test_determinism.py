@@ -1,5 +1,6 @@
 """Same inputs, same bytes: re-running a month, or re-splitting its files, changes nothing."""
 
+import json
 import random
 
 import pyarrow.parquet as pq
@@ -13,15 +14,25 @@ MONTH = "2024-01"  # the first partition, so the whole chain runs from zero bala
 
 @pytest.fixture
 def sample_month(landing):
-    return generate_month(landing.root, MONTH, users=150, seed=3)
+    # 30,000 rows: at 150 users the default (users x 60) is mostly the two bots' sessions, which
+    # leaves paid segments without a counted stream and the month too much unallocated to close.
+    return generate_month(landing.root, MONTH, users=150, seed=3, events=30_000)
+
+
+RUN_AUDIT = ("run_id", "computed_at")  # which run computed a partition, and when: differ by design
 
 
 def lake_bytes(lake: Lake) -> dict[str, bytes]:
-    return {
-        str(path.relative_to(lake.root)): path.read_bytes()
-        for path in sorted(lake.root.rglob("*"))
-        if path.is_file() and ".duckdb_tmp" not in path.parts
-    }
+    """Every file of the lake; manifests without the keys that name the run that wrote them."""
+    files = {}
+    for path in sorted(lake.root.rglob("*")):
+        if path.is_file() and ".duckdb_tmp" not in path.parts:
+            data = path.read_bytes()
+            if path.name == "_manifest.json":
+                manifest = {k: v for k, v in json.loads(data).items() if k not in RUN_AUDIT}
+                data = json.dumps(manifest, sort_keys=True).encode()
+            files[str(path.relative_to(lake.root))] = data
+    return files
 
 
 def test_rematerializing_a_month_gives_byte_identical_outputs(sample_month, materialize_month, tmp_path):
@@ -30,7 +41,7 @@ def test_rematerializing_a_month_gives_byte_identical_outputs(sample_month, mate
     first = lake_bytes(lake)
     assert materialize_month(MONTH).success
     assert lake_bytes(lake) == first
-    assert len([name for name in first if name.endswith(".parquet")]) == 15
+    assert len([name for name in first if name.endswith(".parquet")]) == 17
 
 
 def test_shuffled_and_resplit_event_files_give_the_same_money(sample_month, landing, materialize_month, tmp_path):

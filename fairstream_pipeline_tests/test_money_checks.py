@@ -12,7 +12,9 @@ CONFIG = {"resources": {"payout_rules": {"config": {"royalty_share_ppm": 1_000_0
 
 
 @pytest.fixture
-def computed_month(landing, materialize_month, tmp_path):
+def computed_month(landing, materialize_month, tmp_path, monkeypatch):
+    """A computed month left open (a draft), so that its statements could still be rewritten."""
+    monkeypatch.setenv("FAIRSTREAM_AUTO_CLOSE", "false")
     MonthCase(
         [("U1", "premium", "FR", 1000), ("U2", "premium", "FR", 1000), ("F", "free", "FR", 0)],
         [Plays("U1", "X", 3), Plays("U2", "Y", 1), Plays("F", "X", 2)],
@@ -47,7 +49,7 @@ def test_inflated_track_earnings_are_caught_and_statements_are_not_written(compu
         "SELECT * REPLACE (CASE WHEN track_id = 'X' THEN uc_pico * 2 ELSE uc_pico END AS uc_pico) FROM t",
     )
     result = materialize_month(
-        MONTH, selection="key:payee_earnings or key:payee_statements", run_config=CONFIG
+        MONTH, selection="key:payee_earnings or key:payee_statements or key:payee_adjustments", run_config=CONFIG
     )
 
     assert not result.success
@@ -93,19 +95,30 @@ def test_statements_balance_names_each_kind_of_broken_statement():
            t(payee_id, closing_balance_cents)"""
     )
     con.execute(
+        """CREATE TABLE payee_adjustments AS SELECT * FROM (VALUES
+               ('F', '2023-11', -700::BIGINT), ('G', '2023-11', 300), ('H', '2023-10', 5))
+           t(payee_id, source_month, cents)"""
+    )
+    con.execute(
         """CREATE TABLE payee_statements AS SELECT * FROM (VALUES
-               ('A', 300::BIGINT, 500::BIGINT, 400::BIGINT, 0::BIGINT, 801::BIGINT),
-               ('B', 0, 2000, 2100, 1000, 1000),
-               ('D', 0, 11, 10, 0, 11),
-               ('__suspense__', 0, 1500, 1500, 1500, 0))
-           t(payee_id, opening_balance_cents, earned_cents, pro_rata_cents, paid_cents, closing_balance_cents)"""
+               ('A', 300::BIGINT, 500::BIGINT, 0::BIGINT, 400::BIGINT, 0::BIGINT, 801::BIGINT),
+               ('B', 0, 2000, 0, 2100, 1000, 1000),
+               ('D', 0, 11, 0, 10, 0, 11),
+               ('F', 0, 0, -700, 0, 0, -700),
+               ('G', 0, 0, 200, 0, 0, 200),
+               ('__suspense__', 0, 1500, 0, 1500, 1500, 0))
+           t(payee_id, opening_balance_cents, earned_cents, adjustment_cents, pro_rata_cents, paid_cents,
+             closing_balance_cents)"""
     )
     finding = statements_balance(con, threshold_cents=1000)
-    assert finding.checked == 4
+    assert finding.checked == 6
     assert finding.problems == [
-        ("A", "opening + earned - paid <> closing"),
+        ("A", "opening + earned + adjustment - paid <> closing"),
         ("B", "a payment must be the whole balance and reach the threshold"),
         ("D", "earned differs from payee_earnings"),
+        ("G", "adjustment differs from payee_adjustments"),
         ("__suspense__", "a special payee was paid"),
-        ("E", "payee has earnings or a balance but no statement"),
+        ("E", "payee has earnings, an adjustment or a balance but no statement"),
+        ("H", "payee has earnings, an adjustment or a balance but no statement"),
     ]
+    # F's negative closing balance (a clawback carried over) is not a problem.

@@ -38,11 +38,42 @@ def test_a_paid_statement_renders_every_amount_and_the_csv():
     assert "Paid this month: 14.73 EUR." in message.body_text
     assert "<td>Pro-rata would have paid</td><td style=\"text-align:right\">15.73 EUR</td>" in message.body_html
     assert message.attachment_csv == (
-        "month,payee_id,country,tier,uc_cents,pr_cents\n2026-10,artist-7,FR,free,23,73\n2026-10,artist-7,FR,paid,1200,1500\n"
+        "month,payee_id,line,source_month,country,tier,uc_cents,pr_cents,reason\n"
+        "2026-10,artist-7,earned,2026-10,FR,free,23,73,\n"
+        "2026-10,artist-7,earned,2026-10,FR,paid,1200,1500,\n"
     )
+    assert "Adjustments" not in message.body_text  # no adjustment: no adjustment row
     assert message.attachment_name == "fairstream-statement-2026-10-artist-7.csv"
     assert message.message_id == message_id("2026-10", "artist-7", "monthly_statement", "statements.example")
     assert message.message_id.startswith("<monthly_statement.2026-10.") and message.message_id.endswith("@statements.example>")
+
+
+def test_adjustments_are_listed_with_their_source_month_and_a_negative_balance_says_it_is_recovered():
+    message = render_statement(
+        Statement("2024-03", "X", "Xavier", "x@example.org", 0, 1000, 1000, 0, -500, (("FR", "paid", 1000, 1000),),
+                  adjustment_cents=-1500, adjustments=(("2024-01", -1500),)),
+        threshold_cents=1000,
+        domain="statements.example",
+    )
+    assert message.body_text.splitlines()[4:15] == [
+        "Earned this month (user-centric):          10.00 EUR",
+        "Pro-rata would have paid:                  10.00 EUR",
+        "Opening balance:                            0.00 EUR",
+        "Adjustments for earlier months:           -15.00 EUR",
+        "Paid this month:                            0.00 EUR",
+        "Closing balance:                           -5.00 EUR",
+        "",
+        "Adjustments posted this month:",
+        "  January 2024 (late data for 2024-01): -15.00 EUR",
+        "",
+        "Not paid this month: your balance is negative (-5.00 EUR) after adjustments for earlier months; "
+        "it will be recovered from your future earnings.",
+    ]
+    assert "<li>January 2024 (late data for 2024-01): -15.00 EUR</li>" in message.body_html
+    assert message.attachment_csv.splitlines()[1:] == [
+        "2024-03,X,earned,2024-03,FR,paid,1000,1000,",
+        "2024-03,X,adjustment,2024-01,,,-1500,,late data for 2024-01",
+    ]
 
 
 def test_an_unpaid_statement_says_it_carries_over_and_a_missing_email_is_no_address():
@@ -139,7 +170,7 @@ def test_db_upgrade_command_migrates_a_fresh_database(fresh_database, tmp_path):
     for _ in range(2):  # idempotent
         run = subprocess.run([fairstream, "db-upgrade"], env=env, capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
-        assert run.stdout.strip() == "application database at revision 0001"
+        assert run.stdout.strip() == "application database at revision 0002"
     tables = _query(fresh_database, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
     assert tables == [("alembic_version",), ("notification_outbox",), ("outbox_dead_letter_alerts",),
-                      ("statement_lines",), ("statements",)]
+                      ("statement_adjustments",), ("statement_lines",), ("statements",)]

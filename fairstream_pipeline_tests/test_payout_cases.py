@@ -10,6 +10,7 @@ from fairstream_pipeline_tests.payout_cases import MonthCase, Plays, read_money
 MONTH = "2024-01"  # the first partition: statements open from zero balances
 NO_CAPS = {"max_daily_plays_per_track": 100_000, "max_daily_streams_per_user": 1_000_000}
 FULL_SHARE = {"royalty_share_ppm": 1_000_000}
+HOLD_ANY = {"max_held_share_ppm": 1_000_000}  # cases that hold money on purpose must still close
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def test_c3_silent_user_residual_pro_rata(run_case):
 
 
 def test_c3_silent_user_residual_retained(run_case):
-    money = run_case(C3, {"residual_policy": "retain"})
+    money = run_case(C3, {"residual_policy": "retain", **HOLD_ANY})
     assert money.uc == {"X": 1000, "Y": 1000, "__unallocated__": 1000}
     assert money.pr == {"X": 2250, "Y": 750}
     # __unallocated__ is never paid; it accumulates.
@@ -197,7 +198,8 @@ def test_tracks_without_valid_splits_pay_suspense(run_case):
                 "DUPLICATE": [("G", 500_000), ("G", 500_000)],
                 "ZERO": [("G", 1_000_000), ("H", 0)],
             },
-        )
+        ),
+        HOLD_ANY,
     )
     # UNCATALOGED is not in tracks.parquet at all: its plays were kept, its money is suspended.
     assert money.uc == {"G": 200, "__suspense__": 800}
@@ -210,7 +212,8 @@ def test_free_segment_without_streams_and_ad_revenue_without_users_go_unallocate
             [("U", "premium", "FR", 1000), ("F", "free", "DE", 0)],
             [Plays("U", "X", 1)],
             ad_revenue=[("DE", 300), ("SE", 50)],
-        )
+        ),
+        HOLD_ANY,
     )
     assert money.by_segment == {
         ("DE", "free", "__unallocated__"): (300, 300),

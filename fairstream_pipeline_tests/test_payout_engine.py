@@ -16,7 +16,9 @@ from fairstream_pipeline_tests import payout_oracle as oracle
 from fairstream_pipeline_tests.strategies import DAY1, PAYEES, PROPERTY_SETTINGS, TRACKS, months
 
 
-def run_engine(month: dict, previous_closing: dict[str, int], shuffle_seed: int | None = None) -> dict:
+def run_engine(
+    month: dict, previous_closing: dict[str, int], adjustments=(), shuffle_seed: int | None = None
+) -> dict:
     """Load a month into DuckDB tables (optionally in a shuffled order), run every stage, read back."""
     rng = random.Random(shuffle_seed)
 
@@ -53,6 +55,9 @@ def run_engine(month: dict, previous_closing: dict[str, int], shuffle_seed: int 
     con.execute("CREATE TABLE previous_statements (payee_id VARCHAR, closing_balance_cents BIGINT)")
     if previous_closing:
         con.executemany("INSERT INTO previous_statements VALUES (?, ?)", list(previous_closing.items()))
+    con.execute("CREATE TABLE payee_adjustments (payee_id VARCHAR, source_month VARCHAR, cents BIGINT)")
+    if adjustments:
+        con.executemany("INSERT INTO payee_adjustments VALUES (?, ?, ?)", ordered(adjustments))
 
     rules = EngineRules(**dataclasses.asdict(month["rules"]))
     payout_engine.validate_splits(con)
@@ -74,7 +79,13 @@ def run_engine(month: dict, previous_closing: dict[str, int], shuffle_seed: int 
             )
         },
         "earnings": {(c, t, p): (uc, pr) for c, t, p, uc, pr in rows("SELECT * FROM payee_earnings")},
-        "statements": {r[0]: tuple(r[1:]) for r in rows("SELECT * FROM payee_statements")},
+        "statements": {
+            r[0]: tuple(r[1:])
+            for r in rows(
+                "SELECT payee_id, opening_balance_cents, earned_cents, pro_rata_cents, paid_cents, "
+                "closing_balance_cents, adjustment_cents FROM payee_statements"
+            )
+        },
         "files": {
             table: rows(f"SELECT * FROM {table} ORDER BY ALL")
             for table in ("user_streams", "flagged_users", "segment_pools", "track_earnings", "payee_earnings")
@@ -82,24 +93,39 @@ def run_engine(month: dict, previous_closing: dict[str, int], shuffle_seed: int 
     }
 
 
-def run_oracle(month: dict, previous_closing: dict[str, int]) -> dict:
+def run_oracle(month: dict, previous_closing: dict[str, int], adjustments=()) -> dict:
     result = oracle.compute_month(
         month["plays"], month["subscribers"], month["ad_revenue"], month["split_rows"], month["rules"]
     )
-    statements = oracle.roll_statements(previous_closing, result, month["rules"].payout_threshold_cents)
+    per_payee: dict[str, int] = {}
+    for payee, _, cents in adjustments:
+        per_payee[payee] = per_payee.get(payee, 0) + cents
+    statements = oracle.roll_statements(
+        previous_closing, result, month["rules"].payout_threshold_cents, per_payee
+    )
     return {"result": result, "statements": statements}
 
 
 previous_balances = st.dictionaries(
-    st.sampled_from([*PAYEES, "__suspense__"]), st.integers(0, 2_000), max_size=4
+    st.sampled_from([*PAYEES, "__suspense__"]), st.integers(-2_000, 2_000), max_size=4
+)
+# Adjustments for restated closed months: (payee, source month, non-zero cents), one per pair.
+adjustment_rows = st.lists(
+    st.tuples(
+        st.sampled_from([*PAYEES, "__suspense__", "__unallocated__"]),
+        st.sampled_from(["2023-10", "2023-11"]),
+        st.integers(-3_000, 3_000).filter(bool),
+    ),
+    max_size=5,
+    unique_by=lambda row: row[:2],
 )
 
 
 @settings(PROPERTY_SETTINGS, max_examples=100)
-@given(months(), previous_balances)
-def test_engine_matches_the_oracle(month, previous_closing):
-    engine = run_engine(month, previous_closing)
-    expected = run_oracle(month, previous_closing)
+@given(months(), previous_balances, adjustment_rows)
+def test_engine_matches_the_oracle(month, previous_closing, adjustments):
+    engine = run_engine(month, previous_closing, adjustments)
+    expected = run_oracle(month, previous_closing, adjustments)
     result = expected["result"]
 
     user_totals: dict[str, int] = {}
@@ -119,7 +145,8 @@ def test_engine_matches_the_oracle(month, previous_closing):
             assert uc_unallocated == pool.residual_pico, key
     assert engine["earnings"] == result.earnings
     assert engine["statements"] == {
-        payee: (s.opening_balance_cents, s.earned_cents, s.pro_rata_cents, s.paid_cents, s.closing_balance_cents)
+        payee: (s.opening_balance_cents, s.earned_cents, s.pro_rata_cents, s.paid_cents, s.closing_balance_cents,
+                s.adjustment_cents)
         for payee, s in expected["statements"].items()
     }
 

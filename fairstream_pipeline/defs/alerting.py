@@ -42,6 +42,7 @@ from typing import Any, Mapping
 import dagster as dg
 
 from fairstream_pipeline.lib import alerts as lib
+from fairstream_pipeline.settings import parse_flag
 
 ENV_DEFAULTS = {
     "FAIRSTREAM_UI_BASE_URL": lib.DEFAULT_UI_BASE_URL,
@@ -127,12 +128,7 @@ def _env(name: str) -> str:
 
 
 def _bool_setting(name: str) -> bool:
-    value = _env(name).strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"{name}: expected true or false, got {value!r}")
+    return parse_flag(name, _env(name))
 
 
 def _int_setting(name: str) -> int:

@@ -4,12 +4,14 @@ import dagster as dg
 
 monthly_payout_job = dg.define_asset_job(
     name="monthly_payout_job",
-    selection=dg.AssetSelection.groups("ingestion", "catalog", "payouts", "notifications"),
+    selection=dg.AssetSelection.groups("ingestion", "catalog", "payouts", "close", "notifications"),
     description=(
-        "Compute one closed month: wait for a complete landing zone, ingest, count streams, pay "
-        "payees user-centrically (with pro-rata beside it), roll the statements forward, publish "
-        "them and queue the statement emails. Blocking money checks stop bad money before the "
-        "statements and the emails. Sending happens in send_statement_emails, not here."
+        "Compute one month that has ended: wait for a complete landing zone, ingest, count streams, "
+        "pay payees user-centrically (with pro-rata beside it), roll the statements forward with "
+        "the adjustments of restated months, close the month (unless FAIRSTREAM_AUTO_CLOSE is off), "
+        "then publish the statements and queue the statement emails. Blocking money checks stop bad "
+        "money before the statements, the close and the emails. For a closed month it restates its "
+        "earnings and changes nothing else. Sending happens in send_statement_emails, not here."
     ),
     # DuckDB already uses every core inside a step; a process per step would only add start-up
     # time (about 2 s each on this 2-core machine). Heavy steps still share the duckdb_heavy pool.

@@ -56,6 +56,7 @@ class PayoutRulesResource(dg.ConfigurableResource):
     max_daily_streams_per_user: int = PayoutRules.max_daily_streams_per_user
     residual_policy: str = PayoutRules.residual_policy
     payout_threshold_cents: int = PayoutRules.payout_threshold_cents
+    max_held_share_ppm: int = PayoutRules.max_held_share_ppm
 
     def rules(self) -> PayoutRules:
         return PayoutRules(
@@ -65,6 +66,7 @@ class PayoutRulesResource(dg.ConfigurableResource):
             max_daily_streams_per_user=self.max_daily_streams_per_user,
             residual_policy=self.residual_policy,
             payout_threshold_cents=self.payout_threshold_cents,
+            max_held_share_ppm=self.max_held_share_ppm,
         )
 
 

@@ -16,8 +16,10 @@ from fairstream_pipeline.settings import setting
     minimum_interval_seconds=int(setting("FAIRSTREAM_SENSOR_INTERVAL_SECONDS")),
     description=(
         "Watches the landing zone. Requests monthly_payout_job for a month once every day has "
-        "_SUCCESS, and again when a file of an already computed month is added or changed (or the "
-        "previous month was recomputed). Months go in order; unchanged data is never re-requested."
+        "_SUCCESS, and again when a file of an already computed month is added or changed: an open "
+        "month is recomputed; a closed month is restated, then the open month that follows is "
+        "recomputed so that the adjustment shows in its draft. Months go in order; unchanged data "
+        "is never re-requested."
     ),
 )
 def landing_zone_sensor(
@@ -48,6 +50,8 @@ def landing_zone_sensor(
                 partition_key=month,
                 tags={
                     "fairstream/trigger": "landing_zone_sensor",
+                    # A closed month's run restates its earnings; its statements never change.
+                    "fairstream/purpose": "restatement" if state_key.endswith(":closed") else "payout",
                     # tag values allow [A-Za-z0-9_.-] only
                     "fairstream/landing_state": state_key.replace(":", ".")[:63],
                 },

@@ -109,6 +109,11 @@ def _is_data_file(path: Path) -> bool:
     return path.is_file() and path.suffix == ".parquet" and not path.name.startswith(("_", "."))
 
 
+def file_fingerprint(relative_path: str, size_bytes: int, mtime_ns: int) -> str:
+    """A short hash of one file's name, size and modification time (the audit of a restatement)."""
+    return hashlib.sha256(f"{relative_path}\0{size_bytes}\0{mtime_ns}\n".encode()).hexdigest()[:16]
+
+
 def fingerprint(files: list[DataFile]) -> str:
     """A short hash of the files' names, sizes and modification times: it changes when any file does."""
     digest = hashlib.sha256()

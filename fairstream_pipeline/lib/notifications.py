@@ -27,6 +27,8 @@ class Statement:
     paid_cents: int
     closing_balance_cents: int
     lines: tuple[tuple[str, str, int, int], ...]  # (country, tier, uc_cents, pr_cents)
+    adjustment_cents: int = 0
+    adjustments: tuple[tuple[str, int], ...] = ()  # (source_month, cents): restated closed months
 
 
 @dataclass(frozen=True)
@@ -64,12 +66,22 @@ def month_title(month: str) -> str:
     return f"{calendar.month_name[first.month]} {first.year}"
 
 
+def adjustment_reason(source_month: str) -> str:
+    """Why an adjustment was posted: the only cause today is a restated (late-data) closed month."""
+    return f"late data for {source_month}"
+
+
 def render_statement(statement: Statement, threshold_cents: int, domain: str) -> Message:
     """The email for one payee's statement: amounts in EUR from integer cents, never floats."""
     s = statement
     title = month_title(s.month)
     if s.paid_cents:
         payment = f"Paid this month: {cents(s.paid_cents)} EUR."
+    elif s.closing_balance_cents < 0:
+        payment = (
+            f"Not paid this month: your balance is negative ({cents(s.closing_balance_cents)} EUR) after "
+            "adjustments for earlier months; it will be recovered from your future earnings."
+        )
     else:
         payment = (
             f"Not paid this month: your balance is below the {cents(threshold_cents)} EUR payout "
@@ -79,8 +91,12 @@ def render_statement(statement: Statement, threshold_cents: int, domain: str) ->
         ("Earned this month (user-centric)", s.earned_cents),
         ("Pro-rata would have paid", s.pro_rata_cents),
         ("Opening balance", s.opening_balance_cents),
+        *([("Adjustments for earlier months", s.adjustment_cents)] if s.adjustments else []),
         ("Paid this month", s.paid_cents),
         ("Closing balance", s.closing_balance_cents),
+    ]
+    adjustment_lines = [
+        f"  {month_title(source)} ({adjustment_reason(source)}): {cents(amount)} EUR" for source, amount in s.adjustments
     ]
     greeting = f"Hello {s.name}," if s.name else "Hello,"
     text = "\n".join(
@@ -91,11 +107,13 @@ def render_statement(statement: Statement, threshold_cents: int, domain: str) ->
             "",
             *[f"{label + ':':<34}{cents(amount):>14} EUR" for label, amount in rows],
             "",
+            *(["Adjustments posted this month:", *adjustment_lines, ""] if adjustment_lines else []),
             payment,
             "",
             "FairStream pays user-centrically: each subscriber's money goes only to what they listened",
             "to. The pro-rata figure shows what a pool shared by stream count would have paid you.",
-            f"The attached CSV lists your earnings by country and tier ({len(s.lines)} lines).",
+            f"The attached CSV lists your earnings by country and tier ({len(s.lines)} lines)"
+            + (f" and the {len(s.adjustments)} adjustment(s)." if s.adjustments else "."),
             "",
         ]
     )
@@ -109,15 +127,26 @@ def render_statement(statement: Statement, threshold_cents: int, domain: str) ->
         f"<p>Here is your FairStream royalty statement for {html.escape(title)} "
         f"(payee {html.escape(s.payee_id)}).</p>"
         f"<table>{table}</table>"
-        f"<p><strong>{html.escape(payment)}</strong></p>"
+        + (
+            "<p>Adjustments posted this month:</p><ul>"
+            + "".join(f"<li>{html.escape(line.strip())}</li>" for line in adjustment_lines)
+            + "</ul>"
+            if adjustment_lines
+            else ""
+        )
+        + f"<p><strong>{html.escape(payment)}</strong></p>"
         "<p>FairStream pays user-centrically: each subscriber's money goes only to what they "
         "listened to. The pro-rata figure shows what a pool shared by stream count would have paid you.</p>"
         "</body></html>"
     )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["month", "payee_id", "country", "tier", "uc_cents", "pr_cents"])
-    writer.writerows((s.month, s.payee_id, *line) for line in s.lines)
+    writer.writerow(["month", "payee_id", "line", "source_month", "country", "tier", "uc_cents", "pr_cents", "reason"])
+    writer.writerows((s.month, s.payee_id, "earned", s.month, *line, "") for line in s.lines)
+    writer.writerows(
+        (s.month, s.payee_id, "adjustment", source, "", "", amount, "", adjustment_reason(source))
+        for source, amount in s.adjustments
+    )
     return Message(
         month=s.month,
         payee_id=s.payee_id,

@@ -83,9 +83,10 @@ def totals_agree(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
 
 
 def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int) -> Finding:
-    """Every statement: opening + earned - paid = closing, amounts are not negative, earned and
-    pro-rata equal the payee's ``payee_earnings``, openings equal last month's closings, special
-    payees are never paid, and a payment is all of opening + earned and reaches the threshold.
+    """Every statement: opening + earned + adjustment - paid = closing; earned and pro-rata equal the
+    payee's ``payee_earnings`` and the adjustment the sum of their ``payee_adjustments``; openings
+    equal last month's closings; nothing but a closing balance (a clawback) is negative; special
+    payees are never paid; a payment is the whole balance and reaches the threshold.
 
     Problems are ``(payee_id, what is wrong)``.
     """
@@ -97,28 +98,30 @@ def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int) -> 
             SELECT payee_id, sum(uc_cents)::BIGINT AS uc, sum(pr_cents)::BIGINT AS pr
             FROM payee_earnings GROUP BY payee_id
         ),
+        adjusted AS (SELECT payee_id, sum(cents)::BIGINT AS cents FROM payee_adjustments GROUP BY payee_id),
         s AS (
             SELECT st.*, coalesce(e.uc, 0) AS expected_earned, coalesce(e.pr, 0) AS expected_pr,
-                   coalesce(p.closing_balance_cents, 0) AS expected_opening
+                   coalesce(a.cents, 0) AS expected_adjustment,
+                   coalesce(p.closing_balance_cents, 0) AS expected_opening,
+                   st.opening_balance_cents + st.earned_cents + st.adjustment_cents AS due
             FROM payee_statements st
             LEFT JOIN earned e USING (payee_id)
+            LEFT JOIN adjusted a USING (payee_id)
             LEFT JOIN previous_statements p USING (payee_id)
         )
         SELECT payee_id, problem FROM (
             SELECT payee_id, CASE
-                WHEN opening_balance_cents + earned_cents - paid_cents <> closing_balance_cents
-                    THEN 'opening + earned - paid <> closing'
-                WHEN least(opening_balance_cents, earned_cents, pro_rata_cents, paid_cents, closing_balance_cents) < 0
-                    THEN 'negative amount'
+                WHEN due - paid_cents <> closing_balance_cents
+                    THEN 'opening + earned + adjustment - paid <> closing'
+                WHEN least(earned_cents, pro_rata_cents, paid_cents) < 0 THEN 'negative earned, pro-rata or paid'
                 WHEN earned_cents <> expected_earned THEN 'earned differs from payee_earnings'
                 WHEN pro_rata_cents <> expected_pr THEN 'pro_rata differs from payee_earnings'
+                WHEN adjustment_cents <> expected_adjustment THEN 'adjustment differs from payee_adjustments'
                 WHEN opening_balance_cents <> expected_opening THEN 'opening differs from last closing'
                 WHEN paid_cents > 0 AND payee_id IN ({special}) THEN 'a special payee was paid'
                 WHEN paid_cents > 0 AND (closing_balance_cents <> 0 OR paid_cents < {threshold_cents})
                     THEN 'a payment must be the whole balance and reach the threshold'
-                WHEN paid_cents = 0 AND payee_id NOT IN ({special})
-                     AND opening_balance_cents + earned_cents >= {threshold_cents}
-                     AND opening_balance_cents + earned_cents > 0
+                WHEN paid_cents = 0 AND payee_id NOT IN ({special}) AND due >= {threshold_cents} AND due > 0
                     THEN 'a balance at or over the threshold was not paid'
             END AS problem FROM s
         ) WHERE problem IS NOT NULL ORDER BY payee_id LIMIT 20
@@ -126,10 +129,39 @@ def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int) -> 
     )
     missing = _rows(
         con,
-        """SELECT payee_id, 'payee has earnings or a balance but no statement' FROM (
+        """SELECT payee_id, 'payee has earnings, an adjustment or a balance but no statement' FROM (
                SELECT payee_id FROM payee_earnings WHERE uc_cents <> 0 OR pr_cents <> 0
+               UNION SELECT payee_id FROM payee_adjustments WHERE cents <> 0
                UNION SELECT payee_id FROM previous_statements WHERE closing_balance_cents <> 0)
            ANTI JOIN payee_statements USING (payee_id) ORDER BY payee_id LIMIT 20""",
     )
     checked = _rows(con, "SELECT count(*) FROM payee_statements")[0][0]
     return Finding(checked, problems + missing)
+
+
+def held_cents(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """The month's user-centric cents held in ``__suspense__`` + ``__unallocated__``, and its total."""
+    special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
+    held, total = _rows(
+        con,
+        f"""SELECT coalesce(sum(uc_cents) FILTER (WHERE payee_id IN ({special})), 0)::BIGINT,
+                   coalesce(sum(uc_cents), 0)::BIGINT FROM payee_earnings""",
+    )[0]
+    return held, total
+
+
+def held_share_ok(held: int, total: int, max_held_share_ppm: int) -> bool:
+    """held / total <= max_held_share_ppm / 10^6, compared in integers."""
+    return held * PPM <= max_held_share_ppm * total
+
+
+def revenue_without_streams(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int, int]:
+    """(paying users, their net cents, ad net cents, counted streams) from ``billed_users``,
+    ``ad_revenue`` and ``user_streams``: a month with revenue and no counted stream cannot be right."""
+    return _rows(
+        con,
+        """SELECT (SELECT count(*) FILTER (WHERE net_cents > 0) FROM billed_users),
+                  (SELECT coalesce(sum(net_cents), 0)::BIGINT FROM billed_users),
+                  (SELECT coalesce(sum(net_cents), 0)::BIGINT FROM ad_revenue),
+                  (SELECT coalesce(sum(streams), 0)::BIGINT FROM user_streams)""",
+    )[0]

@@ -1,4 +1,4 @@
-"""The payout rules (v1) in DuckDB SQL, exactly as ``docs/payout-rules.md`` states them.
+"""The payout rules (v2) in DuckDB SQL, exactly as ``docs/payout-rules.md`` states them.
 
 Each stage reads views or tables of fixed names from the connection and creates its output tables:
 
@@ -10,7 +10,8 @@ stage                      reads                                          create
                            ``ad_revenue``                                 ``segment_pools``, ``track_earnings``
 :func:`pay_payees`         ``segment_pools``, ``track_earnings``,         ``payee_earnings``
                            ``track_splits``
-:func:`roll_statements`    ``payee_earnings``, ``previous_statements``    ``payee_statements``
+:func:`roll_statements`    ``payee_earnings``, ``previous_statements``,   ``payee_statements``
+                           ``payee_adjustments``
 =========================  =============================================  =======================================
 
 Money is integer pico-cents (10^-12 cent) in ``HUGEINT`` until it is rounded to integer cents once,
@@ -275,9 +276,11 @@ def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def roll_statements(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
-    """Rule 9: opening + earned; pay it all when it reaches the threshold, else carry it over.
+    """Rule 9: opening + earned + adjustment; pay it all when it reaches the threshold, else carry it.
 
-    ``previous_statements`` is last month's ``payee_statements`` (empty in the first month).
+    ``previous_statements`` is last month's ``payee_statements`` (empty in the first month) and
+    ``payee_adjustments`` this month's adjustments for restated closed months. A balance may be
+    negative (a clawback): it carries over and is recovered from future earnings.
     ``__suspense__`` and ``__unallocated__`` are never paid; their balance accumulates.
     """
     special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
@@ -289,23 +292,28 @@ def roll_statements(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
             SELECT payee_id, sum(uc_cents)::BIGINT AS earned, sum(pr_cents)::BIGINT AS pro_rata
             FROM payee_earnings GROUP BY payee_id
         ),
+        adjusted AS (SELECT payee_id, sum(cents)::BIGINT AS adjustment FROM payee_adjustments GROUP BY payee_id),
         joined AS (
             SELECT payee_id,
                    coalesce(p.closing_balance_cents, 0)::BIGINT AS opening_balance_cents,
                    coalesce(m.earned, 0)::BIGINT AS earned_cents,
+                   coalesce(a.adjustment, 0)::BIGINT AS adjustment_cents,
                    coalesce(m.pro_rata, 0)::BIGINT AS pro_rata_cents
-            FROM month m FULL OUTER JOIN previous_statements p USING (payee_id)
+            FROM month m
+            FULL OUTER JOIN previous_statements p USING (payee_id)
+            FULL OUTER JOIN adjusted a USING (payee_id)
         )
-        SELECT payee_id, opening_balance_cents, earned_cents, pro_rata_cents,
-               paid_cents, opening_balance_cents + earned_cents - paid_cents AS closing_balance_cents
+        SELECT payee_id, opening_balance_cents, earned_cents, adjustment_cents, pro_rata_cents, paid_cents,
+               opening_balance_cents + earned_cents + adjustment_cents - paid_cents AS closing_balance_cents
         FROM (
             SELECT *,
                    CASE WHEN payee_id NOT IN ({special})
-                             AND opening_balance_cents + earned_cents >= {rules.payout_threshold_cents}
-                        THEN opening_balance_cents + earned_cents ELSE 0 END::BIGINT AS paid_cents
+                             AND opening_balance_cents + earned_cents + adjustment_cents >= {rules.payout_threshold_cents}
+                             AND opening_balance_cents + earned_cents + adjustment_cents > 0
+                        THEN opening_balance_cents + earned_cents + adjustment_cents ELSE 0 END::BIGINT AS paid_cents
             FROM joined
         )
-        WHERE opening_balance_cents <> 0 OR earned_cents <> 0 OR pro_rata_cents <> 0
+        WHERE opening_balance_cents <> 0 OR earned_cents <> 0 OR adjustment_cents <> 0 OR pro_rata_cents <> 0
         ORDER BY payee_id
         """,
     )

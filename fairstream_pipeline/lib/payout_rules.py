@@ -1,8 +1,9 @@
-"""The parameters of the payout rules (v1), see ``docs/payout-rules.md``."""
+"""The parameters of the payout rules (v2), see ``docs/payout-rules.md``."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 PPM = 1_000_000  # parts per million
 PICO_PER_CENT = 10**12  # money is computed in pico-cents (10^-12 cent)
@@ -10,7 +11,8 @@ RESIDUAL_POLICIES = ("pro_rata", "retain")
 SUSPENSE = "__suspense__"  # tracks without valid splits: held until the rights are resolved
 UNALLOCATED = "__unallocated__"  # money no stream could claim
 SPECIAL_PAYEES = (SUSPENSE, UNALLOCATED)  # never paid out; their balance accumulates
-RULES_VERSION = "v1"
+# v2: period close, adjustments and negative balances (rule 9), max_held_share_ppm; rules 1-8 as v1.
+RULES_VERSION = "v2"
 PAYOUT_DUE_DAY = 3  # month M's statements are due by the 3rd of month M+1, 00:00 UTC
 
 
@@ -22,10 +24,12 @@ class PayoutRules:
     max_daily_streams_per_user: int = 1_000
     residual_policy: str = "pro_rata"
     payout_threshold_cents: int = 1_000
+    max_held_share_ppm: int = 50_000  # a month holding more in __suspense__ + __unallocated__ does not close
 
     def __post_init__(self) -> None:
-        if not 0 <= self.royalty_share_ppm <= PPM:
-            raise ValueError(f"royalty_share_ppm must be within 0..{PPM}, got {self.royalty_share_ppm}")
+        for name in ("royalty_share_ppm", "max_held_share_ppm"):
+            if not 0 <= getattr(self, name) <= PPM:
+                raise ValueError(f"{name} must be within 0..{PPM}, got {getattr(self, name)}")
         for name in ("min_play_ms", "max_daily_plays_per_track", "max_daily_streams_per_user", "payout_threshold_cents"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -36,3 +40,9 @@ class PayoutRules:
 
     def as_dict(self) -> dict[str, int | str]:
         return {"rules_version": RULES_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_recorded(cls, recorded: dict[str, Any]) -> "PayoutRules":
+        """The rules a manifest recorded (``as_dict()``); fields it predates take their defaults."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in recorded.items() if k in names})

@@ -10,36 +10,70 @@ from fairstream_pipeline.defs.resources import AppDatabaseResource, DuckDBEngine
 from fairstream_pipeline.defs.retries import WRITE_DATABASE
 from fairstream_pipeline.lib.app_db.store import (
     OUTBOX_COLUMNS,
+    ClosedStatementsDiffer,
     enqueue_messages,
     outbox_counts,
-    publish_statements,
+    publish_closed_statements,
 )
 from fairstream_pipeline.lib.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.lake_tables import attach_month
-from fairstream_pipeline.lib.notifications import Statement, render_statement
+from fairstream_pipeline.lib.notifications import Statement, adjustment_reason, render_statement
 from fairstream_pipeline.lib.payout_rules import RULES_VERSION, SPECIAL_PAYEES
+from fairstream_pipeline.lib.period_close import ADJUSTMENTS, CLOSE, STATEMENTS, close_record
 from fairstream_pipeline.settings import setting
 
 NOTIFICATIONS = "notifications"
-STATEMENT_INPUTS = {name: name for name in ("payee_statements", "payee_earnings", "payee_directory")}
+# The closed month: its statements and adjustments, and its statement lines as closed (period_close
+# holds payee_earnings as they were at the close; the live payee_earnings may since be restated).
+STATEMENT_INPUTS = {
+    "payee_statements": STATEMENTS,
+    "payee_adjustments": ADJUSTMENTS,
+    "closed_earnings": CLOSE,
+    "payee_directory": "payee_directory",
+}
+CLOSED_DEPS = [CLOSE, STATEMENTS, ADJUSTMENTS, "payee_directory"]
 MESSAGE_COLUMNS = OUTBOX_COLUMNS  # the lake table has the outbox's columns, in the same order
 NOT_CONFIGURED = "not configured: FAIRSTREAM_DATABASE_URL is empty, nothing was written"
 
 
+def _closed(context: dg.AssetExecutionContext, lake: Lake) -> dict:
+    """The close record of the month; statements are published and emailed only once it is closed."""
+    record = close_record(lake, context.partition_key)
+    if record is None:
+        raise dg.Failure(
+            description=(
+                f"{context.partition_key} is open (a draft): its statements are published and emailed only "
+                f"once it is closed; close it first (period_close)"
+            ),
+            allow_retries=False,
+        )
+    return record
+
+
 def _statements(con) -> list[tuple]:
-    """The month's statements of real payees: id, name, email, the five amounts, and the lines."""
+    """The month's statements of real payees: id, name, email, the five amounts, the lines, the
+    adjustment and its lines."""
     special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
     rows = con.execute(
         f"""
+        WITH lines AS (
+            SELECT payee_id, list((country, tier, uc_cents, pr_cents) ORDER BY country, tier) AS lines
+            FROM closed_earnings GROUP BY payee_id
+        ),
+        adjustments AS (
+            SELECT payee_id, list((source_month, cents) ORDER BY source_month) AS adjustments
+            FROM payee_adjustments GROUP BY payee_id
+        )
         SELECT s.payee_id, d.name, d.email, s.opening_balance_cents, s.earned_cents, s.pro_rata_cents,
-               s.paid_cents, s.closing_balance_cents,
-               coalesce(list((e.country, e.tier, e.uc_cents, e.pr_cents) ORDER BY e.country, e.tier)
-                        FILTER (WHERE e.payee_id IS NOT NULL), [])
+               s.paid_cents, s.closing_balance_cents, coalesce(l.lines, []), s.adjustment_cents,
+               coalesce(a.adjustments, [])
         FROM payee_statements s
         LEFT JOIN payee_directory d USING (payee_id)
-        LEFT JOIN payee_earnings e USING (payee_id)
+        LEFT JOIN lines l USING (payee_id)
+        LEFT JOIN adjustments a USING (payee_id)
         WHERE s.payee_id NOT IN ({special})
-        GROUP BY ALL ORDER BY s.payee_id
+        ORDER BY s.payee_id
         """
     ).fetchall()
     return rows
@@ -47,58 +81,76 @@ def _statements(con) -> list[tuple]:
 
 @dg.asset(
     partitions_def=monthly_partitions,
-    deps=["payee_statements", "payee_earnings", "payee_directory"],
+    deps=CLOSED_DEPS,
     group_name=NOTIFICATIONS,
     owners=OWNERS,
     kinds={"duckdb", "parquet"},
-    code_version="statement-email-v1",
+    code_version="statement-email-v2",
 )
 def statement_notifications(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, duckdb: DuckDBEngine
 ) -> dg.MaterializeResult:
-    """One statement email per payee with a statement this month: text and HTML bodies with the
-    amount earned, the pro-rata figure beside it, opening and closing balances and whether a
-    payment was made, plus a CSV of the statement lines. Payees without an email are no_address."""
+    """One statement email per payee with a statement in the closed month: text and HTML bodies
+    with the amount earned, the pro-rata figure beside it, opening and closing balances, each
+    adjustment with its source month, and whether a payment was made, plus a CSV of the statement
+    lines. Payees without an email are no_address. Rendered once, at the close."""
     month, lake = context.partition_key, warehouse.lake()
-    threshold = lake.manifest("payee_statements", month)["rules"]["payout_threshold_cents"]
+    record = _closed(context, lake)
+    if lake.exists("statement_notifications", month) and (
+        lake.manifest("statement_notifications", month).get("closed_at") == record["closed_at"]
+    ):
+        status = f"{month} is closed (at {record['closed_at']}): its statement emails were rendered at the close"
+        context.log.info(status)
+        return dg.MaterializeResult(
+            metadata={"status": status, "dagster/row_count": lake.manifest("statement_notifications", month)["rows"]},
+            data_version=dg.DataVersion(lake.content_hash("statement_notifications", month)),
+        )
+    threshold = record["rules"]["payout_threshold_cents"]
     domain = setting("FAIRSTREAM_MESSAGE_ID_DOMAIN")
     with duckdb.connect() as con:
         attach_month(con, lake, month, STATEMENT_INPUTS)
         messages = [
             render_statement(
-                Statement(month, payee, name, email, *amounts, lines=tuple(tuple(line) for line in lines)),
+                Statement(
+                    month, payee, name, email, *amounts,
+                    lines=tuple(tuple(line) for line in lines),
+                    adjustment_cents=adjustment,
+                    adjustments=tuple(tuple(a) for a in adjustments),
+                ),
                 threshold,
                 domain,
             )
-            for payee, name, email, *amounts, lines in _statements(con)
+            for payee, name, email, *amounts, lines, adjustment, adjustments in _statements(con)
         ]
         columns = list(zip(*[m.as_row() for m in messages])) if messages else [[] for _ in MESSAGE_COLUMNS]
         table = pa.table({name: pa.array(values, pa.string()) for name, values in zip(MESSAGE_COLUMNS, columns)})
         with lake.write_partition("statement_notifications", month) as out:
             pq.write_table(table, out.file(), compression="zstd")
-            out.manifest.update(rows=len(messages))
+            out.manifest.update(rows=len(messages), closed_at=record["closed_at"])
     no_address = sum(1 for m in messages if m.recipient is None)
     example = next((m for m in messages if m.recipient), None)
     return dg.MaterializeResult(
         metadata={
+            "status": f"rendered at the close of {month}",
             "dagster/row_count": len(messages),
             "to_send": len(messages) - no_address,
             "no_address": no_address,
             "example": dg.MetadataValue.md(
                 f"**{example.subject}** to `{example.payee_id}`\n\n```\n{example.body_text}\n```" if example else "none"
             ),
-        }
+        },
+        data_version=dg.DataVersion(lake.content_hash("statement_notifications", month)),
     )
 
 
 @dg.asset(
     partitions_def=monthly_partitions,
-    deps=["payee_statements", "payee_earnings", "payee_directory"],
+    deps=CLOSED_DEPS,
     group_name=NOTIFICATIONS,
     owners=OWNERS,
     kinds={"postgres"},
     retry_policy=WRITE_DATABASE,
-    code_version="published-statements-v1",
+    code_version="published-statements-v2",
 )
 def published_statements(
     context: dg.AssetExecutionContext,
@@ -106,9 +158,11 @@ def published_statements(
     duckdb: DuckDBEngine,
     app_database: AppDatabaseResource,
 ) -> dg.MaterializeResult:
-    """The month's statements and statement lines in the application database, for the artist
-    dashboard. Upserted by (month, payee): re-running a month replaces its rows, never duplicates."""
+    """The closed month's statements, statement lines and adjustment lines (with their source
+    month) in the application database, for the artist dashboard. Written once, at the close:
+    closed statements never change, and the database refuses to update or delete them."""
     month, lake = context.partition_key, warehouse.lake()
+    record = _closed(context, lake)
     if not app_database.configured:
         context.log.warning(f"published_statements: {NOT_CONFIGURED}")
         return dg.MaterializeResult(metadata={"status": NOT_CONFIGURED})
@@ -116,23 +170,40 @@ def published_statements(
         attach_month(con, lake, month, STATEMENT_INPUTS)
         statements = con.execute(
             f"""SELECT '{month}', s.payee_id, d.name, d.email, s.opening_balance_cents, s.earned_cents,
-                       s.pro_rata_cents, s.paid_cents, s.closing_balance_cents, '{RULES_VERSION}'
-                FROM payee_statements s LEFT JOIN payee_directory d USING (payee_id) ORDER BY s.payee_id"""
+                       s.adjustment_cents, s.pro_rata_cents, s.paid_cents, s.closing_balance_cents,
+                       '{RULES_VERSION}', ?::TIMESTAMPTZ, ?
+                FROM payee_statements s LEFT JOIN payee_directory d USING (payee_id) ORDER BY s.payee_id""",
+            [record["closed_at"], record["statements_hash"]],
         ).fetchall()
         lines = con.execute(
             f"""SELECT '{month}', e.payee_id, country, tier, uc_cents, pr_cents
-                FROM payee_earnings e SEMI JOIN payee_statements s USING (payee_id)
+                FROM closed_earnings e SEMI JOIN payee_statements s USING (payee_id)
                 ORDER BY e.payee_id, country, tier"""
         ).fetchall()
+        adjustments = [
+            (month, payee, source, amount, adjustment_reason(source))
+            for payee, source, amount in con.execute(
+                "SELECT payee_id, source_month, cents FROM payee_adjustments ORDER BY payee_id, source_month"
+            ).fetchall()
+        ]
     revision = app_database.ensure_schema()
-    with app_database.transaction() as cursor:
-        counts = publish_statements(cursor, month, statements, lines)
+    try:
+        with app_database.transaction() as cursor:
+            counts = publish_closed_statements(cursor, month, record["statements_hash"], statements, lines, adjustments)
+    except ClosedStatementsDiffer as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    status = (
+        f"{month} is closed (at {record['closed_at']}): already published at the close, nothing was written"
+        if counts["already_published"]
+        else f"published the statements closed at {record['closed_at']}"
+    )
     return dg.MaterializeResult(
         metadata={
-            "status": "published",
+            "status": status,
             "statements": counts["statements"],
             "statement_lines": counts["lines"],
-            "removed_payees": counts["removed"],
+            "adjustment_lines": counts["adjustments"],
+            "replaced_draft_rows": counts["replaced_drafts"],
             "schema_revision": revision,
         }
     )
@@ -153,10 +224,11 @@ def statement_outbox(
     duckdb: DuckDBEngine,
     app_database: AppDatabaseResource,
 ) -> dg.MaterializeResult:
-    """The month's statement emails queued in the application database's outbox, one per payee
-    and kind. Re-materializing never queues a message twice; the send_statement_emails job,
-    started by outbox_sensor, delivers them outside the payout run."""
+    """The closed month's statement emails queued in the application database's outbox, one per
+    payee and kind. Re-materializing never queues a message twice; the send_statement_emails job,
+    started by outbox_sensor, delivers them outside the payout run. A draft is never queued."""
     month, lake = context.partition_key, warehouse.lake()
+    _closed(context, lake)
     if not app_database.configured:
         context.log.warning(f"statement_outbox: {NOT_CONFIGURED}")
         return dg.MaterializeResult(metadata={"status": NOT_CONFIGURED})

@@ -1,6 +1,6 @@
 """Payout assets: counted streams, segment pools, payee earnings (UC beside PR) and statements."""
 
-from datetime import timedelta
+from datetime import datetime, timezone
 
 import dagster as dg
 
@@ -14,9 +14,10 @@ from fairstream_pipeline.defs.resources import (
 )
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE
 from fairstream_pipeline.lib.ingestion import ingest_catalog
-from fairstream_pipeline.lib.lake import MissingPartitionError
+from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
 from fairstream_pipeline.lib.landing_zone import fingerprint
+from fairstream_pipeline.lib.month_checks import attach_previous_statements
 from fairstream_pipeline.lib.months import previous_month
 from fairstream_pipeline.lib.clean_plays import attach_clean_plays
 from fairstream_pipeline.lib.payout_engine import (
@@ -26,7 +27,16 @@ from fairstream_pipeline.lib.payout_engine import (
     validate_splits,
 )
 from fairstream_pipeline.lib.payout_report import cents, compare_models, percent
-from fairstream_pipeline.lib.payout_rules import PAYOUT_DUE_DAY, RULES_VERSION, PayoutRules
+from fairstream_pipeline.lib.payout_rules import RULES_VERSION, PayoutRules
+from fairstream_pipeline.lib.period_close import (
+    ADJUSTMENTS,
+    STATEMENTS,
+    adjustment_basis,
+    close_record,
+    closed_notice,
+    post_adjustments,
+    restatement,
+)
 
 CATALOG, PAYOUTS = "catalog", "payouts"
 LAKE_KINDS = {"duckdb", "parquet"}
@@ -48,6 +58,22 @@ def _spec(key: str, description: str, deps: list, group: str = PAYOUTS, **kwargs
 
 def _rules_metadata(rules: PayoutRules) -> dict:
     return {"payout_rules": dg.MetadataValue.json(rules.as_dict())}
+
+
+def month_rules(context: dg.AssetExecutionContext, payout_rules: PayoutRulesResource, lake: Lake) -> PayoutRules:
+    """The run's rules for an open month. A closed month is restated under the rules it was closed
+    with, whatever the run asks for, so that its restatement differs from the close only by data."""
+    month, requested = context.partition_key, payout_rules.rules()
+    record = close_record(lake, month)
+    if record is None:
+        return requested
+    recorded = PayoutRules.from_recorded(record["rules"])
+    ignored = {k: v for k, v in requested.as_dict().items() if recorded.as_dict().get(k) != v}
+    if ignored:
+        context.log.warning(
+            f"{month} is closed: it is restated under the rules it was closed with; this run's {ignored} are ignored"
+        )
+    return recorded
 
 
 @dg.multi_asset(
@@ -163,7 +189,8 @@ def count_and_allocate_month(
     Plays are capped one UTC day at a time and the (user, track) counts are rolled up and consumed
     without being written (see fairstream_pipeline.lib.payout_engine.count_and_allocate).
     """
-    month, rules, lake = context.partition_key, payout_rules.rules(), warehouse.lake()
+    month, lake = context.partition_key, warehouse.lake()
+    rules = month_rules(context, payout_rules, lake)
     with contract_failures(), duckdb.connect() as con:
         attach_month(con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue"})
         attach_clean_plays(con, lake, landing_zone.zone().root, month)
@@ -237,9 +264,17 @@ def payee_earnings(
     """Each payee's cents per segment, user-centric (uc_cents) beside pro-rata (pr_cents).
 
     Track money is split by the rights splits (invalid splits pay __suspense__), then rounded to
-    cents once per segment and payee so that every segment sums exactly to its target.
+    cents once per segment and payee so that every segment sums exactly to its target. For a closed
+    month this is the restatement: the figures as they are now, under the rules of the close; the
+    difference to what was closed posts as adjustments to the next open month.
     """
-    month, rules, lake = context.partition_key, payout_rules.rules(), warehouse.lake()
+    month, lake = context.partition_key, warehouse.lake()
+    rules = month_rules(context, payout_rules, lake)
+    record = close_record(lake, month)
+    status = {}
+    if record:
+        status["status"] = f"restated: {closed_notice(lake, month, record)}"
+        context.log.info(status["status"])
     with duckdb.connect() as con:
         attach_month(
             con,
@@ -248,14 +283,28 @@ def payee_earnings(
             {"segment_pools": "segment_pools", "track_earnings": "track_earnings", "track_splits": "track_splits"},
         )
         pay_payees(con)
-        rows = publish_month(con, lake, month, ["payee_earnings"], {"rules": rules.as_dict()})
+        rows = publish_month(
+            con,
+            lake,
+            month,
+            ["payee_earnings"],
+            {
+                "rules": rules.as_dict(),
+                # The audit of a restatement: which run computed these figures, when, from which files.
+                "run_id": context.run.run_id,
+                "computed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "input_fingerprint": lake.manifest("landing_month", month)["input_fingerprint"],
+            },
+        )
         comparison = compare_models(con)
     return dg.MaterializeResult(
         metadata={
+            **status,
             "dagster/row_count": rows["payee_earnings"],
             **comparison_metadata(comparison),
             **_rules_metadata(rules),
-        }
+        },
+        data_version=dg.DataVersion(lake.content_hash("payee_earnings", month)),
     )
 
 
@@ -281,91 +330,179 @@ def comparison_metadata(c) -> dict:
     }
 
 
-@dg.asset(
-    partitions_def=monthly_partitions,
-    deps=[
-        "payee_earnings",
-        "landing_month",
-        dg.AssetDep(
-            "payee_statements",
-            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1),
+PREVIOUS_MONTH = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(
+            STATEMENTS,
+            "Each payee's monthly statement: opening balance, earned (UC), adjustment, pro-rata, paid, "
+            "closing balance. Opening balances are last month's closings (zero in the first month); "
+            "the adjustment is the sum of this month's payee_adjustments. When opening + earned + "
+            "adjustment reaches payout_threshold_cents it is all paid; otherwise it carries over, "
+            "negative included (a clawback). __suspense__ and __unallocated__ are never paid. "
+            "Never rewritten once the month is closed.",
+            deps=["payee_earnings", "landing_month", dg.AssetDep(STATEMENTS, partition_mapping=PREVIOUS_MONTH)],
+        ),
+        _spec(
+            ADJUSTMENTS,
+            "What restated closed months post to this month, per payee and source month: restated "
+            "earned(K) minus what was already posted for K (K's closed earned plus the adjustments for "
+            "K in closed months since). Non-zero rows only; computed with the statements, never "
+            "rewritten once the month is closed.",
+            deps=[
+                dg.AssetDep(STATEMENTS, partition_mapping=PREVIOUS_MONTH),
+                dg.AssetDep("payee_earnings", partition_mapping=PREVIOUS_MONTH),
+            ],
         ),
     ],
-    group_name=PAYOUTS,
-    owners=OWNERS,
-    kinds=LAKE_KINDS,
-    code_version=CODE_VERSION,
-    # The month that just closed must be paid by the 3rd at 00:00 UTC: overdue in the UI otherwise.
-    freshness_policy=dg.FreshnessPolicy.cron(
-        deadline_cron=f"0 0 {PAYOUT_DUE_DAY} * *", lower_bound_delta=timedelta(days=PAYOUT_DUE_DAY - 1)
-    ),
+    partitions_def=monthly_partitions,
+    name="roll_statements",
 )
-def payee_statements(
+def roll_statements_month(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     duckdb: DuckDBEngine,
     payout_rules: PayoutRulesResource,
-) -> dg.MaterializeResult:
-    """Each payee's monthly statement: opening balance, earned (UC), pro-rata, paid, closing balance.
-
-    Opening balances are last month's closing balances (zero in the first month). A payee is paid
-    everything once opening + earned reaches payout_threshold_cents; otherwise it carries over.
-    __suspense__ and __unallocated__ are never paid.
-    """
-    month, rules, lake = context.partition_key, payout_rules.rules(), warehouse.lake()
+):
+    """Rule 9: the month's adjustments, then its statements. A closed month is left as it is."""
+    month, lake = context.partition_key, warehouse.lake()
     first_month = monthly_partitions.get_first_partition_key()
+    record = close_record(lake, month)
+    if record:
+        notice = closed_notice(lake, month, record)
+        context.log.info(notice)
+        for asset in (STATEMENTS, ADJUSTMENTS):
+            yield dg.MaterializeResult(
+                asset_key=asset,
+                metadata={
+                    "status": notice,
+                    "closed_at": record["closed_at"],
+                    "dagster/row_count": lake.manifest(asset, month)["rows"],
+                },
+                data_version=dg.DataVersion(lake.content_hash(asset, month)),
+            )
+        return
+    rules = payout_rules.rules()
     with duckdb.connect() as con:
         attach_month(con, lake, month, {"payee_earnings": "payee_earnings"})
         chain = {
-            # What this month was computed from, so that the landing-zone sensor can tell when it is
-            # stale: a late file in this month, or new statements for the previous month.
+            # What this draft was computed from, so that the landing-zone sensor and the close can
+            # tell when it is stale: a late file, new statements for the previous month, a
+            # restated or newly closed earlier month.
             "input_fingerprint": lake.manifest("landing_month", month)["input_fingerprint"],
+            "earnings_hash": lake.content_hash("payee_earnings", month),
             "previous_statements_hash": None,
+            "adjustment_basis": adjustment_basis(lake, first_month, month),
         }
         if month == first_month:
-            con.execute(
-                "CREATE TEMP TABLE previous_statements AS "
-                "SELECT NULL::VARCHAR AS payee_id, NULL::BIGINT AS closing_balance_cents WHERE false"
-            ).fetchall()
             opening_from = "zero balances (first month)"
         else:
             previous = previous_month(month)
-            try:
-                attach_month(con, lake, previous, {"previous_statements": "payee_statements"})
-            except MissingPartitionError as exc:
+            if not lake.exists(STATEMENTS, previous):
                 raise dg.Failure(
                     description=(
                         f"payee_statements for {previous} is missing, so {month} has no opening "
                         f"balances: materialize {previous} first (backfills run months in order)."
                     ),
                     allow_retries=False,
-                ) from exc
+                )
             opening_from = f"payee_statements {previous}"
-            chain["previous_statements_hash"] = lake.content_hash("payee_statements", previous)
+            chain["previous_statements_hash"] = lake.content_hash(STATEMENTS, previous)
+        attach_previous_statements(con, lake, first_month, month)
+        post_adjustments(con, lake, first_month, month)
+        source_months = [r[0] for r in con.execute(
+            "SELECT DISTINCT source_month FROM payee_adjustments ORDER BY 1").fetchall()]
+        audit = [restatement(lake, k).as_dict() for k in source_months]
         roll_statements(con, rules)
         rows = publish_month(
             con,
             lake,
             month,
-            ["payee_statements"],
-            {"rules": rules.as_dict(), "opening_from": opening_from, **chain},
+            [STATEMENTS, ADJUSTMENTS],
+            {
+                "rules": rules.as_dict(),
+                "opening_from": opening_from,
+                **chain,
+                "source_months": source_months,
+                "restatements": audit,
+            },
         )
         totals = con.execute(
             """SELECT count(*) FILTER (WHERE paid_cents > 0), coalesce(sum(paid_cents), 0)::BIGINT,
                       coalesce(sum(closing_balance_cents), 0)::BIGINT,
-                      coalesce(sum(opening_balance_cents), 0)::BIGINT
+                      coalesce(sum(opening_balance_cents), 0)::BIGINT,
+                      coalesce(sum(adjustment_cents), 0)::BIGINT,
+                      count(*) FILTER (WHERE closing_balance_cents < 0)
                FROM payee_statements"""
         ).fetchall()[0]
         shown = preview(con, "SELECT * FROM payee_statements ORDER BY earned_cents DESC, payee_id", limit=15)
-    return dg.MaterializeResult(
+        by_source = con.execute(
+            """SELECT source_month, count(*), sum(cents)::BIGINT, sum(cents) FILTER (WHERE cents > 0)::BIGINT,
+                      sum(cents) FILTER (WHERE cents < 0)::BIGINT
+               FROM payee_adjustments GROUP BY 1 ORDER BY 1"""
+        ).fetchall()
+        adjustments_preview = preview(
+            con, "SELECT payee_id, source_month, cents FROM payee_adjustments ORDER BY abs(cents) DESC, payee_id", limit=20
+        )
+    common = _rules_metadata(rules)
+    yield dg.MaterializeResult(
+        asset_key=STATEMENTS,
         metadata={
-            "dagster/row_count": rows["payee_statements"],
+            "status": f"draft: {month} is open until period_close closes it",
+            "dagster/row_count": rows[STATEMENTS],
             "payees_paid": totals[0],
             "paid_cents": totals[1],
             "carried_over_cents": totals[2],
             "opening_balance_cents": totals[3],
+            "adjustment_cents": totals[4],
+            "negative_balances": totals[5],
             "opening_balances_from": opening_from,
             "preview": shown,
-            **_rules_metadata(rules),
-        }
+            **common,
+        },
+        data_version=dg.DataVersion(lake.content_hash(STATEMENTS, month)),
     )
+    yield dg.MaterializeResult(
+        asset_key=ADJUSTMENTS,
+        metadata={
+            "dagster/row_count": rows[ADJUSTMENTS],
+            "adjustment_cents": totals[4],
+            "source_months": dg.MetadataValue.md(adjustment_audit(audit, by_source)),
+            "largest_adjustments": adjustments_preview,
+            **common,
+        },
+        data_version=dg.DataVersion(lake.content_hash(ADJUSTMENTS, month)),
+    )
+
+
+def adjustment_audit(audit: list[dict], by_source: list[tuple]) -> str:
+    """For each restated month: who restated it, the landing files that changed, what it posts."""
+    if not audit:
+        return "No closed month was restated: nothing to adjust."
+    totals = {source: row for source, *row in by_source}
+    parts = [
+        markdown_table(
+            ["source month", "closed at", "restated by run", "restated at", "landing at close -> now", "payees",
+             "net (EUR)", "credits (EUR)", "debits (EUR)"],
+            [
+                (a["source_month"], a["closed_at"], f"[{a['restated_by_run'][:8]}](/runs/{a['restated_by_run']})",
+                 a["restated_at"], f"{a['landing_at_close']} -> {a['landing_now']}", totals[a["source_month"]][0],
+                 cents(totals[a["source_month"]][1]), cents(totals[a["source_month"]][2] or 0),
+                 cents(totals[a["source_month"]][3] or 0))
+                for a in audit
+            ],
+        )
+    ]
+    for a in audit:
+        parts.append(f"\n**Landing files changed in {a['source_month']} since its close** (reason: late data for {a['source_month']})\n")
+        parts.append(
+            markdown_table(
+                ["file", "change", "fingerprint at close", "fingerprint now"],
+                [(f["path"], f["change"], f["at_close"], f["now"]) for f in a["changed_files"]],
+            )
+            if a["changed_files"]
+            else "No landing file changed: the month was recomputed with other inputs (catalog or code)."
+        )
+    return "\n".join(parts)

@@ -5,16 +5,10 @@ import dagster as dg
 from fairstream_pipeline.defs.metadata import markdown_table
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import DuckDBEngine, WarehouseResource
-from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.lake_tables import attach_month
+from fairstream_pipeline.lib.month_checks import earnings_findings, statements_finding, streams_finding
 from fairstream_pipeline.lib.months import previous_month
-from fairstream_pipeline.lib.payout_checks import (
-    Finding,
-    no_negative_earnings,
-    segments_reconcile,
-    statements_balance,
-    totals_agree,
-)
+from fairstream_pipeline.lib.payout_checks import Finding, totals_agree
 from fairstream_pipeline.lib.payout_report import percent
 
 SUSPENSE_WARN_BASIS_POINTS = 100  # 1% of the month's user-centric money
@@ -68,33 +62,23 @@ def payee_earnings_money_checks(
 ):
     """Reconcile the month's payee earnings to the cent, under both models."""
     month, lake = context.partition_key, warehouse.lake()
-    royalty_share_ppm = lake.manifest("payee_earnings", month)["rules"]["royalty_share_ppm"]
     with duckdb.connect() as con:
-        attach_month(
-            con,
-            lake,
-            month,
-            {"payee_earnings": "payee_earnings", "billed_users": "billed_users", "ad_revenue": "ad_revenue"},
-        )
+        findings = earnings_findings(con, lake, month)
         segment_header = ["country", "tier", "target cents", "payees' cents"]
         for model in ("uc", "pr"):
-            yield _finding_result(
-                f"{model}_cents_reconcile_per_segment",
-                "payee_earnings",
-                segments_reconcile(con, model, royalty_share_ppm),
-                segment_header,
-            )
+            name = f"{model}_cents_reconcile_per_segment"
+            yield _finding_result(name, "payee_earnings", findings[name], segment_header)
         yield _finding_result(
             "no_negative_earnings",
             "payee_earnings",
-            no_negative_earnings(con),
+            findings["no_negative_earnings"],
             ["country", "tier", "payee", "uc cents", "pr cents"],
         )
         uc_total, pr_total = totals_agree(con)
         yield dg.AssetCheckResult(
             check_name="uc_total_equals_pr_total",
             asset_key="payee_earnings",
-            passed=uc_total == pr_total,
+            passed=findings["uc_total_equals_pr_total"].passed,
             metadata={"uc_total_cents": uc_total, "pr_total_cents": pr_total},
         )
         suspense = con.execute(
@@ -118,8 +102,10 @@ def payee_earnings_money_checks(
     blocking=True,
     partitions_def=monthly_partitions,
     description=(
-        "Every statement balances (opening + earned - paid = closing), matches payee_earnings and "
-        "last month's closing balances, and pays only whole balances at or over the threshold."
+        "Every statement balances (opening + earned + adjustment - paid = closing), matches "
+        "payee_earnings (as closed, for a closed month), payee_adjustments and last month's closing "
+        "balances, and pays only whole balances at or over the threshold. A closed month's "
+        "statements must be the bytes that were closed."
     ),
 )
 def statements_balance_check(
@@ -128,22 +114,35 @@ def statements_balance_check(
     duckdb: DuckDBEngine,
 ) -> dg.AssetCheckResult:
     month, lake = context.partition_key, warehouse.lake()
-    manifest = lake.manifest("payee_statements", month)
     with duckdb.connect() as con:
-        attach_month(con, lake, month, {"payee_statements": "payee_statements", "payee_earnings": "payee_earnings"})
-        _attach_previous_statements(con, lake, month, manifest["opening_from"])
-        finding = statements_balance(con, manifest["rules"]["payout_threshold_cents"])
+        finding = statements_finding(con, lake, monthly_partitions.get_first_partition_key(), month)
     return _finding_result("statements_balance_check", "payee_statements", finding, ["payee", "problem"])
 
 
-def _attach_previous_statements(con, lake: Lake, month: str, opening_from: str) -> None:
-    if opening_from.startswith("payee_statements"):
-        attach_month(con, lake, previous_month(month), {"previous_statements": "payee_statements"})
-    else:
-        con.execute(
-            "CREATE TEMP TABLE previous_statements AS "
-            "SELECT NULL::VARCHAR AS payee_id, NULL::BIGINT AS closing_balance_cents WHERE false"
-        ).fetchall()
+@dg.asset_check(
+    asset="user_streams",
+    blocking=True,
+    partitions_def=monthly_partitions,
+    description=(
+        "Fails when the month has subscription or ad revenue but zero counted streams: the plays "
+        "are missing, and paying it would send all the money to __unallocated__."
+    ),
+)
+def month_has_counted_streams(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, duckdb: DuckDBEngine
+) -> dg.AssetCheckResult:
+    with duckdb.connect() as con:
+        finding = streams_finding(con, warehouse.lake(), context.partition_key)
+    return dg.AssetCheckResult(
+        passed=finding.passed,
+        description=None if finding.passed else finding.message,
+        metadata={
+            "counted_streams": finding.counted_streams,
+            "paying_users": finding.paying_users,
+            "subscription_cents": finding.subscription_cents,
+            "ad_revenue_cents": finding.ad_cents,
+        },
+    )
 
 
 @dg.asset_check(

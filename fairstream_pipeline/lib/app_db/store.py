@@ -49,40 +49,69 @@ def transaction(url: str) -> Iterator["psycopg2.extensions.cursor"]:  # noqa: F8
 
 
 STATEMENT_COLUMNS = (
-    "month", "payee_id", "payee_name", "email", "opening_balance_cents", "earned_cents",
-    "pro_rata_cents", "paid_cents", "closing_balance_cents", "rules_version",
+    "month", "payee_id", "payee_name", "email", "opening_balance_cents", "earned_cents", "adjustment_cents",
+    "pro_rata_cents", "paid_cents", "closing_balance_cents", "rules_version", "closed_at", "statements_hash",
 )
 LINE_COLUMNS = ("month", "payee_id", "country", "tier", "uc_cents", "pr_cents")
+ADJUSTMENT_COLUMNS = ("month", "payee_id", "source_month", "cents", "reason")
 
 
-def publish_statements(
-    cursor, month: str, statements: Sequence[tuple], lines: Sequence[tuple]
+class ClosedStatementsDiffer(RuntimeError):
+    """The month is already published as closed, with other statements: closed statements never change."""
+
+
+def publish_closed_statements(
+    cursor,
+    month: str,
+    statements_hash: str,
+    statements: Sequence[tuple],
+    lines: Sequence[tuple],
+    adjustments: Sequence[tuple],
 ) -> dict[str, int]:
-    """Upsert the month's statements (keyed by month and payee) and replace its lines.
+    """Insert a closed month's statements (``STATEMENT_COLUMNS``), their lines and adjustments, once.
 
-    Re-publishing a month replaces its rows and never duplicates them; payees that are no longer
-    in the month's statements are removed (with their lines). Returns row counts.
+    A month already published with these statements (same ``statements_hash``) is left untouched:
+    nothing is written and the counts are zero. Rows of the month published as drafts before period
+    close existed (no ``closed_at``) are replaced. A month already published as closed with other
+    statements raises :class:`ClosedStatementsDiffer`. Returns row counts.
     """
-    columns = ", ".join(STATEMENT_COLUMNS)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in STATEMENT_COLUMNS[2:])
-    cursor.execute("CREATE TEMP TABLE month_payees (payee_id TEXT PRIMARY KEY) ON COMMIT DROP")
-    execute_values(cursor, "INSERT INTO month_payees VALUES %s", [(row[1],) for row in statements], page_size=5000)
     cursor.execute(
-        "DELETE FROM statements s WHERE s.month = %s "
-        "AND NOT EXISTS (SELECT 1 FROM month_payees p WHERE p.payee_id = s.payee_id)",
+        "SELECT count(*) FILTER (WHERE closed_at IS NOT NULL), "
+        "array_agg(DISTINCT statements_hash) FILTER (WHERE closed_at IS NOT NULL) FROM statements WHERE month = %s",
         (month,),
     )
-    removed = cursor.rowcount
-    execute_values(
-        cursor,
-        f"INSERT INTO statements ({columns}) VALUES %s ON CONFLICT (month, payee_id) "
-        f"DO UPDATE SET {updates}, published_at = now()",
-        statements,
-        page_size=5000,
-    )
-    cursor.execute("DELETE FROM statement_lines WHERE month = %s", (month,))
-    execute_values(cursor, f"INSERT INTO statement_lines ({', '.join(LINE_COLUMNS)}) VALUES %s", lines, page_size=5000)
-    return {"statements": len(statements), "lines": len(lines), "removed": removed}
+    closed, hashes = cursor.fetchone()
+    if closed:
+        if hashes != [statements_hash]:
+            raise ClosedStatementsDiffer(
+                f"{month} is already published as closed with statements {', '.join(hashes)}, not "
+                f"{statements_hash}; closed statements never change"
+            )
+        return {"statements": 0, "lines": 0, "adjustments": 0, "already_published": closed, "replaced_drafts": 0}
+    cursor.execute("DELETE FROM statements WHERE month = %s AND closed_at IS NULL", (month,))
+    replaced = cursor.rowcount
+    inserted = {}
+    for table, columns, rows, key in (
+        ("statements", STATEMENT_COLUMNS, statements, "month, payee_id"),
+        ("statement_lines", LINE_COLUMNS, lines, "month, payee_id, country, tier"),
+        ("statement_adjustments", ADJUSTMENT_COLUMNS, adjustments, "month, payee_id, source_month"),
+    ):
+        # ON CONFLICT DO NOTHING: two publishers of the same close race harmlessly.
+        new = execute_values(
+            cursor,
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES %s ON CONFLICT ({key}) DO NOTHING RETURNING 1",
+            rows,
+            page_size=5000,
+            fetch=True,
+        )
+        inserted[table] = len(new)
+    return {
+        "statements": inserted["statements"],
+        "lines": inserted["statement_lines"],
+        "adjustments": inserted["statement_adjustments"],
+        "already_published": 0,
+        "replaced_drafts": replaced,
+    }
 
 
 OUTBOX_COLUMNS = (

@@ -1,0 +1,233 @@
+"""``period_close``: the explicit, audited step that closes a month."""
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+
+from fairstream_pipeline.defs.metadata import OWNERS, markdown_table
+from fairstream_pipeline.defs.partitions import monthly_partitions
+from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, WarehouseResource
+from fairstream_pipeline.lib.accounting import account_for_event_rows
+from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake_tables import attach_month
+from fairstream_pipeline.lib.landing_zone import LandingZone
+from fairstream_pipeline.lib.month_checks import earnings_findings, statements_finding, streams_finding
+from fairstream_pipeline.lib.payout_checks import held_cents, held_share_ok
+from fairstream_pipeline.lib.payout_report import cents, percent
+from fairstream_pipeline.lib.payout_rules import PAYOUT_DUE_DAY, PayoutRules
+from fairstream_pipeline.lib.period_close import (
+    CLOSE,
+    EARNINGS,
+    STATEMENTS,
+    close_month,
+    close_record,
+    closed_notice,
+    draft_problems,
+    next_open_month,
+)
+from fairstream_pipeline.settings import auto_close
+
+CLOSE_GROUP = "close"
+HELD_SHARE_CHECK = "held_share_within_limit"
+
+
+def _drafted_in_this_run(context: dg.AssetExecutionContext) -> bool:
+    """Whether this run computed the month's statements: then the close follows FAIRSTREAM_AUTO_CLOSE;
+    a run that only closes (``--select period_close``, close_month_job) is an explicit close."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(STATEMENTS), asset_partitions=[context.partition_key]),
+        limit=1,
+    ).records
+    return bool(records) and records[0].run_id == context.run.run_id
+
+
+def _held_share_result(held: int, total: int, rules: PayoutRules, when: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=HELD_SHARE_CHECK,
+        passed=held_share_ok(held, total, rules.max_held_share_ppm),
+        description=(
+            f"{percent(held, total)} of the month's money is held in __suspense__ + __unallocated__ "
+            f"({when}); the limit is {percent(rules.max_held_share_ppm, 1_000_000)}"
+        ),
+        metadata={
+            "held_cents": held,
+            "month_total_cents": total,
+            "held_share_ppm": held * 1_000_000 // total if total else 0,
+            "max_held_share_ppm": rules.max_held_share_ppm,
+        },
+    )
+
+
+def _failed_checks(lake: Lake, zone: LandingZone, duckdb: DuckDBEngine, first_month: str, month: str) -> list[str]:
+    """The month's blocking checks, evaluated again on the draft as it is in the lake now."""
+    failed = []
+    with duckdb.connect() as con:
+        findings = {
+            **earnings_findings(con, lake, month),
+            "statements_balance_check": statements_finding(con, lake, first_month, month),
+        }
+        streams = streams_finding(con, lake, month)
+    failed += [f"{name} ({finding.problems[0]})" for name, finding in findings.items() if not finding.passed]
+    if not streams.passed:
+        failed.append(f"month_has_counted_streams ({streams.message})")
+    accounting = account_for_event_rows(zone, lake, month)
+    if not accounting.balanced:
+        failed.append(
+            "clean_plays_rows_accounted_for ("
+            + ("the landing zone changed after ingestion" if not accounting.inputs_unchanged
+               else f"{accounting.unaccounted:,} rows unaccounted for")
+            + ")"
+        )
+    return failed
+
+
+def _close_metadata(lake: Lake, month: str, record: dict, status: str) -> dict:
+    return {
+        "status": status,
+        "closed_at": record["closed_at"],
+        "closed_by_run": dg.MetadataValue.md(f"[{record['closed_by_run']}](/runs/{record['closed_by_run']})"),
+        "rules": dg.MetadataValue.json(record["rules"]),
+        "statements_hash": record["statements_hash"],
+        "adjustments_hash": record["adjustments_hash"],
+        "earnings_hash": record["earnings_hash"],
+        "landing_fingerprint": record["landing_fingerprint"],
+        "checks_verified": dg.MetadataValue.md("\n".join(f"- {c}" for c in record["checks_verified"])),
+        "paid_cents": record["paid_cents"],
+        "payees_paid": record["payees_paid"],
+        "held_cents": record["held_cents"],
+        "next_open_month": next_open_month(lake, month),
+        "dagster/row_count": record["rows"],
+    }
+
+
+@dg.asset(
+    partitions_def=monthly_partitions,
+    deps=[STATEMENTS, "payee_adjustments", EARNINGS],
+    group_name=CLOSE_GROUP,
+    owners=OWNERS,
+    kinds={"parquet"},
+    code_version="period-close-v1",
+    output_required=False,
+    check_specs=[
+        dg.AssetCheckSpec(
+            HELD_SHARE_CHECK,
+            asset=CLOSE,
+            blocking=True,
+            description=(
+                "A month does not close when more than max_held_share_ppm (default 5%) of its money is "
+                "held in __suspense__ + __unallocated__."
+            ),
+        )
+    ],
+    # The month that just ended must be closed (paid) by the 3rd at 00:00 UTC: overdue in the UI otherwise.
+    freshness_policy=dg.FreshnessPolicy.cron(
+        deadline_cron=f"0 0 {PAYOUT_DUE_DAY} * *", lower_bound_delta=timedelta(days=PAYOUT_DUE_DAY - 1)
+    ),
+)
+def period_close(
+    context: dg.AssetExecutionContext,
+    landing_zone: LandingZoneResource,
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+):
+    """Close the month: from now on its statements and adjustments never change, and they are
+    published and emailed. Requires the previous month closed (but in the first month), a current
+    draft whose blocking checks pass, and at most max_held_share_ppm held. The partition holds the
+    payee earnings exactly as closed; its record says when, by which run, under which rules, and
+    the hashes of what was closed. A run that also computed the draft closes only when
+    FAIRSTREAM_AUTO_CLOSE is on."""
+    month, lake = context.partition_key, warehouse.lake()
+    first_month = monthly_partitions.get_first_partition_key()
+    record = close_record(lake, month)
+    if record:
+        notice = closed_notice(lake, month, record)
+        context.log.info(notice)
+        yield _held_share_result(record["held_cents"], record["month_total_cents"],
+                                 PayoutRules.from_recorded(record["rules"]), "at the close")
+        yield dg.MaterializeResult(
+            metadata=_close_metadata(lake, month, record, notice),
+            data_version=dg.DataVersion(record["statements_hash"]),
+        )
+        return
+    if not lake.exists(STATEMENTS, month):
+        raise dg.Failure(
+            description=f"{month} cannot be closed: it has no draft (payee_statements/month={month}); compute it first",
+            allow_retries=False,
+        )
+    rules = PayoutRules.from_recorded(lake.manifest(STATEMENTS, month)["rules"])
+    with duckdb.connect() as con:
+        attach_month(con, lake, month, {"payee_earnings": EARNINGS})
+        held, total = held_cents(con)
+    if _drafted_in_this_run(context) and not auto_close():
+        yield _held_share_result(held, total, rules, "the draft")
+        context.log.info(
+            f"{month} stays open as a draft: FAIRSTREAM_AUTO_CLOSE is off. Review it, then close it with "
+            f"close_month_job or `dagster asset materialize --select 'period_close*' --partition {month}`."
+        )
+        return
+    problems = draft_problems(lake, first_month, month)
+    if problems:
+        raise dg.Failure(description=f"{month} cannot be closed: " + "; ".join(problems), allow_retries=False)
+    failed = _failed_checks(lake, landing_zone.zone(), duckdb, first_month, month)
+    if failed:
+        raise dg.Failure(
+            description=f"{month} cannot be closed: blocking checks fail on its draft: " + "; ".join(failed),
+            allow_retries=False,
+        )
+    held_result = _held_share_result(held, total, rules, "the draft")
+    yield held_result
+    if not held_result.passed:
+        raise dg.Failure(
+            description=f"{month} does not close: {held_result.description}. Resolve the rights splits "
+            "(__suspense__) or the missing streams (__unallocated__), recompute the month and close it again.",
+            allow_retries=False,
+        )
+    statements = lake.manifest(STATEMENTS, month)
+    with duckdb.connect() as con:
+        attach_month(con, lake, month, {"payee_statements": STATEMENTS})
+        payees_paid, paid = con.execute(
+            "SELECT count(*) FILTER (WHERE paid_cents > 0), coalesce(sum(paid_cents), 0)::BIGINT FROM payee_statements"
+        ).fetchall()[0]
+        record = close_month(
+            con,
+            lake,
+            month,
+            {
+                "closed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "closed_by_run": context.run.run_id,
+                "rules": statements["rules"],
+                "checks_verified": [
+                    "clean_plays_rows_accounted_for", "month_has_counted_streams",
+                    "uc_cents_reconcile_per_segment", "pr_cents_reconcile_per_segment", "no_negative_earnings",
+                    "uc_total_equals_pr_total", "statements_balance_check", HELD_SHARE_CHECK,
+                ],
+                "held_cents": held,
+                "month_total_cents": total,
+                "payees_paid": payees_paid,
+                "paid_cents": paid,
+            },
+        )
+    context.log.info(
+        f"{month} closed at {record['closed_at']}: {payees_paid:,} payees paid {cents(paid)} EUR; "
+        f"statements {record['statements_hash']}"
+    )
+    yield dg.MaterializeResult(
+        metadata=_close_metadata(lake, month, record, f"closed now: {month} is closed and will never change"),
+        data_version=dg.DataVersion(record["statements_hash"]),
+    )
+
+
+close_month_job = dg.define_asset_job(
+    name="close_month_job",
+    selection=dg.AssetSelection.assets(CLOSE).downstream(),
+    description=(
+        "Close a reviewed month and publish it: period_close, then the statement emails, the app "
+        "database and the outbox. Finance launches it from the UI for the month they reviewed."
+    ),
+    executor_def=dg.in_process_executor,
+)
+
+
+@dg.definitions
+def close_definitions() -> dg.Definitions:
+    return dg.Definitions(assets=[period_close], jobs=[close_month_job])
