@@ -136,7 +136,7 @@ def test_a_corrupted_intermediate_is_stopped_by_the_blocking_check(two_months, t
         shutil.copy(good, track_earnings)
     assert run.returncode != 0
     assert "Asset check 'uc_cents_reconcile_per_segment' on 'payee_earnings' did not pass" in run.stderr
-    assert 'Dependencies for step payee_statements failed' in run.stderr
+    assert 'Dependencies for step roll_statements failed' in run.stderr
     assert statements.read_bytes() == before
 
 

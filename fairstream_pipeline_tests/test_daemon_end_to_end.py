@@ -46,7 +46,9 @@ from fairstream_pipeline_tests.postgres import PG, connect_admin
 pytestmark = pytest.mark.e2e
 
 FIRST, SEPT, OCT = "2026-08", "2026-09", "2026-10"
-USERS, SEED = 150, 1
+# 30,000 rows: at 150 users the default (users x 60) is mostly the two bots' sessions, which leaves
+# paid segments without a counted stream: too much unallocated money for a month to close.
+USERS, SEED, EVENTS = 150, 1, 30_000
 JOB = "monthly_payout_job"
 SENSOR = "landing_zone_sensor"
 LOCATION, REPOSITORY = "fairstream_pipeline", "__repository__"
@@ -256,7 +258,7 @@ def test_sensor_computes_a_complete_month_and_recomputes_it_after_a_late_file(de
     # The sensor sees an empty landing zone first, then the month appears (the generator writes
     # each day's _SUCCESS last, so the month is complete only when the last day is written).
     d.wait_for("a first sensor tick", lambda: d.sensor()["sensorState"]["ticks"], 60)
-    summary = generate_month(d.landing, FIRST, users=USERS, seed=SEED).to_dict()
+    summary = generate_month(d.landing, FIRST, users=USERS, seed=SEED, events=EVENTS).to_dict()
 
     def runs_of_first_month():
         return d.runs(pipelineName=JOB, tags={"dagster/partition": FIRST})
@@ -285,16 +287,23 @@ def test_sensor_computes_a_complete_month_and_recomputes_it_after_a_late_file(de
     )
     hidden.rename(hidden.with_name("late-0.parquet"))
 
+    # The first run computed and closed the month: the late file restates its earnings, and its
+    # statements stay exactly as they were closed.
+    assert d.lake.exists("period_close", FIRST)
+    closed_statements = (d.lake.partition_dir("payee_statements", FIRST) / "part-00000.parquet").read_bytes()
     first_run, second = d.wait_for(f"a second run of {FIRST} to finish", finished(2), RUN_TIMEOUT)
     assert first_run["runId"] == first["runId"]
     d.assert_succeeded([second])
     assert second["tags"]["dagster/sensor_name"] == SENSOR
+    assert second["tags"]["fairstream/purpose"] == "restatement"
     assert second["tags"]["fairstream/landing_state"] != first["tags"]["fairstream/landing_state"]
     manifest = d.lake.manifest("clean_plays", FIRST)
     assert manifest["clean_plays"] == summary["expected_clean_plays"] + 1
     assert manifest["rows_read"] == summary["rows_written"] + 1
-    statements = d.lake.manifest("payee_statements", FIRST)
-    assert statements["input_fingerprint"] == LandingZone(d.landing).month_fingerprint(FIRST)
+    earnings = d.lake.manifest("payee_earnings", FIRST)
+    assert earnings["input_fingerprint"] == LandingZone(d.landing).month_fingerprint(FIRST)
+    assert earnings["run_id"] == second["runId"]
+    assert (d.lake.partition_dir("payee_statements", FIRST) / "part-00000.parquet").read_bytes() == closed_statements
 
     # The next evaluation finds the month settled and asks for nothing more; its cursor holds the
     # landing state of the second run.
@@ -354,7 +363,7 @@ CLI_BACKFILL = [
 def test_cli_job_backfill_computes_september_then_october(deployment):
     d = deployment
     for month in (SEPT, OCT):
-        d.summaries[month] = generate_month(d.landing, month, users=USERS, seed=SEED).to_dict()
+        d.summaries[month] = generate_month(d.landing, month, users=USERS, seed=SEED, events=EVENTS).to_dict()
 
     try:
         cli = subprocess.run(
@@ -464,9 +473,14 @@ def test_graphql_asset_backfill_of_the_payout_chain(deployment):
     d.assert_succeeded(runs)
     assert {r["tags"]["dagster/partition"] for r in runs} == {SEPT, OCT}
 
-    # Both months of the whole chain were rewritten by this backfill, September's statements first.
+    # Both months were closed by the CLI backfill: this one restates their earnings and leaves their
+    # statements and adjustments exactly as they were closed.
     for month in (SEPT, OCT):
+        assert d.lake.exists("period_close", month)
         for asset in payouts:
-            assert manifest_mtime(d.lake, asset, month) > launched_at, f"{asset} {month} was not recomputed"
+            if asset in ("payee_statements", "payee_adjustments"):
+                assert manifest_mtime(d.lake, asset, month) < launched_at, f"closed {asset} {month} was rewritten"
+            else:
+                assert manifest_mtime(d.lake, asset, month) > launched_at, f"{asset} {month} was not recomputed"
     assert manifest_mtime(d.lake, "payee_statements", SEPT) < manifest_mtime(d.lake, "payee_statements", OCT)
     assert_october_opens_from_september(d.lake)

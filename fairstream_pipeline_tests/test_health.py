@@ -61,7 +61,7 @@ def test_a_missing_month_past_its_due_time_is_overdue():
     check = check_payout(at("2026-12-03T00:00:01Z"), "2026-09", {"2026-09", "2026-10"})
     assert check == Check(
         False,
-        "payout for 2026-11 is overdue: due 2026-12-03T00:00:00Z, no payee_statements for 2026-11; "
+        "payout for 2026-11 is overdue: due 2026-12-03T00:00:00Z, 2026-11 is not closed (no period_close); "
         "last completed month: 2026-10",
         {"last_completed_month": "2026-10", "due_month": "2026-11", "due_at": "2026-12-03T00:00:00Z"},
     )
@@ -86,7 +86,7 @@ def test_nothing_is_due_before_the_first_month_is():
 def test_completed_months_are_read_from_the_lake(tmp_path):
     lake = Lake(tmp_path / "warehouse")
     for month in ("2026-09", "2026-10"):
-        with lake.write_partition("payee_statements", month):
+        with lake.write_partition("period_close", month):
             pass
     with lake.write_partition("payee_earnings", "2026-11"):  # not statements: does not count
         pass
@@ -211,7 +211,7 @@ def test_a_fresh_heartbeat_and_a_complete_payout_are_healthy(deployment):
     )
     assert beat.returncode == 0, beat.stderr[-3000:]
     month = last_closed_month(datetime.now(UTC))
-    with Lake(deployment["FAIRSTREAM_WAREHOUSE_DIR"]).write_partition("payee_statements", month):
+    with Lake(deployment["FAIRSTREAM_WAREHOUSE_DIR"]).write_partition("period_close", month):
         pass
     env = {**deployment, "FAIRSTREAM_FIRST_MONTH": month}
 

@@ -50,6 +50,6 @@ def test_a_month_materialized_with_the_postgres_instance_is_recorded_in_postgres
             ).fetchall()
         )
     assert statuses == [("SUCCESS", 1)]
-    assert materialized == 16
+    assert materialized == 18
     for check, _ in BLOCKING_CHECKS:
         assert checks[check] == "SUCCEEDED", check

@@ -10,10 +10,10 @@
   the tolerance (default 120 s; the daemon beats every ~30 s). No heartbeat at all is not ok. When
   the PostgreSQL check failed the instance is not opened (it would only retry and fail).
 * ``payout``: the payout of month M is due on day ``PAYOUT_DUE_DAY`` (3) of month M+1 at 00:00 UTC
-  and is complete when ``payee_statements`` for M is in the lake (``FAIRSTREAM_WAREHOUSE_DIR``).
-  Not ok when the most recent month whose due time has come (due time <= now) and that is not
-  before ``FAIRSTREAM_FIRST_MONTH`` has no statements. Reports ``last_completed_month`` (the newest
-  closed month with statements), ``due_month`` and ``due_at``.
+  and is complete when M is closed (``period_close`` for M is in the lake, ``FAIRSTREAM_WAREHOUSE_DIR``):
+  a closed month's statements are final and published. Not ok when the most recent month whose due
+  time has come (due time <= now) and that is not before ``FAIRSTREAM_FIRST_MONTH`` is not closed.
+  Reports ``last_completed_month`` (the newest ended month that is closed), ``due_month`` and ``due_at``.
 
 The decisions are pure functions of plain values (``check_payout``, ``check_heartbeats``); the
 ``probe_*``/``read_*`` functions do the I/O. Dagster is imported only inside ``read_heartbeats``.
@@ -77,7 +77,7 @@ def months_between(first: str, last: str) -> list[str]:
 
 
 def check_payout(now: datetime, first_month: str, completed: Collection[str]) -> Check:
-    """Whether the payout that is due by ``now`` is done; ``completed``: months with statements."""
+    """Whether the payout that is due by ``now`` is done; ``completed``: the closed months."""
     last = max(completed) if completed else None
     due = latest_due_month(now)
     if due < first_month:
@@ -91,7 +91,7 @@ def check_payout(now: datetime, first_month: str, completed: Collection[str]) ->
         return Check(True, f"payout for {due} is complete (due {data['due_at']})", data)
     return Check(
         False,
-        f"payout for {due} is overdue: due {data['due_at']}, no payee_statements for {due}; "
+        f"payout for {due} is overdue: due {data['due_at']}, {due} is not closed (no period_close); "
         f"last completed month: {last or 'none'}",
         data,
     )
@@ -203,11 +203,11 @@ def probe_daemon(now: datetime, tolerance_seconds: float, postgres: Check) -> Ch
 
 
 def completed_months(warehouse: str, first_month: str, now: datetime) -> list[str]:
-    """Closed months from ``first_month`` whose ``payee_statements`` are in the lake."""
+    """Ended months from ``first_month`` that are closed (``period_close`` is in the lake)."""
     from fairstream_pipeline.lib.lake import Lake
 
     lake = Lake(warehouse)
-    return [m for m in months_between(first_month, last_closed_month(now)) if lake.exists("payee_statements", m)]
+    return [m for m in months_between(first_month, last_closed_month(now)) if lake.exists("period_close", m)]
 
 
 def probe_payout(now: datetime) -> Check:

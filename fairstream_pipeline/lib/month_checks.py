@@ -12,7 +12,6 @@ import duckdb
 
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.lake_tables import attach_month
-from fairstream_pipeline.lib.months import previous_month
 from fairstream_pipeline.lib.payout_checks import (
     Finding,
     no_negative_earnings,
@@ -22,21 +21,14 @@ from fairstream_pipeline.lib.payout_checks import (
     totals_agree,
 )
 from fairstream_pipeline.lib.payout_report import cents
-from fairstream_pipeline.lib.period_close import ADJUSTMENTS, CLOSE, EARNINGS, STATEMENTS, close_record
-
-EMPTY_PREVIOUS = (
-    "CREATE OR REPLACE TEMP TABLE previous_statements AS "
-    "SELECT NULL::VARCHAR AS payee_id, NULL::BIGINT AS closing_balance_cents WHERE false"
+from fairstream_pipeline.lib.period_close import (
+    ADJUSTMENTS,
+    CLOSE,
+    EARNINGS,
+    STATEMENTS,
+    attach_previous_statements,
+    close_record,
 )
-
-
-def attach_previous_statements(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: str, month: str) -> None:
-    """``previous_statements``: last month's statements, or none in the first month."""
-    if month == first_month:
-        con.execute(EMPTY_PREVIOUS).fetchall()
-    else:
-        attach_month(con, lake, previous_month(month), {"previous_statements": STATEMENTS})
-
 
 def earnings_findings(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> dict[str, Finding]:
     """The blocking checks of ``payee_earnings``: UC and PR reconcile per segment to the targets
@@ -109,6 +101,6 @@ class StreamsFinding:
 
 def streams_finding(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> StreamsFinding:
     attach_month(
-        con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue", "user_streams": "user_streams"}
+        con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue", "segment_pools": "segment_pools"}
     )
     return StreamsFinding(month, *revenue_without_streams(con))

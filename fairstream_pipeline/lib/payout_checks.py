@@ -157,11 +157,11 @@ def held_share_ok(held: int, total: int, max_held_share_ppm: int) -> bool:
 
 def revenue_without_streams(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int, int]:
     """(paying users, their net cents, ad net cents, counted streams) from ``billed_users``,
-    ``ad_revenue`` and ``user_streams``: a month with revenue and no counted stream cannot be right."""
+    ``ad_revenue`` and ``segment_pools``: a month with revenue and no counted stream cannot be right."""
     return _rows(
         con,
         """SELECT (SELECT count(*) FILTER (WHERE net_cents > 0) FROM billed_users),
                   (SELECT coalesce(sum(net_cents), 0)::BIGINT FROM billed_users),
                   (SELECT coalesce(sum(net_cents), 0)::BIGINT FROM ad_revenue),
-                  (SELECT coalesce(sum(streams), 0)::BIGINT FROM user_streams)""",
+                  (SELECT coalesce(sum(counted_streams), 0)::BIGINT FROM segment_pools)""",
     )[0]

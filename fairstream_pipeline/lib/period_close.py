@@ -25,10 +25,12 @@ from typing import Any
 import duckdb
 
 from fairstream_pipeline.lib.duckdb_engine import read_parquet, sql_string
-from fairstream_pipeline.lib.lake import Lake
-from fairstream_pipeline.lib.lake_tables import publish_month
+from fairstream_pipeline.lib.lake import Lake, MissingPartitionError
+from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
 from fairstream_pipeline.lib.landing_zone import file_fingerprint
 from fairstream_pipeline.lib.months import following_month, previous_month
+from fairstream_pipeline.lib.payout_engine import roll_statements
+from fairstream_pipeline.lib.payout_rules import PayoutRules
 
 CLOSE = "period_close"
 ADJUSTMENTS = "payee_adjustments"
@@ -141,6 +143,52 @@ def post_adjustments(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: st
         """
     ).fetchall()
     return sources
+
+
+def attach_previous_statements(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: str, month: str) -> None:
+    """``previous_statements``: last month's statements, or none in the first month."""
+    if month == first_month:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE previous_statements AS "
+            "SELECT NULL::VARCHAR AS payee_id, NULL::BIGINT AS closing_balance_cents WHERE false"
+        ).fetchall()
+        return
+    previous = previous_month(month)
+    if not lake.exists(STATEMENTS, previous):
+        raise MissingPartitionError(
+            f"payee_statements for {previous} is missing, so {month} has no opening balances: "
+            f"materialize {previous} first (backfills run months in order)."
+        )
+    attach_month(con, lake, previous, {"previous_statements": STATEMENTS})
+
+
+def draft_statements(
+    con: duckdb.DuckDBPyConnection, lake: Lake, first_month: str, month: str, rules: PayoutRules
+) -> dict[str, Any]:
+    """Rule 9 for the open ``month``: post its adjustments, roll its statements, and publish both
+    together. Leaves ``payee_statements`` and ``payee_adjustments`` on ``con``; returns the manifest
+    they were written with (and their row counts under ``rows``)."""
+    attach_month(con, lake, month, {"payee_earnings": EARNINGS})
+    attach_previous_statements(con, lake, first_month, month)
+    post_adjustments(con, lake, first_month, month)
+    source_months = [r[0] for r in con.execute("SELECT DISTINCT source_month FROM payee_adjustments ORDER BY 1").fetchall()]
+    roll_statements(con, rules)
+    manifest = {
+        "rules": rules.as_dict(),
+        "opening_from": "zero balances (first month)" if month == first_month else f"payee_statements {previous_month(month)}",
+        # What this draft was computed from, so that the landing-zone sensor and the close can tell
+        # when it is stale: a late file, new statements for the previous month, a restated or a
+        # newly closed earlier month.
+        "input_fingerprint": lake.manifest("landing_month", month)["input_fingerprint"],
+        "earnings_hash": lake.content_hash(EARNINGS, month),
+        "previous_statements_hash": None if month == first_month else lake.content_hash(STATEMENTS, previous_month(month)),
+        "adjustment_basis": adjustment_basis(lake, first_month, month),
+        "source_months": source_months,
+        # The audit of every posted adjustment: the restated month, the run, the changed files.
+        "restatements": [restatement(lake, k).as_dict() for k in source_months],
+    }
+    manifest["rows"] = publish_month(con, lake, month, [STATEMENTS, ADJUSTMENTS], manifest)
+    return manifest
 
 
 def _landing_files(lake: Lake, month: str) -> dict[str, str]:

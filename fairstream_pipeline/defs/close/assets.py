@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from fairstream_pipeline.defs.metadata import OWNERS, markdown_table
+from fairstream_pipeline.defs.metadata import OWNERS
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, WarehouseResource
 from fairstream_pipeline.lib.accounting import account_for_event_rows

@@ -14,28 +14,19 @@ from fairstream_pipeline.defs.resources import (
 )
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE
 from fairstream_pipeline.lib.ingestion import ingest_catalog
-from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake import Lake, MissingPartitionError
 from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
 from fairstream_pipeline.lib.landing_zone import fingerprint
-from fairstream_pipeline.lib.month_checks import attach_previous_statements
-from fairstream_pipeline.lib.months import previous_month
 from fairstream_pipeline.lib.clean_plays import attach_clean_plays
-from fairstream_pipeline.lib.payout_engine import (
-    count_and_allocate,
-    pay_payees,
-    roll_statements,
-    validate_splits,
-)
+from fairstream_pipeline.lib.payout_engine import count_and_allocate, pay_payees, validate_splits
 from fairstream_pipeline.lib.payout_report import cents, compare_models, percent
 from fairstream_pipeline.lib.payout_rules import RULES_VERSION, PayoutRules
 from fairstream_pipeline.lib.period_close import (
     ADJUSTMENTS,
     STATEMENTS,
-    adjustment_basis,
     close_record,
     closed_notice,
-    post_adjustments,
-    restatement,
+    draft_statements,
 )
 
 CATALOG, PAYOUTS = "catalog", "payouts"
@@ -386,49 +377,11 @@ def roll_statements_month(
         return
     rules = payout_rules.rules()
     with duckdb.connect() as con:
-        attach_month(con, lake, month, {"payee_earnings": "payee_earnings"})
-        chain = {
-            # What this draft was computed from, so that the landing-zone sensor and the close can
-            # tell when it is stale: a late file, new statements for the previous month, a
-            # restated or newly closed earlier month.
-            "input_fingerprint": lake.manifest("landing_month", month)["input_fingerprint"],
-            "earnings_hash": lake.content_hash("payee_earnings", month),
-            "previous_statements_hash": None,
-            "adjustment_basis": adjustment_basis(lake, first_month, month),
-        }
-        if month == first_month:
-            opening_from = "zero balances (first month)"
-        else:
-            previous = previous_month(month)
-            if not lake.exists(STATEMENTS, previous):
-                raise dg.Failure(
-                    description=(
-                        f"payee_statements for {previous} is missing, so {month} has no opening "
-                        f"balances: materialize {previous} first (backfills run months in order)."
-                    ),
-                    allow_retries=False,
-                )
-            opening_from = f"payee_statements {previous}"
-            chain["previous_statements_hash"] = lake.content_hash(STATEMENTS, previous)
-        attach_previous_statements(con, lake, first_month, month)
-        post_adjustments(con, lake, first_month, month)
-        source_months = [r[0] for r in con.execute(
-            "SELECT DISTINCT source_month FROM payee_adjustments ORDER BY 1").fetchall()]
-        audit = [restatement(lake, k).as_dict() for k in source_months]
-        roll_statements(con, rules)
-        rows = publish_month(
-            con,
-            lake,
-            month,
-            [STATEMENTS, ADJUSTMENTS],
-            {
-                "rules": rules.as_dict(),
-                "opening_from": opening_from,
-                **chain,
-                "source_months": source_months,
-                "restatements": audit,
-            },
-        )
+        try:
+            draft = draft_statements(con, lake, first_month, month, rules)
+        except MissingPartitionError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        rows, audit, opening_from = draft["rows"], draft["restatements"], draft["opening_from"]
         totals = con.execute(
             """SELECT count(*) FILTER (WHERE paid_cents > 0), coalesce(sum(paid_cents), 0)::BIGINT,
                       coalesce(sum(closing_balance_cents), 0)::BIGINT,

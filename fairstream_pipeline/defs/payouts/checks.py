@@ -120,12 +120,13 @@ def statements_balance_check(
 
 
 @dg.asset_check(
-    asset="user_streams",
+    asset="segment_pools",
     blocking=True,
     partitions_def=monthly_partitions,
     description=(
         "Fails when the month has subscription or ad revenue but zero counted streams: the plays "
-        "are missing, and paying it would send all the money to __unallocated__."
+        "are missing, and paying it would send all the money to __unallocated__. Blocks "
+        "payee_earnings, the statements and the close."
     ),
 )
 def month_has_counted_streams(
