@@ -1,6 +1,9 @@
 """Period close through the real `dagster` CLI: worked case C10 and the empty month (docs/payout-rules.md)."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -41,7 +44,7 @@ def c10(tmp_path):
         assert result.returncode == 0, result.stderr[-4000:]
         return result
 
-    return landing, lake, run
+    return landing, lake, run, env
 
 
 def statements(lake: Lake, month: str) -> dict[str, tuple[int, int, int, int]]:
@@ -76,7 +79,7 @@ def closed_bytes(lake: Lake, month: str) -> dict[str, bytes]:
 
 
 def test_c10_late_data_after_close_posts_adjustments_once(c10):
-    landing, lake, run = c10
+    landing, lake, run, env = c10
     for month in (JAN, FEB):
         c10_month(2000).write(landing, month)
         run(month)
@@ -116,6 +119,16 @@ def test_c10_late_data_after_close_posts_adjustments_once(c10):
     run(APR)
     assert statements(lake, APR) == {"X": (2000, 0, 1500, 0), "Y": (600, 0, 0, 600)}
     assert adjustments(lake, APR) == []
+
+    summary = subprocess.run(
+        [str(Path(sys.executable).parent / "fairstream"), "summary", JAN, MAR], env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert summary.returncode == 0, summary.stderr
+    assert f"== {JAN} (closed at {closed_at} by run " in summary.stdout
+    assert "changes post to 2024-05" in summary.stdout
+    assert "adjustments for 2024-01: 2 payees, net 0.00 EUR (late data for 2024-01)" in summary.stdout
+    assert "carried over -5.00 EUR (1 negative)" in summary.stdout
 
     # Ledger: per payee, the months' earned + adjustments equal the final restated earnings.
     for payee in ("X", "Y"):

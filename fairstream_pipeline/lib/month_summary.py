@@ -8,6 +8,7 @@ from fairstream_pipeline.lib.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.lake_tables import attach_month
 from fairstream_pipeline.lib.payout_report import cents, compare_models, percent
+from fairstream_pipeline.lib.period_close import ADJUSTMENTS, close_record, next_open_month
 
 
 def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
@@ -21,11 +22,19 @@ def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
     statements = con.execute(
         f"""SELECT count(*), count(*) FILTER (WHERE paid_cents > 0),
                    coalesce(sum(paid_cents), 0)::BIGINT, coalesce(sum(opening_balance_cents), 0)::BIGINT,
-                   coalesce(sum(closing_balance_cents), 0)::BIGINT
+                   coalesce(sum(closing_balance_cents), 0)::BIGINT, coalesce(sum(adjustment_cents), 0)::BIGINT,
+                   count(*) FILTER (WHERE closing_balance_cents < 0)
             FROM {read_parquet(lake.parquet_glob('payee_statements', month))}"""
     ).fetchall()[0]
+    record = close_record(lake, month)
+    status = (
+        f"closed at {record['closed_at']} by run {record['closed_by_run']} (statements {record['statements_hash']}); "
+        f"changes post to {next_open_month(lake, month)}"
+        if record
+        else "open: a draft, not paid or emailed until it is closed"
+    )
     lines = [
-        f"== {month}",
+        f"== {month} ({status})",
         f"plays: {plays['rows_read']:,} rows read, {plays['clean_plays']:,} clean, "
         f"{plays['duplicates_dropped']:,} exact duplicates dropped; quarantined: {quarantined}",
         f"flagged users: {flagged:,}",
@@ -41,7 +50,17 @@ def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
     lines.append(
         f"statements: {statements[0]:,} payees, {statements[1]:,} paid {cents(statements[2])} EUR; "
         f"opening balances {cents(statements[3])} EUR, carried over {cents(statements[4])} EUR"
+        + (f" ({statements[6]:,} negative)" if statements[6] else "")
     )
+    if lake.exists(ADJUSTMENTS, month):
+        adjustments = con.execute(
+            f"""SELECT source_month, count(*), sum(cents)::BIGINT
+                FROM {read_parquet(lake.parquet_glob(ADJUSTMENTS, month))} GROUP BY 1 ORDER BY 1"""
+        ).fetchall()
+        lines += [
+            f"adjustments for {source}: {payees:,} payees, net {cents(net)} EUR (late data for {source})"
+            for source, payees, net in adjustments
+        ] or ["adjustments: none"]
     if lake.exists("statement_notifications", month):
         by_status = dict(
             con.execute(

@@ -322,6 +322,10 @@ def comparison_metadata(c) -> dict:
 
 
 PREVIOUS_MONTH = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+# Both assets of the step share their upstreams, so that an asset backfill always targets them
+# together (it cannot run half of the step). The adjustments also read the earnings of every
+# closed month before this one (restatements), which partition mappings cannot express.
+STATEMENT_DEPS = ["payee_earnings", "landing_month", dg.AssetDep(STATEMENTS, partition_mapping=PREVIOUS_MONTH)]
 
 
 @dg.multi_asset(
@@ -334,7 +338,7 @@ PREVIOUS_MONTH = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
             "adjustment reaches payout_threshold_cents it is all paid; otherwise it carries over, "
             "negative included (a clawback). __suspense__ and __unallocated__ are never paid. "
             "Never rewritten once the month is closed.",
-            deps=["payee_earnings", "landing_month", dg.AssetDep(STATEMENTS, partition_mapping=PREVIOUS_MONTH)],
+            deps=STATEMENT_DEPS,
         ),
         _spec(
             ADJUSTMENTS,
@@ -342,10 +346,7 @@ PREVIOUS_MONTH = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
             "earned(K) minus what was already posted for K (K's closed earned plus the adjustments for "
             "K in closed months since). Non-zero rows only; computed with the statements, never "
             "rewritten once the month is closed.",
-            deps=[
-                dg.AssetDep(STATEMENTS, partition_mapping=PREVIOUS_MONTH),
-                dg.AssetDep("payee_earnings", partition_mapping=PREVIOUS_MONTH),
-            ],
+            deps=STATEMENT_DEPS,
         ),
     ],
     partitions_def=monthly_partitions,
