@@ -14,6 +14,7 @@ from fairstream_pipeline.lib.mail_sender import RelaySettings, SenderSettings, s
 from fairstream_pipeline.lib.notifications import message_id
 from fairstream_pipeline_tests.postgres import PG
 from fairstream_pipeline_tests.smtp_server import ScriptedRelay
+from fairstream_pipeline_tests.test_mail_sender import query
 from fairstream_pipeline_tests.test_period_close_end_to_end import c10_month
 
 JAN, FEB, MAR = "2024-01", "2024-02", "2024-03"
@@ -32,16 +33,6 @@ def relay():
     server = ScriptedRelay().up()
     yield server
     server.down()
-
-
-def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    connection = psycopg2.connect(url)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    finally:
-        connection.close()
 
 
 def two_senders(url: str, relay: ScriptedRelay) -> None:

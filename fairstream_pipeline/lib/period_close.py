@@ -59,6 +59,20 @@ def closed_notice(lake: Lake, month: str, record: dict[str, Any]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ClosedMonth:
+    """A closed month's record, and what a re-run of it says."""
+
+    record: dict[str, Any]
+    notice: str
+
+
+def closed_month(lake: Lake, month: str) -> ClosedMonth | None:
+    """The close of ``month`` with its notice, or None while the month is open."""
+    record = close_record(lake, month)
+    return ClosedMonth(record, closed_notice(lake, month, record)) if record else None
+
+
 def months_before(first_month: str, month: str) -> list[str]:
     """``first_month`` .. the month before ``month``, in order."""
     months, current = [], first_month

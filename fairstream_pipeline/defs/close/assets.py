@@ -20,8 +20,7 @@ from fairstream_pipeline.lib.period_close import (
     EARNINGS,
     STATEMENTS,
     close_month,
-    close_record,
-    closed_notice,
+    closed_month,
     draft_problems,
     next_open_month,
 )
@@ -138,14 +137,14 @@ def period_close(
     FAIRSTREAM_AUTO_CLOSE is on."""
     month, lake = context.partition_key, warehouse.lake()
     first_month = monthly_partitions.get_first_partition_key()
-    record = close_record(lake, month)
-    if record:
-        notice = closed_notice(lake, month, record)
-        context.log.info(notice)
+    closed = closed_month(lake, month)
+    if closed:
+        context.log.info(closed.notice)
+        record = closed.record
         yield _held_share_result(record["held_cents"], record["month_total_cents"],
                                  PayoutRules.from_recorded(record["rules"]), "at the close")
         yield dg.MaterializeResult(
-            metadata=_close_metadata(lake, month, record, notice),
+            metadata=_close_metadata(lake, month, record, closed.notice),
             data_version=dg.DataVersion(record["statements_hash"]),
         )
         return

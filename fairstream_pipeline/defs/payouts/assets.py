@@ -25,7 +25,7 @@ from fairstream_pipeline.lib.period_close import (
     ADJUSTMENTS,
     STATEMENTS,
     close_record,
-    closed_notice,
+    closed_month,
     draft_statements,
 )
 
@@ -261,10 +261,10 @@ def payee_earnings(
     """
     month, lake = context.partition_key, warehouse.lake()
     rules = month_rules(context, payout_rules, lake)
-    record = close_record(lake, month)
+    closed = closed_month(lake, month)
     status = {}
-    if record:
-        status["status"] = f"restated: {closed_notice(lake, month, record)}"
+    if closed:
+        status["status"] = f"restated: {closed.notice}"
         context.log.info(status["status"])
     with duckdb.connect() as con:
         attach_month(
@@ -361,16 +361,15 @@ def roll_statements_month(
     """Rule 9: the month's adjustments, then its statements. A closed month is left as it is."""
     month, lake = context.partition_key, warehouse.lake()
     first_month = monthly_partitions.get_first_partition_key()
-    record = close_record(lake, month)
-    if record:
-        notice = closed_notice(lake, month, record)
-        context.log.info(notice)
+    closed = closed_month(lake, month)
+    if closed:
+        context.log.info(closed.notice)
         for asset in (STATEMENTS, ADJUSTMENTS):
             yield dg.MaterializeResult(
                 asset_key=asset,
                 metadata={
-                    "status": notice,
-                    "closed_at": record["closed_at"],
+                    "status": closed.notice,
+                    "closed_at": closed.record["closed_at"],
                     "dagster/row_count": lake.manifest(asset, month)["rows"],
                 },
                 data_version=dg.DataVersion(lake.content_hash(asset, month)),
