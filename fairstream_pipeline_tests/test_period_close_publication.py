@@ -115,3 +115,40 @@ def test_only_closed_months_are_published_and_emailed_once(landing, materialize_
         query(app_url, "UPDATE statements SET paid_cents = 0 WHERE month = %s AND payee_id = 'Y'", (MAR,))
     with pytest.raises(psycopg2.Error, match="is closed and cannot change"):
         query(app_url, "DELETE FROM statement_adjustments WHERE month = %s", (MAR,))
+
+
+def test_a_month_closed_on_its_own_is_published_by_the_automation_sensor(landing, definitions, resources, monkeypatch):
+    """`--select period_close` closes without publishing; publish_closed_months' conditions then
+    request the three notification assets for that month, and for no month closed with them."""
+    instance = dg.DagsterInstance.ephemeral()
+    assets = [*definitions.assets, *definitions.asset_checks]
+
+    def materialize(month: str, selection=None) -> None:
+        result = dg.materialize(assets, partition_key=month, resources=resources, selection=selection,
+                                instance=instance, run_config=CONFIG, raise_on_error=False)
+        assert result.success
+
+    def requested(cursor):
+        result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=cursor)
+        keys = {(r.key.to_user_string(), partition) for r in result.results for partition in r.true_subset.expensively_compute_partition_keys()}
+        return keys, result.cursor
+
+    for month in (JAN, FEB):
+        c10_month(2000).write(landing, month)
+    monkeypatch.setenv("FAIRSTREAM_AUTO_CLOSE", "false")
+    materialize(JAN)  # a draft
+    keys, cursor = requested(None)
+    assert keys == set()
+
+    materialize(JAN, selection=dg.AssetSelection.assets("period_close"))
+    keys, cursor = requested(cursor)
+    assert keys == {("statement_notifications", JAN), ("published_statements", JAN), ("statement_outbox", JAN)}
+    materialize(JAN, selection=dg.AssetSelection.groups("notifications"))  # what the sensor's run does
+    keys, cursor = requested(cursor)
+    assert keys == set()
+
+    monkeypatch.setenv("FAIRSTREAM_AUTO_CLOSE", "true")
+    materialize(FEB)  # computes, closes and publishes in one run
+    keys, cursor = requested(cursor)
+    assert keys == set()
+    instance.dispose()

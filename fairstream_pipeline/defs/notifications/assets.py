@@ -33,6 +33,20 @@ STATEMENT_INPUTS = {
     "payee_directory": "payee_directory",
 }
 CLOSED_DEPS = [CLOSE, STATEMENTS, ADJUSTMENTS, "payee_directory"]
+# A month closed by a run that did not also publish it (`--select period_close`, the UI's
+# Materialize on period_close) is published by publish_closed_months, the automation sensor:
+# requested when a dependency (only period_close, for the first two assets) was updated by a run
+# that did not include the asset. Runs that close and publish together request nothing more.
+AFTER_CLOSE = (
+    dg.AutomationCondition.any_deps_updated().allow(dg.AssetSelection.assets(CLOSE)).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after period_close")
+AFTER_PUBLICATION = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after the statements are rendered and published")
 MESSAGE_COLUMNS = OUTBOX_COLUMNS  # the lake table has the outbox's columns, in the same order
 NOT_CONFIGURED = "not configured: FAIRSTREAM_DATABASE_URL is empty, nothing was written"
 
@@ -86,6 +100,7 @@ def _statements(con) -> list[tuple]:
     owners=OWNERS,
     kinds={"duckdb", "parquet"},
     code_version="statement-email-v2",
+    automation_condition=AFTER_CLOSE,
 )
 def statement_notifications(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, duckdb: DuckDBEngine
@@ -151,6 +166,7 @@ def statement_notifications(
     kinds={"postgres"},
     retry_policy=WRITE_DATABASE,
     code_version="published-statements-v2",
+    automation_condition=AFTER_CLOSE,
 )
 def published_statements(
     context: dg.AssetExecutionContext,
@@ -217,6 +233,7 @@ def published_statements(
     kinds={"postgres"},
     retry_policy=WRITE_DATABASE,
     code_version="statement-outbox-v1",
+    automation_condition=AFTER_PUBLICATION,
 )
 def statement_outbox(
     context: dg.AssetExecutionContext,
@@ -249,3 +266,17 @@ def statement_outbox(
             "by_status": dg.MetadataValue.md(markdown_table(["status", "messages"], sorted(by_status.items()))),
         }
     )
+
+
+publish_closed_months = dg.AutomationConditionSensorDefinition(
+    "publish_closed_months",
+    target=dg.AssetSelection.groups(NOTIFICATIONS),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description=(
+        "Publishes and emails a month closed by a run that did not publish it (`dagster asset "
+        "materialize --select period_close`, or Materialize on period_close in the UI): renders its "
+        "statement emails, writes the app database and queues the outbox. Runs that close and "
+        "publish together (monthly_payout_job, close_month_job, --select '*') request nothing."
+    ),
+)
