@@ -1,5 +1,6 @@
 """Every kind of bad input gives a named error (file + problem) or an exactly counted quarantine row."""
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -47,6 +48,31 @@ def test_truncated_parquet_file(good_month, materialize_month):
     assert failure_of(materialize_month(MONTH, selection=INGESTION)).startswith(
         f"listening_events/date={DAY}/part-0.parquet: not a readable Parquet file ("
     )
+
+
+def corrupt_the_middle(path) -> None:
+    """Overwrite 64 bytes in the middle of the file: header, footer and row counts stay intact."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+
+
+def test_a_file_corrupted_in_the_middle_is_named_with_its_row_group_and_not_retried(good_month, materialize_month, tmp_path):
+    rows = [(f"m{i}", "u1", f"t{i % 50}", "2026-10-03 12:00", 60_000 + i) for i in range(40_000)]
+    path = good_month.events(DAY, rows, name="part-1.parquet")
+    table = pq.read_table(path)
+    pq.write_table(table, path, row_group_size=10_000)  # 4 row groups; the middle of the file is group 1 or 2
+    corrupt_the_middle(path)
+    assert pq.ParquetFile(path).metadata.num_rows == 40_000  # the footer still reads
+
+    result = materialize_month(MONTH, selection=INGESTION)
+    message = failure_of(result)
+    assert message.startswith(f"listening_events/date={DAY}/part-1.parquet: corrupt Parquet data in row group ")
+    assert " of 4 (rows " in message and "(DuckDB: " in message
+    # A contract error: the step ran once, with no retry (reading the landing zone retries 3 times otherwise).
+    assert [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"] == []
+    assert not Lake(tmp_path / "warehouse").exists("clean_plays", MONTH)
 
 
 def test_missing_required_event_column(good_month, materialize_month):
@@ -242,3 +268,25 @@ def test_files_that_are_not_data_are_ignored(good_month, materialize_month):
     result = materialize_month(MONTH, selection=INGESTION)
     assert result.success
     assert quarantine_counts(result) == NO_QUARANTINE
+
+
+def test_only_a_file_that_does_not_read_turns_a_duckdb_error_into_a_contract_error(tmp_path):
+    from fairstream_pipeline.lib.ingestion import read_failure
+    from fairstream_pipeline.lib.landing_zone import DataFile
+
+    def data_file(name: str, corrupt: bool) -> DataFile:
+        path = tmp_path / name
+        pq.write_table(pa.table({"event_id": [f"e{i}" for i in range(20_000)]}), path, row_group_size=5_000)
+        if corrupt:
+            corrupt_the_middle(path)
+        return DataFile(path, f"listening_events/date={DAY}/{name}", 20_000, path.stat().st_size, 0)
+
+    good, bad = data_file("good.parquet", False), data_file("bad.parquet", True)
+    # DuckDB reports some damaged bodies with its base class, which used to be retried as transient.
+    error = read_failure(duckdb.Error("Parquet file is likely corrupted, dictionary offset out of range"),
+                         [good, bad], f"listening_events/date={DAY}")
+    assert str(error).startswith(f"listening_events/date={DAY}/bad.parquet: corrupt Parquet data in row group ")
+    assert str(error).endswith("(DuckDB: Parquet file is likely corrupted, dictionary offset out of range)")
+    # Files that read in full: not the delivery's fault, the original error stays (and is retried).
+    assert read_failure(duckdb.Error("something else"), [good], "x") is None
+    assert read_failure(duckdb.OutOfMemoryException("out of memory"), [good, bad], "x") is None

@@ -26,6 +26,7 @@ from fairstream_pipeline.lib.landing_zone import (
     DataFile,
     LandingZone,
     LandingZoneError,
+    locate_corruption,
 )
 from fairstream_pipeline.lib.payout_rules import SPECIAL_PAYEES
 
@@ -33,8 +34,26 @@ QUARANTINE_REASONS = ("invalid_row", "outside_partition", "conflicting_duplicate
 
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
 # A file DuckDB cannot read is a delivery problem; anything else (out of memory, say) is not, and
-# must stay retryable.
+# must stay retryable. DuckDB reports a damaged body with its base ``duckdb.Error``, so a failure of
+# any other type is checked file by file (:func:`read_failure`) before it is called a contract error.
 READ_ERRORS = (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException)
+TRANSIENT_ERRORS = (duckdb.OutOfMemoryException, duckdb.InterruptException)
+
+
+def read_failure(exc: duckdb.Error, files: list[DataFile], what: str) -> LandingZoneError | None:
+    """The contract error behind a failed read of ``files``, or None when it is not the files' fault.
+
+    A file that fails to read anywhere in its body is named, with the row group; a DuckDB read error
+    on files that pyarrow reads in full still names the dataset.
+    """
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return None
+    located = locate_corruption(files)
+    if located:
+        return LandingZoneError(f"{located} (DuckDB: {str(exc).strip().splitlines()[0]})")
+    if isinstance(exc, READ_ERRORS):
+        return LandingZoneError(f"{what}: cannot read the files ({exc})")
+    return None
 
 
 def _copy(con: duckdb.DuckDBPyConnection, query: str, out_file: Path) -> None:
@@ -63,12 +82,15 @@ def _read(files: list[DataFile], files_table: str, columns: str) -> str:
     )
 
 
-def _load(con: duckdb.DuckDBPyConnection, table: str, query: str, what: str) -> None:
-    """Create temp ``table`` from ``query``; a read failure names the dataset it came from."""
+def _load(con: duckdb.DuckDBPyConnection, table: str, query: str, files: list[DataFile], what: str) -> None:
+    """Create temp ``table`` from ``query`` over ``files``; a read failure names the file, or the dataset."""
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {query}")
-    except READ_ERRORS as exc:
-        raise LandingZoneError(f"{what}: cannot read the files ({exc})") from exc
+    except duckdb.Error as exc:
+        error = read_failure(exc, files, what)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _first_problems(con: duckdb.DuckDBPyConnection, query: str, describe) -> None:
@@ -110,6 +132,7 @@ def ingest_billed_users(
             "subscription_files",
             "r.user_id, r.plan, r.country, CAST(r.net_cents AS BIGINT) AS net_cents",
         ),
+        files,
         f"subscriptions/month={month}",
     )
     _first_problems(
@@ -193,6 +216,7 @@ def ingest_ad_revenue(
         con,
         "ad_revenue",
         _read(files, "ad_revenue_files", "r.country, CAST(r.net_cents AS BIGINT) AS net_cents"),
+        files,
         f"ad_revenue/month={month}",
     )
     _first_problems(
@@ -338,11 +362,14 @@ def ingest_plays(
     by_day: dict = {}
     for index, data_file in files:
         by_day.setdefault(data_file.folder_date, []).append((index, data_file))
-    try:
-        for day, day_files in sorted(by_day.items()):
+    for day, day_files in sorted(by_day.items()):
+        try:
             _run_day(con, day, day_files)
-    except READ_ERRORS as exc:
-        raise LandingZoneError(f"listening_events for {month}: cannot read the event files ({exc})") from exc
+        except duckdb.Error as exc:
+            error = read_failure(exc, [f for _, f in day_files], f"listening_events/date={day.isoformat()}")
+            if error is None:
+                raise
+            raise error from exc
 
     # Decide on the suspects: 1-2 row-level reasons, 3-4 duplicates within a day, 5 unknown users.
     con.execute(
@@ -428,7 +455,7 @@ def ingest_catalog(con: duckdb.DuckDBPyConnection, zone: LandingZone) -> Catalog
     }
     for table, (data_file, columns, _) in sources.items():
         _register_files(con, f"{table}_files", [data_file])
-        _load(con, table, _read([data_file], f"{table}_files", columns), data_file.relative_path)
+        _load(con, table, _read([data_file], f"{table}_files", columns), [data_file], data_file.relative_path)
     for table, (data_file, _, key) in sources.items():
         id_column = key or "track_id"
         _first_problems(

@@ -105,6 +105,32 @@ def check_parquet_file(path: Path, relative_path: str, columns: dict[str, str]) 
     return DataFile(path, relative_path, num_rows, stat.st_size, stat.st_mtime_ns)
 
 
+def locate_corruption(files: list[DataFile]) -> str | None:
+    """Read ``files`` in full, one row group at a time; describe the first part that cannot be read.
+
+    Only called after a read failed: the footer check (:func:`check_parquet_file`) cannot see a file
+    whose body is damaged while its header and footer are intact. Returns None when every file
+    reads, so that the caller keeps the original (not a contract) error.
+    """
+    for data_file in files:
+        try:
+            parquet = pq.ParquetFile(data_file.path)
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            return f"{data_file.relative_path}: not a readable Parquet file ({exc})"
+        first_row = 0
+        for group in range(parquet.num_row_groups):
+            rows = parquet.metadata.row_group(group).num_rows
+            try:
+                parquet.read_row_group(group)
+            except Exception as exc:
+                return (
+                    f"{data_file.relative_path}: corrupt Parquet data in row group {group} of "
+                    f"{parquet.num_row_groups} (rows {first_row:,} to {first_row + rows - 1:,}): {exc}"
+                )
+            first_row += rows
+    return None
+
+
 def _is_data_file(path: Path) -> bool:
     return path.is_file() and path.suffix == ".parquet" and not path.name.startswith(("_", "."))
 
