@@ -33,7 +33,7 @@ def test_a_month_materialized_with_the_postgres_instance_is_recorded_in_postgres
     assert info.returncode == 0, info.stderr
     assert "PostgresRunStorage" in info.stdout
 
-    run = materialize(env, MONTH)  # the default multiprocess executor, as in production
+    run = materialize(env, MONTH)  # the code location's default executor (in process), as in production
     assert run.returncode == 0, run.stderr[-3000:]
 
     with connect_admin(fresh_database) as db:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from typing import Any
+
 import dagster as dg
 import duckdb
+from dagster_postgres import PostgresRunStorage
+from pydantic import PrivateAttr
 
 from fairstream_pipeline.lib.app_db.schema import upgrade
 from fairstream_pipeline.lib.app_db.store import transaction
 from fairstream_pipeline.lib.duckdb_engine import DuckDBSettings, connect
 from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.month_lock import FileMonthLocks, MonthLocked, PostgresMonthLocks
 from fairstream_pipeline.lib.landing_zone import LandingZone
 from fairstream_pipeline.lib.payout_rules import PayoutRules
 from fairstream_pipeline.settings import setting
@@ -27,12 +32,43 @@ class LandingZoneResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The lake of monthly Parquet partitions that the assets write (FAIRSTREAM_WAREHOUSE_DIR)."""
+    """The lake of monthly Parquet partitions that the assets write (FAIRSTREAM_WAREHOUSE_DIR).
+
+    A run of a month holds the month's lock for as long as the resource lives (the whole run with
+    the in-process executor, each step otherwise), whatever launched it: one run per month. The
+    lock is a PostgreSQL advisory lock when the instance is on PostgreSQL, a lock file in the lake
+    otherwise (fairstream_pipeline.lib.month_lock). A second run fails at once, naming the holder.
+    """
 
     root: str
+    _lease: Any = PrivateAttr(default=None)
 
     def lake(self) -> Lake:
         return Lake(self.root)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run = context.dagster_run
+        month = run.tags.get("dagster/partition") if run is not None else None
+        if not month or context.instance is None:
+            return  # a sensor's evaluation, or a run that is not about one month
+        instance = context.instance
+        storage = instance.run_storage
+        try:
+            if isinstance(storage, PostgresRunStorage):
+                self._lease = PostgresMonthLocks(storage.postgres_url).acquire(month, run.run_id)
+            else:
+                def run_finished(run_id: str) -> bool:
+                    holder = instance.get_run_by_id(run_id)
+                    return holder is None or holder.is_finished
+
+                self._lease = FileMonthLocks(self.root).acquire(month, run.run_id, run_finished)
+        except MonthLocked as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
 
 
 class DuckDBEngine(dg.ConfigurableResource):
