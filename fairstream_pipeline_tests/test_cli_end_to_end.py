@@ -1,6 +1,5 @@
 """End to end: the real `dagster` CLI in a subprocess over generated sample months."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,7 +15,6 @@ from fairstream_pipeline_tests.conftest import TEST_SETTINGS
 
 MONTHS = ("2026-09", "2026-10")
 DAGSTER = str(Path(sys.executable).parent / "dagster")
-IN_PROCESS = json.dumps({"execution": {"config": {"in_process": {}}}})
 BLOCKING_CHECKS = (
     ("clean_plays_rows_accounted_for", "clean_plays"),
     ("uc_cents_reconcile_per_segment", "payee_earnings"),
@@ -72,7 +70,7 @@ def two_months(sample_landing, tmp_path_factory):
     landing, summaries = sample_landing
     root = tmp_path_factory.mktemp("cli")
     env = project_env(landing, root / "warehouse", embedded_home(root / "home"))
-    runs = {m: materialize(env, m, "*", "--config-json", IN_PROCESS) for m in MONTHS}
+    runs = {m: materialize(env, m, "*") for m in MONTHS}
     return env, Lake(root / "warehouse"), summaries, runs
 
 
@@ -131,7 +129,7 @@ def test_a_corrupted_intermediate_is_stopped_by_the_blocking_check(two_months, t
                       FROM read_parquet('{good}', hive_partitioning = false))
                 TO '{track_earnings}' (FORMAT parquet)"""
         )
-        run = materialize(env, month, "payee_earnings+", "--config-json", IN_PROCESS)
+        run = materialize(env, month, "payee_earnings+")
     finally:
         shutil.copy(good, track_earnings)
     assert run.returncode != 0
@@ -143,6 +141,6 @@ def test_a_corrupted_intermediate_is_stopped_by_the_blocking_check(two_months, t
 def test_a_month_whose_previous_statements_are_missing_fails_naming_that_month(sample_landing, tmp_path):
     landing, _ = sample_landing
     env = project_env(landing, tmp_path / "warehouse", embedded_home(tmp_path / "home"))
-    run = materialize(env, MONTHS[1], "*", "--config-json", IN_PROCESS)
+    run = materialize(env, MONTHS[1], "*")
     assert run.returncode != 0
     assert "payee_statements for 2026-09 is missing, so 2026-10 has no opening balances" in run.stderr

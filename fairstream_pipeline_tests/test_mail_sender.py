@@ -40,6 +40,7 @@ from fairstream_pipeline.lib.app_db.schema import upgrade
 from fairstream_pipeline.lib.app_db.store import dispose_engines
 from fairstream_pipeline.lib.mail_sender import (
     PERMANENT,
+    RelayMisconfigured,
     TRANSIENT,
     TRANSPORT,
     RelaySettings,
@@ -423,7 +424,12 @@ def test_a_crash_between_accept_and_mark_sent_duplicates_only_that_message_with_
     assert send(outbox, relay).sent == 0  # the default 15-minute stale timeout protects a live sender
     assert statuses(outbox) == {"sent": 3, "sending": 7}
 
-    recovery = send(outbox, relay, SenderSettings(rate_per_second=0, stale_after_seconds=0))
+    # Fifteen minutes later (the claims age), the next sender reclaims the dead sender's rows.
+    with psycopg2.connect(outbox) as connection, connection.cursor() as cursor:
+        cursor.execute("UPDATE notification_outbox SET claimed_at = claimed_at - interval '16 minutes' "
+                       "WHERE status = 'sending'")
+    connection.close()
+    recovery = send(outbox, relay, SenderSettings(rate_per_second=0))
 
     assert (recovery.reclaimed, recovery.sent) == (7, 7)
     assert statuses(outbox) == {"sent": 10}
@@ -481,6 +487,80 @@ def test_a_claim_skips_the_rows_another_open_transaction_holds(outbox):
     assert dict(query(outbox, "SELECT claimed_by, count(*) FROM notification_outbox GROUP BY claimed_by")) == {
         "a": 6, "b": 4
     }
+
+
+def test_a_batch_longer_than_the_stale_timeout_is_never_reclaimed_from_its_live_sender(outbox, relay):
+    """Scaled down: a batch of 20 at 5/s takes 4 s; claims go stale after 1.5 s without renewal. The
+    owner renews its leases before every message, so a second sender started mid-batch takes nothing."""
+    payees = seed(outbox, range(20))
+    settings = SenderSettings(batch_size=20, rate_per_second=5, stale_after_seconds=1.5)
+    reports = {}
+
+    def sender(name: str) -> None:
+        reports[name] = send_outbox(outbox, relay_settings(relay, timeout=0.2), settings, worker=name)
+
+    first = threading.Thread(target=sender, args=("sender-a",))
+    first.start()
+    time.sleep(2.5)  # sender-a is halfway through its batch, past the stale timeout
+    second = threading.Thread(target=sender, args=("sender-b",))
+    second.start()
+    first.join(timeout=60)
+    second.join(timeout=60)
+
+    assert relay.message_ids() == expected_ids(payees)  # every message exactly once
+    assert statuses(outbox) == {"sent": 20}
+    assert (reports["sender-a"].sent, reports["sender-a"].lost_claims) == (20, 0)
+    assert (reports["sender-b"].reclaimed, reports["sender-b"].sent) == (0, 0)
+
+
+def test_a_sender_that_lost_its_claim_stops_and_never_sends_those_rows(outbox, relay):
+    payees = seed(outbox, range(5))
+
+    def taken_over(message):  # right after the first acceptance, another sender takes the rows
+        with psycopg2.connect(outbox) as connection, connection.cursor() as cursor:
+            cursor.execute("UPDATE notification_outbox SET claimed_by = 'sender-b' WHERE status = 'sending'")
+        connection.close()
+
+    report = send(outbox, relay, worker="sender-a", after_accept=taken_over)
+
+    assert relay.message_ids() == expected_ids(payees[:1])  # nothing sent after the claim was lost
+    assert report.sent == 0 and report.lost_claims == 5  # even the first: it could not be marked sent
+    assert statuses(outbox) == {"sending": 5}
+    assert dict(query(outbox, "SELECT claimed_by, count(*) FROM notification_outbox GROUP BY 1")) == {"sender-b": 5}
+
+
+def test_the_rate_limit_is_shared_by_every_sender(outbox, relay):
+    """Two senders at 10/s send 10/s together: 20 messages span at least 19 intervals of 0.1 s."""
+    seed(outbox, range(20))
+    accepted_at: list[float] = []
+    start = threading.Barrier(2)
+    reports = {}
+
+    def sender(name: str) -> None:
+        start.wait()
+        reports[name] = send(outbox, relay, SenderSettings(batch_size=2, rate_per_second=10), worker=name,
+                             after_accept=lambda message: accepted_at.append(time.monotonic()))
+
+    threads = [threading.Thread(target=sender, args=(name,)) for name in ("sender-a", "sender-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert statuses(outbox) == {"sent": 20}
+    assert reports["sender-a"].sent > 0 and reports["sender-b"].sent > 0
+    assert max(accepted_at) - min(accepted_at) >= 19 * 0.1 * 0.95  # not 50 ms apart (two limits of 10/s)
+
+
+def test_a_stale_timeout_that_cannot_cover_one_message_is_refused(outbox, relay):
+    seed(outbox, range(2))
+    with pytest.raises(RelayMisconfigured, match=(
+        r"stale_after_seconds = 10 cannot cover one message: at 10/s with a 5 s relay timeout a message may take "
+        r"30.1 s \(6 SMTP commands\)"
+    )):
+        send(outbox, relay, SenderSettings(rate_per_second=10, stale_after_seconds=10))
+    assert statuses(outbox) == {"pending": 2}  # nothing claimed
+    assert relay.count() == 0
 
 
 # --- 8. replay ----------------------------------------------------------------------------------
@@ -637,6 +717,31 @@ def test_dead_letters_fail_the_warn_check_and_alert_once_when_the_month_ends(out
     assert query(outbox, "SELECT month, dead FROM outbox_dead_letter_alerts ORDER BY month") == [
         ("2026-09", 1), (MONTH, 1)
     ]
+
+
+def test_every_new_set_of_dead_letters_is_alerted_not_once_per_month(outbox, relay, instance, ops_mailbox):
+    alerts = AlertsResource(
+        smtp_host=ops_mailbox.host, smtp_port=ops_mailbox.port, smtp_starttls=False,
+        alert_from="pipeline@fairstream.test", alert_to="ops@fairstream.test", retry_base_seconds=0,
+    )
+    seed(outbox, range(3))
+    relay.rcpt_script[address(payee(1))] = "550 5.1.1 mailbox unavailable"
+    assert op_metadata(run_send_job(instance, outbox, relay, alerts=alerts))["dead_letter_alerts"] == [MONTH]
+
+    # Later the same month: a replayed letter and a new one die again. Both get an alert of their own.
+    with psycopg2.connect(outbox) as connection, connection.cursor() as cursor:
+        outbox_queue.replay_dead(cursor, MONTH)
+    connection.close()
+    seed(outbox, [7])
+    relay.rcpt_script[address(payee(7))] = "550 5.1.1 mailbox unavailable"
+    assert op_metadata(run_send_job(instance, outbox, relay, alerts=alerts))["dead_letter_alerts"] == [MONTH]
+    assert op_metadata(run_send_job(instance, outbox, relay, alerts=alerts))["dead_letter_alerts"] == []
+
+    assert [item.message["Subject"] for item in ops_mailbox.received] == [
+        "FairStream statement emails: 1 undeliverable for 2026-10",
+        "FairStream statement emails: 2 undeliverable for 2026-10",
+    ]
+    assert query(outbox, "SELECT month, dead FROM outbox_dead_letter_alerts ORDER BY id") == [(MONTH, 1), (MONTH, 2)]
 
 
 @dg.asset(name="statement_outbox", partitions_def=monthly_partitions)

@@ -20,7 +20,6 @@ JAN, FEB, MAR, APR = "2024-01", "2024-02", "2024-03", "2024-04"
 C10_CONFIG = json.dumps(
     {
         "resources": {"payout_rules": {"config": {"royalty_share_ppm": 1_000_000, "payout_threshold_cents": 1000}}},
-        "execution": {"config": {"in_process": {}}},
     }
 )
 

@@ -91,6 +91,7 @@ logger = logging.getLogger(__name__)
 
 SENT, TRANSIENT, PERMANENT, TRANSPORT = "sent", "transient", "permanent", "transport"
 MAX_RECONNECT_WAIT_SECONDS = 30.0
+SMTP_COMMANDS_PER_MESSAGE = 6  # NOOP probe, MAIL, RCPT, DATA, the content, the final reply
 WIRE = compat32.clone(linesep="\r\n")
 
 
@@ -287,25 +288,47 @@ class StopSignal:
                 signal.raise_signal(self.signum)
 
 
-class RateLimiter:
-    """At most ``rate_per_second`` messages per second (evenly spaced); 0 means no limit."""
+class SharedRateLimiter:
+    """At most ``rate_per_second`` messages per second for **all senders together**; 0: no limit.
 
-    def __init__(self, rate_per_second: float, stop: StopSignal):
+    The slots live in PostgreSQL (``outbox_send_slots``), next to the outbox: every sender takes the
+    next slot in a short transaction and waits for it, so two senders at 25/s send 25/s in all, not
+    50. (PostgreSQL rather than Redis: the outbox already needs it, it is on the database clock, and
+    there is nothing more to run or lose.)
+    """
+
+    def __init__(self, url: str, rate_per_second: float, stop: StopSignal):
+        self.url = url
         self.interval = 1.0 / rate_per_second if rate_per_second > 0 else 0.0
         self.stop = stop
-        self._next: float | None = None
 
     def wait(self) -> bool:
-        """Wait for the next slot; False if a stop was requested meanwhile."""
-        if self.interval and self._next is not None:
-            delay = self._next - time.monotonic()
+        """Take the next slot and wait for it; False if a stop was requested meanwhile."""
+        if self.interval:
+            with transaction(self.url) as cursor:
+                delay = queue.reserve_send_slot(cursor, self.interval)
             if delay > 0 and not self.stop.sleep(delay):
                 return False
-        if self.stop.requested:
-            return False
-        start = time.monotonic()
-        self._next = max(start, self._next or start) + self.interval
-        return True
+        return not self.stop.requested
+
+
+def lease_needed_seconds(settings: "SenderSettings", relay: RelaySettings) -> float:
+    """How long a claim must survive unrenewed: a wait for the rate limit, then one message over
+    SMTP (a few commands, each allowed ``timeout_seconds``). A ``stale_after_seconds`` below this
+    would let a second sender reclaim a row while its owner is still sending it."""
+    interval = 1.0 / settings.rate_per_second if settings.rate_per_second > 0 else 0.0
+    return interval + SMTP_COMMANDS_PER_MESSAGE * relay.timeout_seconds
+
+
+def check_lease(settings: "SenderSettings", relay: RelaySettings) -> None:
+    needed = lease_needed_seconds(settings, relay)
+    if settings.stale_after_seconds < needed:
+        raise RelayMisconfigured(
+            f"stale_after_seconds = {settings.stale_after_seconds:g} cannot cover one message: at "
+            f"{settings.rate_per_second:g}/s with a {relay.timeout_seconds:g} s relay timeout a message may "
+            f"take {needed:g} s ({SMTP_COMMANDS_PER_MESSAGE} SMTP commands); raise stale_after_seconds to at "
+            "least that, or lower the timeout"
+        )
 
 
 class CircuitBreaker:
@@ -455,6 +478,7 @@ def send_outbox(
     """
     if not relay.mail_from:
         raise RelayMisconfigured("no sender address: set FAIRSTREAM_MAIL_FROM")
+    check_lease(settings, relay)
     run = _Run(url, relay, settings, worker or default_worker(), stop or StopSignal(), log,
                rng or random.Random(), after_accept)
     return run.execute()
@@ -467,7 +491,8 @@ class _Run:
         self.report = SendReport(worker)
         self.connection = RelayConnection(relay, settings.idle_check_seconds)
         self.breaker = CircuitBreaker(settings.breaker_threshold)
-        self.limiter = RateLimiter(settings.rate_per_second, stop)
+        self.limiter = SharedRateLimiter(url, settings.rate_per_second, stop)
+        self.lost_claim = False
 
     def execute(self) -> SendReport:
         report, settings = self.report, self.settings
@@ -482,7 +507,7 @@ class _Run:
             )
         started = time.monotonic()
         try:
-            while not self.stop.requested and not self.breaker.is_open:
+            while not self.stop.requested and not self.breaker.is_open and not self.lost_claim:
                 with transaction(self.url) as cursor:
                     batch = queue.claim_batch(cursor, settings.batch_size, self.worker, due)
                 if not batch:
@@ -514,6 +539,9 @@ class _Run:
                 if not self._connected() or not self.limiter.wait():
                     break
                 message = remaining[0]
+                remaining = self._still_held(remaining)
+                if not remaining or remaining[0] is not message:
+                    break  # another sender reclaimed the row: it is no longer ours to send
                 outcome, error = self._deliver(message)
                 remaining.popleft()
                 if outcome == SENT:
@@ -521,8 +549,17 @@ class _Run:
                     if self.after_accept is not None:
                         self.after_accept(message)
                     with transaction(self.url) as cursor:
-                        queue.mark_sent(cursor, message.id)
-                    self.report.sent += 1
+                        recorded = queue.mark_sent(cursor, message.id, self.worker)
+                    if recorded:
+                        self.report.sent += 1
+                    else:
+                        self.log.error(
+                            f"{message.month} {message.payee_id} (row {message.id}) was accepted by the relay, but its "
+                            "claim had been lost: the sender that took it over may send it again (same Message-ID)"
+                        )
+                        self.report.lost_claims += 1
+                        remaining = self._still_held(remaining, lost_already=True)
+                        break
                 else:
                     self._record_failure(message, outcome, error)
                 if self.breaker.is_open:
@@ -539,6 +576,22 @@ class _Run:
             f"batch of {len(batch)}: {sent} sent, {retried} to retry, {dead} dead, "
             f"{len(remaining)} returned to pending"
         )
+
+    def _still_held(self, remaining: deque, lost_already: bool = False) -> deque:
+        """Renew the leases on the rows this sender still owns; drop and report the others, and stop
+        the run if any was lost (another sender reclaimed it: it must never be sent from here)."""
+        with transaction(self.url) as cursor:
+            held = queue.renew_claims(cursor, self.worker)
+        lost = [m for m in remaining if m.id not in held]
+        if lost or lost_already:
+            self.lost_claim = True
+            self.report.lost_claims += len(lost)
+            if lost:
+                self.log.error(
+                    f"lost the claim on {len(lost)} row(s) (first: {lost[0].month} {lost[0].payee_id}, row "
+                    f"{lost[0].id}): another sender reclaimed them; this sender stops and does not send them"
+                )
+        return deque(m for m in remaining if m.id in held)
 
     def _connected(self) -> bool:
         """Make sure a connection is open; False when the breaker opened or a stop was requested."""

@@ -6,11 +6,15 @@ States: ``pending -> sending -> sent | retry | dead`` (``no_address`` rows are n
   ``next_attempt_at`` at or before ``due``) with ``SELECT ... FOR UPDATE SKIP LOCKED`` and moves
   them to ``sending`` (``claimed_at``, ``claimed_by``, ``attempts + 1``) in the caller's short
   transaction: two senders never take the same row, and neither waits for the other.
-* :func:`mark_sent`, :func:`mark_retry`, :func:`mark_dead` record one row's outcome.
+* A claim is a **lease**: ``claimed_by`` owns the row, ``claimed_at`` is when the lease was last
+  renewed. The owner renews it before every message (:func:`renew_claims`); only a lease older than
+  the stale timeout is reclaimed, and :func:`mark_sent`, :func:`mark_retry` and :func:`mark_dead`
+  succeed only while the caller still owns the row.
+* :func:`reserve_send_slot` spaces the sends of every sender together (the shared rate limit).
 * :func:`return_to_pending` gives claimed rows that were never attempted back untouched (their
   attempt is not consumed); :func:`reclaim_stale` returns ``sending`` rows whose sender died.
-* :func:`replay_dead` moves dead letters back to ``pending``; the alert bookkeeping lives in
-  ``outbox_dead_letter_alerts``.
+* :func:`replay_dead` moves dead letters back to ``pending``. A dead letter is alerted once
+  (``dead_alerted_at``); every new set of them is alerted (history in ``outbox_dead_letter_alerts``).
 
 Every function runs on the caller's cursor and never commits: the caller owns the transaction.
 """
@@ -78,15 +82,43 @@ def claim_batch(cursor, limit: int, worker: str, due: datetime | None = None) ->
     return [OutboxMessage(*row[:-1]) for row in rows]
 
 
-def mark_sent(cursor, row_id: int) -> bool:
-    """The relay accepted the message: ``sent``, whoever holds the claim now (it *was* delivered).
-    ``last_error`` stays: a message sent after a retry or a replay keeps its history."""
+def renew_claims(cursor, worker: str) -> set[int]:
+    """Renew ``worker``'s leases on every row it still holds; return their ids (the rows it owns)."""
+    cursor.execute(
+        "UPDATE notification_outbox SET claimed_at = now() "
+        "WHERE status = 'sending' AND claimed_by = %s RETURNING id",
+        (worker,),
+    )
+    return {row[0] for row in cursor.fetchall()}
+
+
+def mark_sent(cursor, row_id: int, worker: str) -> bool:
+    """The relay accepted the message: ``sent``. False if ``worker`` no longer owned the row (it was
+    reclaimed): the caller reports the lost claim. ``last_error`` stays: a message sent after a
+    retry or a replay keeps its history."""
     cursor.execute(
         "UPDATE notification_outbox SET status = 'sent', sent_at = coalesce(sent_at, now()), "
-        "updated_at = now() WHERE id = %s AND status <> 'no_address'",
-        (row_id,),
+        "updated_at = now() WHERE id = %s AND status = 'sending' AND claimed_by = %s",
+        (row_id, worker),
     )
     return cursor.rowcount == 1
+
+
+def reserve_send_slot(cursor, interval_seconds: float, name: str = "statement_emails") -> float:
+    """Take the next send slot of the limit ``name``, shared by every sender; return how many
+    seconds to wait for it. Slots are ``interval_seconds`` apart on the database clock, so all the
+    senders together send at most one message per interval (a generic cell rate algorithm)."""
+    cursor.execute(
+        """
+        INSERT INTO outbox_send_slots AS s (name, next_slot_at)
+        VALUES (%(name)s, now() + make_interval(secs => %(interval)s))
+        ON CONFLICT (name) DO UPDATE
+        SET next_slot_at = greatest(now(), s.next_slot_at) + make_interval(secs => %(interval)s)
+        RETURNING greatest(0, extract(epoch FROM s.next_slot_at - make_interval(secs => %(interval)s) - now()))::float8
+        """,
+        {"name": name, "interval": float(interval_seconds)},
+    )
+    return cursor.fetchone()[0]
 
 
 def mark_retry(cursor, row_id: int, worker: str, error: str, delay_seconds: float) -> bool:
@@ -153,7 +185,7 @@ def replay_dead(cursor, month: str, payees: Iterable[str] | None = None) -> list
         f"""
         UPDATE notification_outbox
         SET status = 'pending', attempts = 0, next_attempt_at = now(), claimed_at = NULL,
-            claimed_by = NULL, updated_at = now(),
+            claimed_by = NULL, updated_at = now(), dead_alerted_at = NULL,
             last_error = 'replayed ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
                          || ' after: ' || coalesce(last_error, '?')
         WHERE month = %(month)s AND status = 'dead' {payee_filter}
@@ -200,28 +232,34 @@ def dead_letters(cursor, month: str, limit: int = 10) -> list[tuple[str, str, in
     return [tuple(row) for row in cursor.fetchall()]
 
 
-def months_ended_with_dead_letters(cursor) -> list[tuple[str, int]]:
-    """Months with dead letters and nothing left to send that were not alerted yet: (month, dead)."""
+def months_with_new_dead_letters(cursor) -> list[tuple[str, int]]:
+    """Months with dead letters not alerted yet and nothing left to send: (month, new dead)."""
     cursor.execute(
         """
-        SELECT o.month, count(*) FILTER (WHERE o.status = 'dead')
-        FROM notification_outbox o
-        WHERE NOT EXISTS (SELECT 1 FROM outbox_dead_letter_alerts a WHERE a.month = o.month)
-        GROUP BY o.month
-        HAVING count(*) FILTER (WHERE o.status = 'dead') > 0
-           AND count(*) FILTER (WHERE o.status IN ('pending', 'retry', 'sending')) = 0
-        ORDER BY o.month
+        SELECT month, count(*) FILTER (WHERE status = 'dead' AND dead_alerted_at IS NULL)
+        FROM notification_outbox
+        GROUP BY month
+        HAVING count(*) FILTER (WHERE status = 'dead' AND dead_alerted_at IS NULL) > 0
+           AND count(*) FILTER (WHERE status IN ('pending', 'retry', 'sending')) = 0
+        ORDER BY month
         """
     )
     return [tuple(row) for row in cursor.fetchall()]
 
 
-def record_dead_letter_alert(cursor, month: str, dead: int) -> bool:
-    """Remember that ``month`` was alerted; False when it already was. The row stays locked until
-    the caller's transaction ends, so a concurrent sender waits, then sees it: one alert per month."""
+def record_dead_letter_alert(cursor, month: str) -> list[tuple[str, str, int, str]]:
+    """Mark the month's dead letters that were not alerted yet as alerted; return them (payee_id,
+    recipient, attempts, last_error). Their rows stay locked until the caller's transaction ends,
+    so a concurrent sender waits, then finds nothing new: each set of dead letters is alerted once."""
     cursor.execute(
-        "INSERT INTO outbox_dead_letter_alerts (month, dead) VALUES (%s, %s) "
-        "ON CONFLICT (month) DO NOTHING RETURNING month",
-        (month, dead),
+        """
+        UPDATE notification_outbox SET dead_alerted_at = now()
+        WHERE month = %s AND status = 'dead' AND dead_alerted_at IS NULL
+        RETURNING payee_id, recipient, attempts, coalesce(last_error, '')
+        """,
+        (month,),
     )
-    return cursor.fetchone() is not None
+    rows = sorted(tuple(row) for row in cursor.fetchall())
+    if rows:
+        cursor.execute("INSERT INTO outbox_dead_letter_alerts (month, dead) VALUES (%s, %s)", (month, len(rows)))
+    return rows

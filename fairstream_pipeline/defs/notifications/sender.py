@@ -5,7 +5,7 @@
   (``fairstream_pipeline.lib.mail_sender``: batches claimed with SKIP LOCKED, one SMTP connection,
   a rate limit, backoff with jitter, a circuit breaker, a graceful SIGTERM). It reports sent,
   retried, dead, queue depth and throughput, evaluates ``outbox_dead_letters`` for every month it
-  touched, and alerts once per month that ends with dead letters.
+  touched, and alerts for every new set of dead letters of a month with nothing left to send.
 * ``outbox_sensor`` starts that job when rows are ready to send and no send run is in progress.
 * ``replay_dead_letters`` job: config ``{month: "2026-10", payees: ["p1", ...]}`` (payees optional:
   all of the month's dead letters) moves dead letters back to ``pending``; the next send run
@@ -236,6 +236,7 @@ def report_metadata(report: SendReport) -> dict[str, Any]:
         "smtp_connections": report.connections,
         "months": sorted(report.months),
         "breaker_open": report.breaker_open,
+        "lost_claims": report.lost_claims,
     }
 
 
@@ -252,25 +253,30 @@ def _report_months(context: dg.OpExecutionContext, app_database: AppDatabaseReso
 def alert_months_with_dead_letters(
     app_database: AppDatabaseResource, alerts: Any, log
 ) -> list[str]:
-    """Alert once for every month that ended (nothing left to send) with dead letters; return them.
+    """Alert for every new set of dead letters of a month that has nothing left to send; return the
+    months alerted.
 
-    The record in ``outbox_dead_letter_alerts`` and the alert share one transaction: a failed alert
-    is tried again by the next send run, and two senders never alert the same month twice.
+    Marking the rows alerted and sending the alert share one transaction: a failed alert is tried
+    again by the next send run, and two senders never alert the same dead letters twice. A dead
+    letter that dies after an earlier alert of its month gets an alert of its own.
     """
     with app_database.transaction() as cursor:
-        ended = queue.months_ended_with_dead_letters(cursor)
+        months = queue.months_with_new_dead_letters(cursor)
     alerted = []
-    for month, dead in ended:
+    for month, _ in months:
         try:
             with app_database.transaction() as cursor:
-                if not queue.record_dead_letter_alert(cursor, month, dead):
+                new = queue.record_dead_letter_alert(cursor, month)
+                if not new:
                     continue
-                first = queue.dead_letters(cursor, month, limit=10)
+                total = queue.month_counts(cursor, month)["dead"]
+                first = new[:10]
                 alerts.send(
-                    f"FairStream statement emails: {dead} undeliverable for {month}",
+                    f"FairStream statement emails: {len(new)} undeliverable for {month}",
                     {
                         "month": month,
-                        "dead": dead,
+                        "dead": len(new),
+                        "dead_in_month": total,
                         "first_payees": [payee for payee, _, _, _ in first],
                         "first_errors": [f"{payee}: {error}" for payee, _, _, error in first],
                         "replay": f'job replay_dead_letters with config {{month: "{month}"}}',
@@ -327,6 +333,16 @@ def send_outbox_messages(
                 allow_retries=False,
             )
         metadata["dead_letter_alerts"] = alert_months_with_dead_letters(app_database, alerts, context.log)
+        if report.lost_claims:
+            raise dg.Failure(
+                description=(
+                    f"another sender took over {report.lost_claims} message(s) of this run (their lease ran out): "
+                    f"this run stopped and did not send them; {report.sent} sent. Check stale_after_seconds "
+                    "against the relay's speed, and that one sender runs at a time."
+                ),
+                metadata=metadata,
+                allow_retries=False,
+            )
         if report.breaker_open:
             raise dg.Failure(
                 description=report.relay_unavailable_message,
