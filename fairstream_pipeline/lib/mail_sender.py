@@ -9,7 +9,9 @@ One run of :func:`send_outbox`:
    killed) to ``pending``;
 2. claims batches of ``batch_size`` rows that were due when the run started (``SELECT ... FOR
    UPDATE SKIP LOCKED``) and sends them one by one over one SMTP connection, reused for the whole
-   run and re-opened after a drop, at most ``rate_per_second`` messages per second;
+   run and re-opened after a drop, at most ``rate_per_second`` messages per second for all senders
+   together (:class:`SharedRateLimiter`); before each message it renews its leases on the rows it
+   still holds, and stops if the row at hand was reclaimed by another sender (a lost claim);
 3. records each row's outcome in its own transaction right after its own SMTP reply:
 
    * accepted -> ``sent``;
@@ -56,8 +58,9 @@ to ``retry``). That is the only way to get a duplicate: at most one per crash, o
 flight only, and the copy carries the same ``Message-ID`` (deterministic from month, payee and
 kind), so the relay and mail clients can recognise it. Nothing else can duplicate a message: a
 claim is exclusive (SKIP LOCKED), rows not yet attempted are returned to ``pending`` before a run
-ends, and a ``sending`` row is only reclaimed after the stale timeout, far longer than one message
-takes.
+ends, a claim is a lease renewed before every message and only reclaimed once it is older than the
+stale timeout (which :func:`check_lease` makes longer than one message can take), and an outcome is
+recorded only by the row's owner.
 """
 
 from __future__ import annotations
