@@ -8,6 +8,8 @@ Subcommands:
   JSON summary on stdout, so ``fairstream sample ... > summary.json`` captures just the JSON.
 * ``fairstream summary 2026-09 2026-10`` prints what the pipeline computed for those months
   (accounting, user-centric beside pro-rata, statements), read from ``FAIRSTREAM_WAREHOUSE_DIR``.
+* ``fairstream serve-status [--host H] [--port P]`` serves ``/health`` and ``/metrics`` over HTTP
+  (see :mod:`fairstream_pipeline.status_server`).
 * ``fairstream health [--heartbeat-tolerance SECONDS] [--now ISO8601]`` prints one JSON object
   (PostgreSQL, daemon heartbeat, last completed payout; see :mod:`fairstream_pipeline.lib.health`)
   and exits 0 when healthy, 1 when something is wrong.
@@ -140,6 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate as of this time (default: now; without an offset, UTC)",
     )
     health.set_defaults(func=_cmd_health)
+
+    status = sub.add_parser(
+        "serve-status",
+        help="serve /health (200/503 with the health JSON) and /metrics (Prometheus) over HTTP",
+        description=(
+            "An HTTP server for operators: GET /health answers 200 or 503 with the JSON of "
+            "`fairstream health` (a Kubernetes probe); GET /metrics the Prometheus metrics of runs, "
+            "the outbox, the last closed month and the daemon heartbeat (see README, Operations)."
+        ),
+    )
+    status.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    status.add_argument("--port", type=_at_least(0), default=9108, help="port (default 9108; 0: any free port)")
+    status.add_argument("--window-days", type=_positive_seconds, default=30.0,
+                        help="run metrics cover runs created in the last N days (default 30)")
+    status.set_defaults(func=_cmd_serve_status)
     return parser
 
 
@@ -168,6 +185,13 @@ def _cmd_summary(args: argparse.Namespace) -> int:
         except MissingPartitionError as exc:
             print(f"== {month}\nnot computed: {exc}", file=sys.stderr)
             return 1
+    return 0
+
+
+def _cmd_serve_status(args: argparse.Namespace) -> int:
+    from fairstream_pipeline.status_server import serve
+
+    serve(args.host, args.port, args.window_days)
     return 0
 
 

@@ -263,3 +263,18 @@ def record_dead_letter_alert(cursor, month: str) -> list[tuple[str, str, int, st
     if rows:
         cursor.execute("INSERT INTO outbox_dead_letter_alerts (month, dead) VALUES (%s, %s)", (month, len(rows)))
     return rows
+
+
+def counts_by_month(cursor) -> dict[tuple[str, str], int]:
+    """Rows per (month, status), every month of the outbox (for the metrics)."""
+    cursor.execute("SELECT month, status, count(*) FROM notification_outbox GROUP BY month, status")
+    return {(month, status): n for month, status, n in cursor.fetchall()}
+
+
+def oldest_waiting_age_seconds(cursor) -> float:
+    """Seconds since the oldest message still to send (pending or retry) was queued; 0 when none."""
+    cursor.execute(
+        "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 FROM notification_outbox "
+        "WHERE status IN ('pending', 'retry')"
+    )
+    return cursor.fetchone()[0]
