@@ -19,19 +19,23 @@ def sample_month(landing):
     return generate_month(landing.root, MONTH, users=150, seed=3, events=30_000)
 
 
-RUN_AUDIT = ("run_id", "computed_at")  # which run computed a partition, and when: differ by design
+# Which run computed a partition and when, and the version folder it went to: differ by design.
+RUN_AUDIT = ("run_id", "computed_at", "written_by_run", "version")
 
 
 def lake_bytes(lake: Lake) -> dict[str, bytes]:
-    """Every file of the lake; manifests without the keys that name the run that wrote them."""
+    """Every published file of the lake, by asset, month and name (whatever its version folder);
+    manifests without the keys that name the run and the version."""
     files = {}
-    for path in sorted(lake.root.rglob("*")):
-        if path.is_file() and ".duckdb_tmp" not in path.parts:
-            data = path.read_bytes()
-            if path.name == "_manifest.json":
-                manifest = {k: v for k, v in json.loads(data).items() if k not in RUN_AUDIT}
-                data = json.dumps(manifest, sort_keys=True).encode()
-            files[str(path.relative_to(lake.root))] = data
+    for pointer in sorted((lake.root / "_published").glob("month=*.json")):
+        month = pointer.stem.removeprefix("month=")
+        for asset in sorted(lake.published(month)):
+            for path in sorted(lake.partition_dir(asset, month).iterdir()):
+                data = path.read_bytes()
+                if path.name == "_manifest.json":
+                    manifest = {k: v for k, v in json.loads(data).items() if k not in RUN_AUDIT}
+                    data = json.dumps(manifest, sort_keys=True).encode()
+                files[f"{asset}/month={month}/{path.name}"] = data
     return files
 
 

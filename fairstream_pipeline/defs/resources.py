@@ -42,9 +42,11 @@ class WarehouseResource(dg.ConfigurableResource):
 
     root: str
     _lease: Any = PrivateAttr(default=None)
+    _run_id: str | None = PrivateAttr(default=None)
 
     def lake(self) -> Lake:
-        return Lake(self.root)
+        """The lake; what a run writes through it records the run in each version's manifest."""
+        return Lake(self.root, run_id=self._run_id)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         run = context.dagster_run
@@ -64,11 +66,50 @@ class WarehouseResource(dg.ConfigurableResource):
                 self._lease = FileMonthLocks(self.root).acquire(month, run.run_id, run_finished)
         except MonthLocked as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        self._run_id = run.run_id
+        reconcile_unrecorded_versions(context, self.lake(), month)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._lease is not None:
             self._lease.release()
             self._lease = None
+
+
+def reconcile_unrecorded_versions(context: dg.InitResourceContext, lake: Lake, month: str) -> None:
+    """Find the month's current lake versions whose run never recorded them in Dagster (it was
+    killed between publishing and reporting), and record them now, saying so.
+
+    A version is published atomically and complete, so the lake is right; the instance is what
+    lags. Each one gets a materialization reported with ``reconciled`` metadata (the UI shows it on
+    the asset's partition) and a warning in this run's log. Runs before the month lock is taken
+    never see a half-published month: publication and the lock make this safe.
+    """
+    instance, run_id = context.instance, context.dagster_run.run_id
+    for asset, version in sorted(lake.published(month).items()):
+        try:
+            writer = lake.manifest(asset, month).get("written_by_run")
+        except FileNotFoundError:
+            continue
+        if not writer or writer == run_id:
+            continue
+        key = dg.AssetKey(asset)
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[month]), limit=100
+        ).records
+        if any(record.run_id == writer for record in records):
+            continue
+        message = (
+            f"reconciled: the lake's current {asset} for {month} (version {version}) was published by run "
+            f"{writer}, which was stopped before it could record it; recorded now by run {run_id}"
+        )
+        context.log.warning(message)
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key=key,
+                partition=month,
+                metadata={"reconciled": message, "version": version, "written_by_run": writer},
+            )
+        )
 
 
 class DuckDBEngine(dg.ConfigurableResource):

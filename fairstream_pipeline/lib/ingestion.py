@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from fairstream_pipeline.lib.duckdb_engine import read_parquet, sql_string
+from fairstream_pipeline.lib.faults import fault_point
 from fairstream_pipeline.lib.landing_zone import (
     PAYEE_COLUMNS,
     SPLIT_COLUMNS,
@@ -363,6 +364,7 @@ def ingest_plays(
     for index, data_file in files:
         by_day.setdefault(data_file.folder_date, []).append((index, data_file))
     for day, day_files in sorted(by_day.items()):
+        fault_point("ingestion")
         try:
             _run_day(con, day, day_files)
         except duckdb.Error as exc:

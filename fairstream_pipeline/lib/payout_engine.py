@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import duckdb
 
+from fairstream_pipeline.lib.faults import fault_point
 from fairstream_pipeline.lib.payout_rules import PICO_PER_CENT, PPM, SPECIAL_PAYEES, SUSPENSE, UNALLOCATED, PayoutRules
 
 PICO_DECIMAL = "DECIMAL(38,0)"
@@ -97,6 +98,7 @@ def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> No
     )
     days = [row[0] for row in con.execute("SELECT DISTINCT day FROM clean_plays ORDER BY day").fetchall()]
     for day in days:
+        fault_point("counting")
         _run(
             con,
             f"""
