@@ -31,8 +31,8 @@ class Daemon:
         self.cursor = None
 
     def tick(self):
-        context = dg.build_sensor_context(cursor=self.cursor, resources=self.resources)
-        result = landing_zone_sensor(context)
+        with dg.build_sensor_context(cursor=self.cursor, resources=self.resources) as context:
+            result = landing_zone_sensor(context)
         if isinstance(result, dg.SensorResult):
             self.cursor = result.cursor
             return result.run_requests

@@ -218,7 +218,7 @@ def test_a_thousand_payees_get_exactly_one_message_each_and_a_second_run_sends_n
     assert metadata == {
         "sent": 1000, "retried": 0, "dead": 0, "returned_to_pending": 0, "reclaimed_stale": 0,
         "queue_depth": 0, "pending": 0, "retry_scheduled": 0, "smtp_connections": 1,
-        "months": [MONTH], "breaker_open": False, "dead_letter_alerts": [],
+        "months": [MONTH], "breaker_open": False, "lost_claims": 0, "dead_letter_alerts": [],
     }
     assert throughput > 50
     assert relay.sessions == 1  # one connection reused across the 20 batches

@@ -170,7 +170,7 @@ def test_db_upgrade_command_migrates_a_fresh_database(fresh_database, tmp_path):
     for _ in range(2):  # idempotent
         run = subprocess.run([fairstream, "db-upgrade"], env=env, capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
-        assert run.stdout.strip() == "application database at revision 0002"
+        assert run.stdout.strip() == "application database at revision 0003"
     tables = _query(fresh_database, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
     assert tables == [("alembic_version",), ("notification_outbox",), ("outbox_dead_letter_alerts",),
-                      ("statement_adjustments",), ("statement_lines",), ("statements",)]
+                      ("outbox_send_slots",), ("statement_adjustments",), ("statement_lines",), ("statements",)]

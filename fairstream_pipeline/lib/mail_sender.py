@@ -86,6 +86,9 @@ from email.policy import compat32
 from email.utils import formataddr, formatdate, parseaddr
 from typing import Callable, Iterator, Sequence
 
+import psycopg2
+import sqlalchemy as sa
+
 from fairstream_pipeline.lib import outbox_queue as queue
 from fairstream_pipeline.lib.app_db.store import transaction
 from fairstream_pipeline.lib.outbox_queue import OutboxMessage
@@ -124,6 +127,7 @@ class SenderSettings:
     reconnect_delay_seconds: float = 1.0
     stale_after_seconds: float = 900.0
     idle_check_seconds: float = 10.0  # a connection idle this long is probed with NOOP first
+    db_outage_seconds: float = 120.0  # how long the sender waits out an unreachable application database
 
     def __post_init__(self):
         if self.batch_size < 1 or self.max_attempts < 1 or self.breaker_threshold < 1:
@@ -291,6 +295,41 @@ class StopSignal:
                 signal.raise_signal(self.signum)
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The application database stayed unreachable longer than the sender waits for it."""
+
+
+# A dropped or refused connection: the database restarts, or its host is unreachable for a while.
+DB_DOWN_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError, sa.exc.OperationalError, sa.exc.InterfaceError)
+
+
+def in_transaction(url: str, work: Callable, what: str, stop: "StopSignal", log: logging.Logger,
+                   outage_seconds: float):
+    """``work(cursor)`` in one transaction; while the database is down, try again with backoff
+    (0.5 s doubling to 5 s) for up to ``outage_seconds``, then raise :class:`DatabaseUnavailable`.
+
+    Every ``work`` the sender passes is safe to repeat: a commit whose answer was lost to the
+    outage is either a no-op the second time (renewing leases, recording an outcome it already
+    recorded as the same owner) or harmless (one more rate-limit slot taken).
+    """
+    deadline, delay, warned = time.monotonic() + outage_seconds, 0.5, False
+    while True:
+        try:
+            with transaction(url) as cursor:
+                return work(cursor)
+        except DB_DOWN_ERRORS as exc:
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if time.monotonic() >= deadline:
+                raise DatabaseUnavailable(
+                    f"the application database was unreachable for {outage_seconds:g} s while {what}: {first_line}"
+                ) from exc
+            if not warned:
+                log.warning(f"the application database is unreachable while {what} ({first_line}); retrying")
+                warned = True
+            stop.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 class SharedRateLimiter:
     """At most ``rate_per_second`` messages per second for **all senders together**; 0: no limit.
 
@@ -300,16 +339,15 @@ class SharedRateLimiter:
     there is nothing more to run or lose.)
     """
 
-    def __init__(self, url: str, rate_per_second: float, stop: StopSignal):
-        self.url = url
+    def __init__(self, db: Callable, rate_per_second: float, stop: StopSignal):
+        self.db = db  # runs a function of a cursor in a transaction, riding out outages
         self.interval = 1.0 / rate_per_second if rate_per_second > 0 else 0.0
         self.stop = stop
 
     def wait(self) -> bool:
         """Take the next slot and wait for it; False if a stop was requested meanwhile."""
         if self.interval:
-            with transaction(self.url) as cursor:
-                delay = queue.reserve_send_slot(cursor, self.interval)
+            delay = self.db(lambda cursor: queue.reserve_send_slot(cursor, self.interval), "taking a send slot")
             if delay > 0 and not self.stop.sleep(delay):
                 return False
         return not self.stop.requested
@@ -494,14 +532,19 @@ class _Run:
         self.report = SendReport(worker)
         self.connection = RelayConnection(relay, settings.idle_check_seconds)
         self.breaker = CircuitBreaker(settings.breaker_threshold)
-        self.limiter = SharedRateLimiter(url, settings.rate_per_second, stop)
+        self.limiter = SharedRateLimiter(self._db, settings.rate_per_second, stop)
+        self.attempted: set[int] = set()  # rows this run tried to deliver
         self.lost_claim = False
 
     def execute(self) -> SendReport:
         report, settings = self.report, self.settings
-        with transaction(self.url) as cursor:
-            reclaimed = queue.reclaim_stale(cursor, settings.stale_after_seconds, settings.max_attempts)
-            due = queue.database_now(cursor)
+        reclaimed, due = self._db(
+            lambda cursor: (
+                queue.reclaim_stale(cursor, settings.stale_after_seconds, settings.max_attempts),
+                queue.database_now(cursor),
+            ),
+            "reclaiming stale rows",
+        )
         report.reclaimed, report.reclaimed_dead = reclaimed["pending"], reclaimed["dead"]
         if report.reclaimed or report.reclaimed_dead:
             self.log.warning(
@@ -511,8 +554,9 @@ class _Run:
         started = time.monotonic()
         try:
             while not self.stop.requested and not self.breaker.is_open and not self.lost_claim:
-                with transaction(self.url) as cursor:
-                    batch = queue.claim_batch(cursor, settings.batch_size, self.worker, due)
+                batch = self._db(
+                    lambda cursor: queue.claim_batch(cursor, settings.batch_size, self.worker, due), "claiming a batch"
+                )
                 if not batch:
                     break
                 report.months.update(message.month for message in batch)
@@ -522,8 +566,12 @@ class _Run:
             report.elapsed_seconds = time.monotonic() - started
             report.connections = self.connection.connections
             report.stopped_by_signal = self.stop.signum if self.stop.requested else None
-        with transaction(self.url) as cursor:
-            report.queue = queue.queue_depth(cursor)
+        if not self.lost_claim:
+            report.returned_to_pending += self._db(
+                lambda cursor: queue.release_unattempted(cursor, self.worker, sorted(self.attempted)),
+                "releasing rows this run never attempted",
+            )
+        report.queue = self._db(queue.queue_depth, "reading the queue depth")
         if self.breaker.is_open:
             report.breaker_open, report.breaker_reason = True, self.breaker.reason
             self.log.error(report.relay_unavailable_message)
@@ -545,14 +593,16 @@ class _Run:
                 remaining = self._still_held(remaining)
                 if not remaining or remaining[0] is not message:
                     break  # another sender reclaimed the row: it is no longer ours to send
+                self.attempted.add(message.id)
                 outcome, error = self._deliver(message)
                 remaining.popleft()
                 if outcome == SENT:
                     self.breaker.relay_answered()
                     if self.after_accept is not None:
                         self.after_accept(message)
-                    with transaction(self.url) as cursor:
-                        recorded = queue.mark_sent(cursor, message.id, self.worker)
+                    recorded = self._db(
+                        lambda cursor: queue.mark_sent(cursor, message.id, self.worker), "recording a sent message"
+                    )
                     if recorded:
                         self.report.sent += 1
                     else:
@@ -569,10 +619,10 @@ class _Run:
                     break
         finally:
             if remaining:
-                with transaction(self.url) as cursor:
-                    self.report.returned_to_pending += queue.return_to_pending(
-                        cursor, [message.id for message in remaining], self.worker
-                    )
+                ids = [message.id for message in remaining]
+                self.report.returned_to_pending += self._db(
+                    lambda cursor: queue.return_to_pending(cursor, ids, self.worker), "returning unsent rows"
+                )
         sent, retried, dead = (now - then for now, then in zip(
             (self.report.sent, self.report.retried, self.report.dead), before))
         self.log.info(
@@ -580,11 +630,13 @@ class _Run:
             f"{len(remaining)} returned to pending"
         )
 
+    def _db(self, work: Callable, what: str):
+        return in_transaction(self.url, work, what, self.stop, self.log, self.settings.db_outage_seconds)
+
     def _still_held(self, remaining: deque, lost_already: bool = False) -> deque:
         """Renew the leases on the rows this sender still owns; drop and report the others, and stop
         the run if any was lost (another sender reclaimed it: it must never be sent from here)."""
-        with transaction(self.url) as cursor:
-            held = queue.renew_claims(cursor, self.worker)
+        held = self._db(lambda cursor: queue.renew_claims(cursor, self.worker), "renewing leases")
         lost = [m for m in remaining if m.id not in held]
         if lost or lost_already:
             self.lost_claim = True
@@ -645,7 +697,7 @@ class _Run:
             self.breaker.failure(error)
         else:
             self.breaker.relay_answered()  # the relay is up; it just does not take this message
-        with transaction(self.url) as cursor:
+        def record(cursor):
             if outcome == PERMANENT:
                 recorded, status = queue.mark_dead(cursor, message.id, self.worker, error), "dead"
             elif message.attempts >= self.settings.max_attempts:
@@ -656,6 +708,9 @@ class _Run:
                     message.attempts, self.settings.backoff_base_seconds, self.settings.backoff_cap_seconds, self.rng
                 )
                 recorded, status = queue.mark_retry(cursor, message.id, self.worker, error, delay), "retry"
+            return recorded, status
+
+        recorded, status = self._db(record, "recording a failed attempt")
         if not recorded:
             self.report.lost_claims += 1
             self.log.warning(f"row {message.id} was reclaimed by another sender; its outcome ({error}) is not recorded")

@@ -96,9 +96,9 @@ def mark_sent(cursor, row_id: int, worker: str) -> bool:
     """The relay accepted the message: ``sent``. False if ``worker`` no longer owned the row (it was
     reclaimed): the caller reports the lost claim. ``last_error`` stays: a message sent after a
     retry or a replay keeps its history."""
-    cursor.execute(
+    cursor.execute(  # 'sent' too: recording it again after a commit whose answer was lost is a no-op
         "UPDATE notification_outbox SET status = 'sent', sent_at = coalesce(sent_at, now()), "
-        "updated_at = now() WHERE id = %s AND status = 'sending' AND claimed_by = %s",
+        "updated_at = now() WHERE id = %s AND status IN ('sending', 'sent') AND claimed_by = %s",
         (row_id, worker),
     )
     return cursor.rowcount == 1
@@ -126,7 +126,7 @@ def mark_retry(cursor, row_id: int, worker: str, error: str, delay_seconds: floa
     cursor.execute(
         "UPDATE notification_outbox SET status = 'retry', last_error = %s, "
         "next_attempt_at = now() + make_interval(secs => %s), updated_at = now() "
-        "WHERE id = %s AND status = 'sending' AND claimed_by = %s",
+        "WHERE id = %s AND status IN ('sending', 'retry') AND claimed_by = %s",
         (error, float(delay_seconds), row_id, worker),
     )
     return cursor.rowcount == 1
@@ -136,7 +136,7 @@ def mark_dead(cursor, row_id: int, worker: str, error: str) -> bool:
     """A permanent failure, or the attempts are used up: ``dead``. False if the claim was lost."""
     cursor.execute(
         "UPDATE notification_outbox SET status = 'dead', last_error = %s, updated_at = now() "
-        "WHERE id = %s AND status = 'sending' AND claimed_by = %s",
+        "WHERE id = %s AND status IN ('sending', 'dead') AND claimed_by = %s",
         (error, row_id, worker),
     )
     return cursor.rowcount == 1
@@ -152,6 +152,18 @@ def return_to_pending(cursor, row_ids: Sequence[int], worker: str) -> int:
         "claimed_at = NULL, claimed_by = NULL, updated_at = now() "
         "WHERE id = ANY(%s) AND status = 'sending' AND claimed_by = %s",
         (list(row_ids), worker),
+    )
+    return cursor.rowcount
+
+
+def release_unattempted(cursor, worker: str, attempted: Sequence[int]) -> int:
+    """Give back every row ``worker`` still holds but never attempted (a claim whose commit answer was
+    lost to a database outage): ``pending``, the attempt refunded. Returns how many."""
+    cursor.execute(
+        "UPDATE notification_outbox SET status = 'pending', attempts = attempts - 1, "
+        "claimed_at = NULL, claimed_by = NULL, updated_at = now() "
+        "WHERE status = 'sending' AND claimed_by = %s AND NOT (id = ANY(%s))",
+        (worker, list(attempted)),
     )
     return cursor.rowcount
 

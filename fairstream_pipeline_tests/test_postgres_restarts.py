@@ -1,0 +1,79 @@
+"""The application database restarts in the middle of a send and of a payout run: nothing is lost,
+duplicated or left in `sending`. Against a throwaway PostgreSQL server of the test's own."""
+
+import threading
+import time
+
+import pytest
+
+from fairstream_pipeline.defs.resources import AppDatabaseResource
+from fairstream_pipeline.lib.app_db.schema import upgrade
+from fairstream_pipeline.lib.app_db.store import dispose_engines
+from fairstream_pipeline.lib.mail_sender import SenderSettings, send_outbox
+from fairstream_pipeline_tests.smtp_server import ScriptedRelay
+from fairstream_pipeline_tests.test_mail_sender import expected_ids, query, relay_settings, seed, statuses
+from fairstream_pipeline_tests.test_period_close_end_to_end import c10_month
+from fairstream_pipeline_tests.throwaway_postgres import throwaway_postgres  # noqa: F401 (a fixture)
+
+
+@pytest.fixture
+def relay():
+    server = ScriptedRelay().up()
+    yield server
+    server.down()
+
+
+@pytest.fixture
+def app_url(throwaway_postgres):  # noqa: F811
+    upgrade(throwaway_postgres.url)
+    yield throwaway_postgres.url
+    dispose_engines()
+
+
+@pytest.mark.parametrize("outage_seconds", [5, 30])
+def test_a_send_rides_out_a_restart_of_the_application_database(app_url, throwaway_postgres, relay, outage_seconds):  # noqa: F811
+    payees = seed(app_url, range(40))
+    reports = {}
+
+    def sender() -> None:
+        reports["run"] = send_outbox(app_url, relay_settings(relay), SenderSettings(batch_size=10, rate_per_second=8),
+                                     worker="sender-a")
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while relay.count() < 8:  # in the middle of the send
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    throwaway_postgres.outage(outage_seconds)
+    thread.join(timeout=outage_seconds + 120)
+    assert not thread.is_alive()
+
+    assert relay.message_ids() == expected_ids(payees)  # every message once: none lost, none twice
+    assert statuses(app_url) == {"sent": 40}  # none left in 'sending'
+    assert reports["run"].sent == 40
+
+
+def test_a_payout_run_publishes_once_the_application_database_is_back(
+    landing, materialize_month, app_url, throwaway_postgres  # noqa: F811
+):
+    """The database is down when the run reaches publication: the step's retry policy (5 s, then
+    doubling) waits it out, and the month is published and queued exactly once."""
+    c10_month(2000).write(landing, "2024-01")
+    config = {"resources": {"payout_rules": {"config": {"royalty_share_ppm": 1_000_000}}}}
+    throwaway_postgres.stop()
+    restart = threading.Timer(5.0, throwaway_postgres.start)
+    restart.start()
+    try:
+        result = materialize_month("2024-01", run_config=config, resources={"app_database": AppDatabaseResource(url=app_url)})
+    finally:
+        restart.join()
+    assert result.success
+    retried = {e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"}
+    assert retried & {"published_statements", "statement_outbox"}  # the outage was met, and waited out
+    assert query(app_url, "SELECT payee_id, earned_cents, paid_cents FROM statements ORDER BY 1") == [
+        ("X", 2000, 2000), ("Y", 600, 0)
+    ]
+    assert query(app_url, "SELECT payee_id, count(*) FROM notification_outbox GROUP BY 1 ORDER BY 1") == [
+        ("X", 1), ("Y", 1)
+    ]
