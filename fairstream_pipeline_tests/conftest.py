@@ -28,6 +28,7 @@ from fairstream_pipeline.defs.resources import (
 )
 from fairstream_pipeline_tests.landing_builders import Landing
 from fairstream_pipeline_tests.postgres import PG, connect_admin
+from fairstream_pipeline_tests.smtp_server import ScriptedRelay
 
 
 @pytest.fixture
@@ -107,3 +108,11 @@ def postgres_instance_env(fresh_database, monkeypatch) -> str:
     monkeypatch.setenv("FAIRSTREAM_PG_PASSWORD", PG.password)
     monkeypatch.setenv("FAIRSTREAM_PG_DB", fresh_database)
     return fresh_database
+
+
+@pytest.fixture
+def relay():
+    """A scripted SMTP relay (aiosmtpd) on a free loopback port."""
+    server = ScriptedRelay().up()
+    yield server
+    server.down()

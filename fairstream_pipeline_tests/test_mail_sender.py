@@ -82,13 +82,6 @@ def outbox(fresh_database) -> str:
 
 
 @pytest.fixture
-def relay():
-    server = ScriptedRelay().up()
-    yield server
-    server.down()
-
-
-@pytest.fixture
 def instance():
     instance = dg.DagsterInstance.ephemeral()
     yield instance

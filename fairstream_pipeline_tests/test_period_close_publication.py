@@ -28,13 +28,6 @@ def app_url(fresh_database):
     dispose_engines()
 
 
-@pytest.fixture
-def relay():
-    server = ScriptedRelay().up()
-    yield server
-    server.down()
-
-
 def two_senders(url: str, relay: ScriptedRelay) -> None:
     """Two senders drain the outbox at the same time, as a manual run beside the sensor's would."""
     settings = RelaySettings(relay.host, relay.port, starttls=False, mail_from="statements@fairstream.test",

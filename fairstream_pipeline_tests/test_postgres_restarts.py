@@ -10,17 +10,9 @@ from fairstream_pipeline.defs.resources import AppDatabaseResource
 from fairstream_pipeline.lib.app_db.schema import upgrade
 from fairstream_pipeline.lib.app_db.store import dispose_engines
 from fairstream_pipeline.lib.mail_sender import SenderSettings, send_outbox
-from fairstream_pipeline_tests.smtp_server import ScriptedRelay
 from fairstream_pipeline_tests.test_mail_sender import expected_ids, query, relay_settings, seed, statuses
 from fairstream_pipeline_tests.test_period_close_end_to_end import c10_month
 from fairstream_pipeline_tests.throwaway_postgres import throwaway_postgres  # noqa: F401 (a fixture)
-
-
-@pytest.fixture
-def relay():
-    server = ScriptedRelay().up()
-    yield server
-    server.down()
 
 
 @pytest.fixture
