@@ -1,5 +1,6 @@
 """A small hand-made month through the real ingestion assets, with exact row counts."""
 
+import json
 import duckdb
 import pytest
 
@@ -113,14 +114,25 @@ def test_billed_users_tiers(hand_made_month, materialize_month, tmp_path):
 
 def test_rematerializing_replaces_the_month_byte_for_byte(hand_made_month, materialize_month, tmp_path):
     lake = Lake(tmp_path / "warehouse")
+
+    def current() -> dict[str, bytes]:
+        """The current version's files; the manifest without its version and writing run."""
+        files = {p.name: p.read_bytes() for p in lake.partition_dir("clean_plays", MONTH).iterdir()}
+        manifest = json.loads(files["_manifest.json"])
+        files["_manifest.json"] = {k: v for k, v in manifest.items() if k not in ("version", "written_by_run")}
+        return files
+
     assert materialize_month(MONTH, selection=INGESTION).success
-    first = {p.name: p.read_bytes() for p in lake.partition_dir("clean_plays", MONTH).iterdir()}
+    first, first_version = current(), lake.published(MONTH)["clean_plays"]
     assert materialize_month(MONTH, selection=INGESTION).success
-    second = {p.name: p.read_bytes() for p in lake.partition_dir("clean_plays", MONTH).iterdir()}
-    assert first == second
+    assert current() == first
+    assert lake.published(MONTH)["clean_plays"] != first_version  # a new version, published atomically
     assert sorted(first) == ["_manifest.json", "files.parquet", "removed.parquet"]
-    # No staging or trash folders are left behind.
+    # Only the month's folder, holding the current version and the one it replaced.
     assert sorted(p.name for p in (tmp_path / "warehouse" / "clean_plays").iterdir()) == [f"month={MONTH}"]
+    assert sorted(p.name for p in lake.month_dir("clean_plays", MONTH).iterdir()) == sorted(
+        [first_version, lake.published(MONTH)["clean_plays"]]
+    )
 
 
 def test_a_late_file_unbalances_the_accounting_until_the_month_is_recomputed(

@@ -15,7 +15,7 @@ month's pointer file (``os.replace``: atomic on a POSIX file system, NFS include
 - a run killed before the swap leaves only a folder that was never published; the next
   publication of that asset and month removes it (and the legacy ``.staging-*``/``.trash-*``
   folders). A replaced version stays ``retain_seconds`` (15 minutes) for readers that are still on
-  it, and the one before the current always stays (``_published/month=YYYY-MM.replaced.json``
+  it, and the one before the current always stays (``_published/replaced-month=YYYY-MM.json``
   records when each was replaced);
 - each version's manifest records the run that wrote it (``written_by_run``), and a publication
   returns the versions it replaced, so a caller can tell whether a replaced version was ever
@@ -194,7 +194,7 @@ class Lake:
         return self.root / POINTERS / f"month={month}.json"
 
     def _replaced_path(self, month: str) -> Path:
-        return self.root / POINTERS / f"month={month}.replaced.json"
+        return self.root / POINTERS / f"replaced-month={month}.json"
 
     def _replaced_log(self, month: str) -> dict[str, dict[str, float]]:
         """``{asset: {version: when it was replaced}}`` of the versions still on disk."""
