@@ -2,6 +2,7 @@
 that must leave the lake byte-identical to a clean run's (docs: README, Operations)."""
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -42,8 +43,8 @@ def landing(tmp_path_factory) -> Path:
     return root
 
 
-def run_month(landing: Path, where: Path, fault: str | None = None) -> subprocess.CompletedProcess:
-    env = project_env(landing, where / "warehouse", embedded_home(where / "home"))
+def run_month(landing: Path, where: Path, fault: str | None = None, home: Path | None = None) -> subprocess.CompletedProcess:
+    env = project_env(landing, where / "warehouse", embedded_home(home or where / "home"))
     env["FAIRSTREAM_FIRST_MONTH"] = MONTH
     if fault:
         env["FAIRSTREAM_FAULT_POINT"] = fault
@@ -94,3 +95,35 @@ def test_a_kill_between_publishing_and_recording_is_reconciled_by_the_next_run(l
         and f"was published by run {written_by}, which was stopped before it could record it" in again.stderr
     )
     assert lake_files(lake) == clean_run
+
+
+def test_a_full_disk_fails_the_run_cleanly_and_a_re_run_after_freeing_space_repairs_it(landing, clean_run, tmp_path):
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True, text=True)
+    assert mounted.returncode == 0, f"cannot mount a small tmpfs for the full-disk test: {mounted.stderr}"
+    try:
+        filler = disk / "filler"
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        filler.write_bytes(b"\0" * (free - 48 * 1024))  # leave 48 KiB: the month needs more than that
+
+        home = tmp_path / "home"  # the instance elsewhere: only the lake's disk is full
+        full = run_month(landing, disk, home=home)
+        assert full.returncode != 0
+        assert "No space left on device" in full.stderr
+        lake = Lake(disk / "warehouse")
+        for asset, version in lake.published(MONTH).items():  # whatever was published is whole
+            manifest = lake.manifest(asset, MONTH)
+            assert manifest["version"] == version and sorted(manifest["files"]) == sorted(
+                p.name for p in lake.partition_dir(asset, MONTH).glob("*.parquet")
+            )
+
+        filler.unlink()  # the operator frees space, and runs the month again
+        again = run_month(landing, disk, home=home)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert lake_files(lake) == clean_run
+        for asset, version in lake.published(MONTH).items():
+            leftovers = [p.name for p in lake.month_dir(asset, MONTH).iterdir() if p.name != version]
+            assert len(leftovers) <= 1, (asset, leftovers)  # at most the replaced version, kept for readers
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
