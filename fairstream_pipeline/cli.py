@@ -196,10 +196,11 @@ def _cmd_serve_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_health(args: argparse.Namespace) -> int:
+    from fairstream_pipeline.instance_status import read_heartbeats
     from fairstream_pipeline.lib.health import DEFAULT_HEARTBEAT_TOLERANCE_SECONDS, health_report
 
     tolerance = args.heartbeat_tolerance or DEFAULT_HEARTBEAT_TOLERANCE_SECONDS
-    report = health_report(args.now or datetime.now(timezone.utc), tolerance)
+    report = health_report(args.now or datetime.now(timezone.utc), read_heartbeats, tolerance)
     print(json.dumps(report, indent=2))
     return 0 if report["ok"] else 1
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
@@ -32,6 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from fairstream_pipeline.instance_status import heartbeats
 from fairstream_pipeline.lib import outbox_queue
 from fairstream_pipeline.lib.app_db.store import transaction
 from fairstream_pipeline.lib.health import check_payout, completed_months, health_report
@@ -103,8 +105,8 @@ class PipelineCollector(Collector):
         now = datetime.now(timezone.utc).timestamp()
         ages = GaugeMetricFamily("fairstream_daemon_heartbeat_age_seconds",
                                  "Seconds since each daemon's latest heartbeat.", labels=["daemon"])
-        for daemon, beat in sorted(self.instance.get_daemon_heartbeats().items()):
-            ages.add_metric([daemon], now - beat.timestamp)
+        for daemon, beat in sorted(heartbeats(self.instance).items()):
+            ages.add_metric([daemon], now - beat)
         yield ages
 
     def _outbox(self) -> Iterator[GaugeMetricFamily]:
@@ -141,13 +143,13 @@ class PipelineCollector(Collector):
             yield from (start, info)
 
 
-def make_handler(registry: CollectorRegistry):
+def make_handler(registry: CollectorRegistry, instance: dg.DagsterInstance):
     class StatusHandler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             if self.path.split("?")[0] == "/metrics":
                 self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))
             elif self.path.split("?")[0] == "/health":
-                report = health_report(datetime.now(timezone.utc))
+                report = health_report(datetime.now(timezone.utc), lambda: heartbeats(instance))
                 body = json.dumps(report, indent=2, sort_keys=True).encode()
                 self._reply(200 if report["ok"] else 503, "application/json", body)
             else:
@@ -168,12 +170,10 @@ def make_handler(registry: CollectorRegistry):
 
 def serve(host: str, port: int, window_days: float = 30.0) -> None:
     """Serve /health and /metrics until interrupted."""
-    import os
-
     instance = dg.DagsterInstance.get()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PipelineCollector(instance, os.environ.get("FAIRSTREAM_DATABASE_URL", ""), window_days))
-    server = ThreadingHTTPServer((host, port), make_handler(registry))
+    server = ThreadingHTTPServer((host, port), make_handler(registry, instance))
     print(f"fairstream status on http://{host}:{server.server_port} (/health, /metrics)", flush=True)
     try:
         server.serve_forever()

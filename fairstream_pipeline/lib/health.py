@@ -16,7 +16,8 @@
   Reports ``last_completed_month`` (the newest ended month that is closed), ``due_month`` and ``due_at``.
 
 The decisions are pure functions of plain values (``check_payout``, ``check_heartbeats``); the
-``probe_*``/``read_*`` functions do the I/O. Dagster is imported only inside ``read_heartbeats``.
+``probe_*`` functions do the I/O. Nothing here imports Dagster: the caller passes the function that
+reads the daemon heartbeats (``fairstream_pipeline.instance_status``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
-from typing import Any, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 from fairstream_pipeline.lib.months import month_key, next_month_start, parse_month, previous_month
 from fairstream_pipeline.lib.payout_rules import PAYOUT_DUE_DAY
@@ -183,15 +184,9 @@ def probe_postgres(target: PostgresTarget | None) -> Check:
     return Check(True, f"reachable at {target.where}")
 
 
-def read_heartbeats() -> dict[str, float]:
-    """``{daemon_type: unix timestamp}`` of the latest heartbeats in the ``DAGSTER_HOME`` instance."""
-    import dagster as dg
-
-    with dg.DagsterInstance.get() as instance:
-        return {daemon: beat.timestamp for daemon, beat in instance.get_daemon_heartbeats().items()}
-
-
-def probe_daemon(now: datetime, tolerance_seconds: float, postgres: Check) -> Check:
+def probe_daemon(
+    now: datetime, tolerance_seconds: float, postgres: Check, read_heartbeats: Callable[[], Mapping[str, float]]
+) -> Check:
     if not postgres.ok:
         return Check(False, "not checked: the instance's PostgreSQL is unreachable")
     try:
@@ -220,15 +215,23 @@ def probe_payout(now: datetime) -> Check:
     return check_payout(now, first, completed_months(setting("FAIRSTREAM_WAREHOUSE_DIR"), first, now))
 
 
-def health_report(now: datetime, heartbeat_tolerance_seconds: float = DEFAULT_HEARTBEAT_TOLERANCE_SECONDS) -> dict[str, Any]:
-    """Run every check against the environment's deployment; the JSON-able report."""
+def health_report(
+    now: datetime,
+    read_heartbeats: Callable[[], Mapping[str, float]],
+    heartbeat_tolerance_seconds: float = DEFAULT_HEARTBEAT_TOLERANCE_SECONDS,
+) -> dict[str, Any]:
+    """Run every check against the environment's deployment; the JSON-able report.
+
+    ``read_heartbeats`` returns ``{daemon_type: unix timestamp}`` from the Dagster instance (see
+    ``fairstream_pipeline.instance_status``); it may raise when the instance cannot be read.
+    """
     try:
         postgres = probe_postgres(postgres_target(os.environ))
     except ValueError as exc:
         postgres = Check(False, str(exc))
     checks = {
         "postgres": postgres,
-        "daemon": probe_daemon(now, heartbeat_tolerance_seconds, postgres),
+        "daemon": probe_daemon(now, heartbeat_tolerance_seconds, postgres, read_heartbeats),
         "payout": probe_payout(now),
     }
     return {

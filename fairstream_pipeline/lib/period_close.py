@@ -97,18 +97,12 @@ def adjustment_basis(lake: Lake, first_month: str, month: str) -> str:
     return hashlib.sha256(json.dumps(basis).encode()).hexdigest()[:16]
 
 
-def adjustment_sources(lake: Lake, first_month: str, month: str) -> list[str]:
-    """The closed months K < ``month`` whose adjustment may be non-zero.
-
-    Those whose earnings changed since their close, and those already adjusted once (a restatement
-    can come back to the closed figures, which then needs a reversal). Every other closed month has
-    restated == posted and would add only zeros.
-    """
-    closed = closed_months_before(lake, first_month, month)
-    adjusted = set()
-    for c in closed:
-        if lake.exists(ADJUSTMENTS, c):
-            adjusted.update(lake.manifest(ADJUSTMENTS, c).get("source_months", []))
+def adjustment_sources(lake: Lake, closed: list[str], posted_for: dict[str, list[str]]) -> list[str]:
+    """The closed months K whose adjustment may be non-zero: those whose earnings changed since
+    their close, and those already adjusted once (a restatement can come back to the closed
+    figures, which then needs a reversal). ``posted_for`` maps each closed month to the source
+    months its adjustments posted. Every other closed month has restated == posted: only zeros."""
+    adjusted = {k for sources in posted_for.values() for k in sources}
     return [
         k
         for k in closed
@@ -116,11 +110,14 @@ def adjustment_sources(lake: Lake, first_month: str, month: str) -> list[str]:
     ]
 
 
-def post_adjustments(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: str, month: str) -> list[str]:
-    """Create ``payee_adjustments(payee_id, source_month, cents)`` for the open ``month``; return the
-    source months considered. Only non-zero rows are kept."""
-    sources = adjustment_sources(lake, first_month, month)
+def post_adjustments(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: str, month: str) -> None:
+    """Create ``payee_adjustments(payee_id, source_month, cents)`` for the open ``month``: only
+    non-zero rows, from the closed months before it (one read of each one's manifests)."""
     closed = closed_months_before(lake, first_month, month)
+    posted_for = {
+        c: lake.manifest(ADJUSTMENTS, c).get("source_months", []) for c in closed if lake.exists(ADJUSTMENTS, c)
+    }
+    sources = adjustment_sources(lake, closed, posted_for)
     restated = [
         f"SELECT {sql_string(k)} AS source_month, payee_id, sum(uc_cents)::BIGINT AS cents "
         f"FROM {read_parquet(lake.parquet_glob(EARNINGS, k))} GROUP BY payee_id"
@@ -135,8 +132,8 @@ def post_adjustments(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: st
     posted += [
         f"SELECT source_month, payee_id, cents FROM {read_parquet(lake.parquet_glob(ADJUSTMENTS, c))} "
         f"WHERE source_month IN ({wanted})"
-        for c in closed
-        if lake.exists(ADJUSTMENTS, c) and set(lake.manifest(ADJUSTMENTS, c).get("source_months", [])) & set(sources)
+        for c, posted_sources in posted_for.items()
+        if set(posted_sources) & set(sources)
     ]
     empty = "SELECT NULL::VARCHAR AS source_month, NULL::VARCHAR AS payee_id, NULL::BIGINT AS cents WHERE false"
     con.execute(
@@ -156,7 +153,6 @@ def post_adjustments(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: st
         ORDER BY payee_id, source_month
         """
     ).fetchall()
-    return sources
 
 
 def attach_previous_statements(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: str, month: str) -> None:

@@ -57,27 +57,26 @@ def _held_share_result(held: int, total: int, rules: PayoutRules, when: str) -> 
     )
 
 
-def _failed_checks(lake: Lake, zone: LandingZone, duckdb: DuckDBEngine, first_month: str, month: str) -> list[str]:
-    """The month's blocking checks, evaluated again on the draft as it is in the lake now."""
-    failed = []
+def _draft_checks(lake: Lake, zone: LandingZone, duckdb: DuckDBEngine, first_month: str, month: str) -> dict[str, str | None]:
+    """The month's blocking checks, evaluated again on the draft as it is in the lake now:
+    ``{check name: None when it passes, else what is wrong}``."""
     with duckdb.connect() as con:
         findings = {
             **earnings_findings(con, lake, month),
             "statements_balance_check": statements_finding(con, lake, first_month, month),
         }
         streams = streams_finding(con, lake, month)
-    failed += [f"{name} ({finding.problems[0]})" for name, finding in findings.items() if not finding.passed]
-    if not streams.passed:
-        failed.append(f"month_has_counted_streams ({streams.message})")
+    results: dict[str, str | None] = {
+        name: None if finding.passed else str(finding.problems[0]) for name, finding in findings.items()
+    }
+    results["month_has_counted_streams"] = None if streams.passed else streams.message
     accounting = account_for_event_rows(zone, lake, month)
-    if not accounting.balanced:
-        failed.append(
-            "clean_plays_rows_accounted_for ("
-            + ("the landing zone changed after ingestion" if not accounting.inputs_unchanged
-               else f"{accounting.unaccounted:,} rows unaccounted for")
-            + ")"
-        )
-    return failed
+    results["clean_plays_rows_accounted_for"] = (
+        None if accounting.balanced
+        else "the landing zone changed after ingestion" if not accounting.inputs_unchanged
+        else f"{accounting.unaccounted:,} rows unaccounted for"
+    )
+    return results
 
 
 def _close_metadata(lake: Lake, month: str, record: dict, status: str) -> dict:
@@ -167,7 +166,8 @@ def period_close(
     problems = draft_problems(lake, first_month, month)
     if problems:
         raise dg.Failure(description=f"{month} cannot be closed: " + "; ".join(problems), allow_retries=False)
-    failed = _failed_checks(lake, landing_zone.zone(), duckdb, first_month, month)
+    checks = _draft_checks(lake, landing_zone.zone(), duckdb, first_month, month)
+    failed = [f"{name} ({problem})" for name, problem in checks.items() if problem is not None]
     if failed:
         raise dg.Failure(
             description=f"{month} cannot be closed: blocking checks fail on its draft: " + "; ".join(failed),
@@ -195,11 +195,7 @@ def period_close(
                 "closed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "closed_by_run": context.run.run_id,
                 "rules": statements["rules"],
-                "checks_verified": [
-                    "clean_plays_rows_accounted_for", "month_has_counted_streams",
-                    "uc_cents_reconcile_per_segment", "pr_cents_reconcile_per_segment", "no_negative_earnings",
-                    "uc_total_equals_pr_total", "statements_balance_check", HELD_SHARE_CHECK,
-                ],
+                "checks_verified": sorted([*checks, HELD_SHARE_CHECK]),
                 "held_cents": held,
                 "month_total_cents": total,
                 "payees_paid": payees_paid,

@@ -14,7 +14,7 @@ from fairstream_pipeline.defs.resources import (
 )
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE
 from fairstream_pipeline.lib.ingestion import ingest_catalog
-from fairstream_pipeline.lib.lake import Lake, MissingPartitionError
+from fairstream_pipeline.lib.lake import MissingPartitionError
 from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
 from fairstream_pipeline.lib.landing_zone import fingerprint
 from fairstream_pipeline.lib.clean_plays import attach_clean_plays
@@ -24,7 +24,7 @@ from fairstream_pipeline.lib.payout_rules import RULES_VERSION, PayoutRules
 from fairstream_pipeline.lib.period_close import (
     ADJUSTMENTS,
     STATEMENTS,
-    close_record,
+    ClosedMonth,
     closed_month,
     draft_statements,
 )
@@ -51,18 +51,20 @@ def _rules_metadata(rules: PayoutRules) -> dict:
     return {"payout_rules": dg.MetadataValue.json(rules.as_dict())}
 
 
-def month_rules(context: dg.AssetExecutionContext, payout_rules: PayoutRulesResource, lake: Lake) -> PayoutRules:
+def month_rules(
+    context: dg.AssetExecutionContext, payout_rules: PayoutRulesResource, closed: ClosedMonth | None
+) -> PayoutRules:
     """The run's rules for an open month. A closed month is restated under the rules it was closed
     with, whatever the run asks for, so that its restatement differs from the close only by data."""
-    month, requested = context.partition_key, payout_rules.rules()
-    record = close_record(lake, month)
-    if record is None:
+    requested = payout_rules.rules()
+    if closed is None:
         return requested
-    recorded = PayoutRules.from_recorded(record["rules"])
+    recorded = PayoutRules.from_recorded(closed.record["rules"])
     ignored = {k: v for k, v in requested.as_dict().items() if recorded.as_dict().get(k) != v}
     if ignored:
         context.log.warning(
-            f"{month} is closed: it is restated under the rules it was closed with; this run's {ignored} are ignored"
+            f"{context.partition_key} is closed: it is restated under the rules it was closed with; "
+            f"this run's {ignored} are ignored"
         )
     return recorded
 
@@ -181,7 +183,7 @@ def count_and_allocate_month(
     without being written (see fairstream_pipeline.lib.payout_engine.count_and_allocate).
     """
     month, lake = context.partition_key, warehouse.lake()
-    rules = month_rules(context, payout_rules, lake)
+    rules = month_rules(context, payout_rules, closed_month(lake, month))
     with contract_failures(), duckdb.connect() as con:
         attach_month(con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue"})
         attach_clean_plays(con, lake, landing_zone.zone().root, month)
@@ -260,8 +262,8 @@ def payee_earnings(
     difference to what was closed posts as adjustments to the next open month.
     """
     month, lake = context.partition_key, warehouse.lake()
-    rules = month_rules(context, payout_rules, lake)
     closed = closed_month(lake, month)
+    rules = month_rules(context, payout_rules, closed)
     status = {}
     if closed:
         status["status"] = f"restated: {closed.notice}"
