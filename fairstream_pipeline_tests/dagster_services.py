@@ -23,6 +23,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
+LOCATION, REPOSITORY = "fairstream_pipeline", "__repository__"
+STARTUP_TIMEOUT = 90  # webserver + daemon loading the code location: ~10 s measured
+RUN_FIELDS = "runId status jobName creationTime startTime endTime tags { key value }"
+RUNS_QUERY = f"""
+query Runs($filter: RunsFilter) {{
+  runsOrError(filter: $filter) {{
+    __typename
+    ... on Runs {{ results {{ {RUN_FIELDS} }} }}
+    ... on PythonError {{ message }}
+  }}
+}}"""
+
 BIN = Path(sys.executable).parent
 T = TypeVar("T")
 
@@ -255,3 +267,39 @@ class DagsterServices:
                 failures.append(str(exc))
         assert not failures, "; ".join(failures)
         return notes
+
+
+def wait_for_graphql(services: DagsterServices) -> None:
+    services.wait_for(
+        "the webserver to answer { version }",
+        lambda: services.graphql("{ version }", timeout=5)["version"],
+        STARTUP_TIMEOUT,
+        tolerate=(OSError, GraphQLError),
+    )
+
+
+def wait_until_loaded(services: DagsterServices) -> None:
+    """The code location is LOADED in the webserver, and the daemons we rely on are heartbeating."""
+    gql = services.graphql
+
+    def location_loaded():
+        entry = gql(
+            """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+                 locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+        )["workspaceOrError"]["locationEntries"]
+        errors = [e for e in entry if (e["locationOrLoadError"] or {}).get("__typename") == "PythonError"]
+        assert not errors, f"code location failed to load: {errors}\n{services.logs()}"
+        return [e["name"] for e in entry if e["loadStatus"] == "LOADED"]
+
+    assert services.wait_for("the code location to load", location_loaded, STARTUP_TIMEOUT) == [LOCATION]
+    repositories = gql("{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }")
+    assert [(r["location"]["name"], r["name"]) for r in repositories["repositoriesOrError"]["nodes"]] == [
+        (LOCATION, REPOSITORY)
+    ]
+
+    def daemons_healthy():
+        statuses = gql("{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }")
+        healthy = {d["daemonType"] for d in statuses["instance"]["daemonHealth"]["allDaemonStatuses"] if d["healthy"]}
+        return {"SENSOR", "BACKFILL", "QUEUED_RUN_COORDINATOR"} <= healthy
+
+    services.wait_for("the sensor, backfill and run-queue daemons to heartbeat", daemons_healthy, STARTUP_TIMEOUT)

@@ -12,8 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
+import psycopg2
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from dagster_postgres.utils import DagsterPostgresException
 
 from fairstream_pipeline.defs.alerting import AlertsResource, alerting, alerts_from_env, payout_failure_alert
 from fairstream_pipeline.lib import alerts as lib
@@ -414,3 +416,45 @@ def test_the_error_of_several_or_no_failed_steps_and_a_run_without_partition():
         "run_id": "r1",
         "run_url": "http://ui:3000/runs/r1",
     }
+
+
+@dg.asset(partitions_def=months)
+def statements_in_an_outage() -> None:
+    try:
+        raise psycopg2.OperationalError('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
+    except psycopg2.OperationalError as exc:
+        raise DagsterPostgresException("too many retries for DB connection") from exc
+
+
+outage_defs = dg.Definitions(
+    assets=[statements_in_an_outage],
+    jobs=[dg.define_asset_job("monthly_payout_job", selection=[statements_in_an_outage])],
+)
+
+
+def alert_on_outage(webhook, tags: dict) -> None:
+    alerts = AlertsResource(webhook_url=webhook.url, **FAST)
+    instance = dg.DagsterInstance.ephemeral()
+    result = outage_defs.resolve_job_def("monthly_payout_job").execute_in_process(
+        partition_key="2026-10", raise_on_error=False, instance=instance, tags=tags
+    )
+    context = dg.build_run_status_sensor_context(
+        sensor_name="payout_failure_alert",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+        resources={"alerts": alerts},
+    ).for_run_failure()
+    assert payout_failure_alert(context) is None
+
+
+def test_a_run_failed_by_a_database_outage_is_rerun_not_alerted(webhook):
+    alert_on_outage(webhook, {})
+    assert webhook.requests == []
+
+
+def test_the_last_rerun_after_an_outage_is_alerted(webhook):
+    alert_on_outage(webhook, {"fairstream/outage_rerun": "2"})
+    assert [r["json"]["error"] for r in webhook.requests] == [
+        "dagster_postgres.utils.DagsterPostgresException: too many retries for DB connection"
+    ]

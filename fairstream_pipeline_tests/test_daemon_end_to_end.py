@@ -35,10 +35,14 @@ from fairstream_pipeline.lib.sample_data import generate_month
 from fairstream_pipeline_tests.conftest import TEST_SETTINGS
 from fairstream_pipeline_tests.dagster_services import (
     BIN,
+    LOCATION,
     REPO,
+    REPOSITORY,
+    RUNS_QUERY,
     DagsterServices,
-    GraphQLError,
     ignored_signals,
+    wait_for_graphql,
+    wait_until_loaded,
 )
 from fairstream_pipeline_tests.landing_builders import Landing
 from fairstream_pipeline_tests.postgres import PG, connect_admin
@@ -51,25 +55,14 @@ FIRST, SEPT, OCT = "2026-08", "2026-09", "2026-10"
 USERS, SEED, EVENTS = 150, 1, 30_000
 JOB = "monthly_payout_job"
 SENSOR = "landing_zone_sensor"
-LOCATION, REPOSITORY = "fairstream_pipeline", "__repository__"
 REPO_SELECTOR = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
 SENSOR_SELECTOR = {**REPO_SELECTOR, "sensorName": SENSOR}
 
-STARTUP_TIMEOUT = 90  # webserver + daemon loading the code location: ~10 s measured
 RUN_TIMEOUT = 120  # sensor tick (<= 10 s) + run queue (<= 5 s) + a 9,000-play month (~5 s in process)
 BACKFILL_TIMEOUT = 240  # the backfill daemon iterates every 30 s; 3-4 iterations for a 2-month chain
 TERMINAL_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
 TERMINAL_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
-RUN_FIELDS = "runId status jobName creationTime startTime endTime tags { key value }"
-RUNS_QUERY = f"""
-query Runs($filter: RunsFilter) {{
-  runsOrError(filter: $filter) {{
-    __typename
-    ... on Runs {{ results {{ {RUN_FIELDS} }} }}
-    ... on PythonError {{ message }}
-  }}
-}}"""
 
 
 # -- the deployment ------------------------------------------------------------------------------
@@ -174,42 +167,6 @@ class Deployment:
         )["sensorOrError"]
         assert data["__typename"] == "Sensor", data
         return data
-
-
-def wait_for_graphql(services: DagsterServices) -> None:
-    services.wait_for(
-        "the webserver to answer { version }",
-        lambda: services.graphql("{ version }", timeout=5)["version"],
-        STARTUP_TIMEOUT,
-        tolerate=(OSError, GraphQLError),
-    )
-
-
-def wait_until_loaded(services: DagsterServices) -> None:
-    """The code location is LOADED in the webserver, and the daemons we rely on are heartbeating."""
-    gql = services.graphql
-
-    def location_loaded():
-        entry = gql(
-            """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
-                 locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
-        )["workspaceOrError"]["locationEntries"]
-        errors = [e for e in entry if (e["locationOrLoadError"] or {}).get("__typename") == "PythonError"]
-        assert not errors, f"code location failed to load: {errors}\n{services.logs()}"
-        return [e["name"] for e in entry if e["loadStatus"] == "LOADED"]
-
-    assert services.wait_for("the code location to load", location_loaded, STARTUP_TIMEOUT) == [LOCATION]
-    repositories = gql("{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }")
-    assert [(r["location"]["name"], r["name"]) for r in repositories["repositoriesOrError"]["nodes"]] == [
-        (LOCATION, REPOSITORY)
-    ]
-
-    def daemons_healthy():
-        statuses = gql("{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }")
-        healthy = {d["daemonType"] for d in statuses["instance"]["daemonHealth"]["allDaemonStatuses"] if d["healthy"]}
-        return {"SENSOR", "BACKFILL", "QUEUED_RUN_COORDINATOR"} <= healthy
-
-    services.wait_for("the sensor, backfill and run-queue daemons to heartbeat", daemons_healthy, STARTUP_TIMEOUT)
 
 
 # -- lake checks ----------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ payload, channels and retry budget are described in :mod:`fairstream_pipeline.li
 Once per failure: Dagster's run-status cursor hands each failed run to the sensor exactly once, and
 moves on even when the sensor raises (the error shows on the sensor tick, not as a second alert).
 A run that Dagster's automatic run retries will re-launch (``lib.alerts.will_be_retried`` with the
-instance's ``run_retries`` settings) gets no alert; the retry that finally fails gets it. A tick
+instance's ``run_retries`` settings), or that ``rerun_after_database_outage`` will run again, gets
+no alert; the retry that finally fails gets it. A tick
 that exceeds Dagster's sensor timeout (60 s, ``DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS``) is evaluated
 again: with both channels hanging (27 s each at worst) and several failed runs in one tick, an
 alert that one channel did deliver may be repeated.
@@ -41,6 +42,7 @@ from typing import Any, Mapping
 
 import dagster as dg
 
+from fairstream_pipeline.defs.run_failures import RERUNNABLE_JOB_NAMES, outage_rerun_decision
 from fairstream_pipeline.lib import alerts as lib
 from fairstream_pipeline.settings import parse_flag
 
@@ -162,7 +164,11 @@ def _step_message(event: dg.DagsterEvent) -> str:
     data = event.step_failure_data
     if data.user_failure_data is not None and data.user_failure_data.description:
         return data.user_failure_data.description
-    return data.error.message.strip() if data.error is not None else "step failed"
+    error = data.error
+    # "Error occurred while executing op X" wraps the exception that says what happened
+    while error is not None and error.cls_name == "DagsterExecutionStepExecutionError" and error.cause is not None:
+        error = error.cause
+    return error.message.strip() if error is not None else "step failed"
 
 
 def describe_run_failure(context: dg.RunFailureSensorContext, ui_base_url: str) -> lib.RunFailure:
@@ -214,6 +220,9 @@ def payout_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsReso
     run = context.dagster_run
     if run_will_be_retried(context):
         context.log.info(f"run {run.run_id} of {run.job_name} will be retried automatically; no alert")
+        return
+    if run.job_name in RERUNNABLE_JOB_NAMES and outage_rerun_decision(context).rerun:
+        context.log.info(f"run {run.run_id} of {run.job_name} failed in a database outage and will be re-run; no alert")
         return
     failure = describe_run_failure(context, alerts.ui_base_url)
     delivered = alerts.send(failure.subject, failure.fields, text=failure.text, log=context.log)

@@ -23,7 +23,11 @@ READ_LANDING_ZONE = dg.RetryPolicy(
     max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
 
-# Writing to the application database: 4 retries, 5 s doubling, +/- jitter.
+# Writing to the application database: 4 retries, 5 s doubling, +/- jitter (about 75 s in all).
+# An outage longer than that fails the step; rerun_after_database_outage then runs the month again.
 WRITE_DATABASE = dg.RetryPolicy(
-    max_retries=4, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+    max_retries=int(setting("FAIRSTREAM_DATABASE_WRITE_RETRIES")),
+    delay=float(setting("FAIRSTREAM_DATABASE_WRITE_DELAY_SECONDS")),
+    backoff=dg.Backoff.EXPONENTIAL,
+    jitter=dg.Jitter.PLUS_MINUS,
 )
