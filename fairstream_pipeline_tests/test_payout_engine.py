@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import tempfile
 from datetime import datetime, time, timedelta, timezone
+
+from pathlib import Path
 
 import duckdb
 from hypothesis import given, settings
@@ -12,14 +15,25 @@ from hypothesis import strategies as st
 
 from fairstream_pipeline.lib import payout_engine
 from fairstream_pipeline.lib.payout_rules import PayoutRules as EngineRules
+from fairstream_pipeline.lib.user_buckets import bucket_sql, user_bucket
 from fairstream_pipeline_tests import payout_oracle as oracle
 from fairstream_pipeline_tests.strategies import DAY1, PAYEES, PROPERTY_SETTINGS, TRACKS, months
 
 
 def run_engine(
-    month: dict, previous_closing: dict[str, int], adjustments=(), shuffle_seed: int | None = None
+    month: dict,
+    previous_closing: dict[str, int],
+    adjustments=(),
+    shuffle_seed: int | None = None,
+    buckets: int | None = None,
+    shard_dir: Path | None = None,
 ) -> dict:
-    """Load a month into DuckDB tables (optionally in a shuffled order), run every stage, read back."""
+    """Load a month into DuckDB tables (optionally in a shuffled order), run every stage, read back.
+
+    With ``buckets``, rules 1-4 run once per user bucket on that bucket's users and plays only, each
+    shard's tables go through Parquet files under ``shard_dir`` (as between the pipeline's steps),
+    and the merge reads the union of the shards.
+    """
     rng = random.Random(shuffle_seed)
 
     def ordered(rows):
@@ -61,7 +75,10 @@ def run_engine(
 
     rules = EngineRules(**dataclasses.asdict(month["rules"]))
     payout_engine.validate_splits(con)
-    payout_engine.count_and_allocate(con, rules)
+    if buckets is None:
+        payout_engine.count_and_allocate(con, rules)
+    else:
+        run_shards(con, rules, buckets, shard_dir)
     payout_engine.pay_payees(con)
     payout_engine.roll_statements(con, rules)
 
@@ -91,6 +108,36 @@ def run_engine(
             for table in ("user_streams", "flagged_users", "segment_pools", "track_earnings", "payee_earnings")
         },
     }
+
+
+SHARD_TABLES = ("user_streams", "flagged_users", "track_shares")
+
+
+def run_shards(con: duckdb.DuckDBPyConnection, rules: EngineRules, buckets: int, shard_dir: Path) -> None:
+    """Rules 1-4 per bucket into Parquet, then the merge over every shard's files."""
+    con.execute("ALTER TABLE clean_plays RENAME TO all_plays")
+    con.execute("ALTER TABLE billed_users RENAME TO all_billed_users")
+    for bucket in range(buckets):
+        in_bucket = f"{bucket_sql('user_id', buckets)} = {bucket}"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW clean_plays AS SELECT * FROM all_plays WHERE {in_bucket}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW billed_users AS SELECT * FROM all_billed_users WHERE {in_bucket}")
+        payout_engine.allocate_shard(con, rules)
+        for table in SHARD_TABLES:
+            folder = shard_dir / table
+            folder.mkdir(parents=True, exist_ok=True)
+            con.execute(f"COPY (SELECT {payout_engine.lake_columns(table)} FROM {table}) TO '{folder}/bucket-{bucket}.parquet'")
+            con.execute(f"DROP TABLE {table}")
+    for table in SHARD_TABLES:
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT {payout_engine.lake_view(table)} "
+            f"FROM read_parquet('{shard_dir / table}/*.parquet')"
+        )
+    con.execute("CREATE OR REPLACE TEMP VIEW billed_users AS SELECT * FROM all_billed_users")
+    payout_engine.price_segments(con, rules)
+    for table in ("user_streams", "flagged_users"):  # as tables, like the unsharded engine leaves them
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_merged AS SELECT * FROM {table}")
+        con.execute(f"DROP VIEW {table}")
+        con.execute(f"ALTER TABLE {table}_merged RENAME TO {table}")
 
 
 def run_oracle(month: dict, previous_closing: dict[str, int], adjustments=()) -> dict:
@@ -174,3 +221,42 @@ def test_engine_needs_128_bit_money_and_keeps_every_pico_cent():
     assert sum(uc for uc, _ in engine["earnings"].values()) == sum(
         s.target_cents for s in result.segments.values()
     )
+
+
+# -- shards: rules 1-4 per user bucket, added up in integers ----------------------------------------
+
+
+@settings(PROPERTY_SETTINGS, max_examples=60)
+@given(months(), st.sampled_from([1, 3, 16]), adjustment_rows)
+def test_the_month_sharded_by_user_bucket_is_exactly_the_month_in_one_go(month, buckets, adjustments):
+    with tempfile.TemporaryDirectory() as shards:
+        sharded = run_engine(month, {}, adjustments, buckets=buckets, shard_dir=Path(shards))
+    whole = run_engine(month, {}, adjustments)
+    assert sharded["files"] == whole["files"]
+    assert sharded["statements"] == whole["statements"]
+
+
+def test_shards_keep_pico_cents_above_2_to_the_63_and_break_remainder_ties_like_the_whole_month(tmp_path):
+    # Three paid users of one segment, one per bucket (of 3), each contributing 10,000,000,000,001
+    # cents = ~1e25 pico-cents: each shard's direct share is beyond int64 on its own. They all play
+    # T0, split 50/50 between P0 and P1: 30,000,000,000,003 cents, so each payee floors to
+    # 15,000,000,000,001 with the same remainder of half a cent, and the one cent left goes to the
+    # smaller payee_id (rule 8), sharded or not.
+    users = ["big-a", "big-b", "big-d"]
+    assert sorted(user_bucket(u, 3) for u in users) == [0, 1, 2]
+    month = {
+        "plays": [(u, "T0", DAY1, 60_000) for u in users],
+        "subscribers": [(u, "premium", "FR", 10_000_000_000_001) for u in users],
+        "ad_revenue": {},
+        "split_rows": [("T0", "P0", 500_000), ("T0", "P1", 500_000)],
+        "rules": oracle.PayoutRules(royalty_share_ppm=1_000_000),
+    }
+    sharded = run_engine(month, {}, buckets=3, shard_dir=tmp_path)
+    assert sharded["files"] == run_engine(month, {})["files"]
+    shares = duckdb.sql(f"SELECT direct_pico FROM read_parquet('{tmp_path}/track_shares/*.parquet')").fetchall()
+    assert sorted(int(pico) for (pico,) in shares) == [10_000_000_000_001 * 10**12] * 3
+    assert all(int(pico) > 2**63 for (pico,) in shares)
+    assert sharded["earnings"] == {
+        ("FR", "paid", "P0"): (15_000_000_000_002, 15_000_000_000_002),
+        ("FR", "paid", "P1"): (15_000_000_000_001, 15_000_000_000_001),
+    }

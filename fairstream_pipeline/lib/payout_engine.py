@@ -8,6 +8,10 @@ stage                      reads                                          create
 :func:`validate_splits`    ``split_rows``, ``catalog_tracks``             ``track_splits``
 :func:`count_and_allocate` ``clean_plays``, ``billed_users``,             ``flagged_users``, ``user_streams``,
                            ``ad_revenue``                                 ``segment_pools``, ``track_earnings``
+ = :func:`allocate_shard`  ``clean_plays``, ``billed_users`` (a shard's)  ``flagged_users``, ``user_streams``,
+                                                                          ``track_shares``
+ + :func:`price_segments`  ``user_streams``, ``track_shares`` (every      ``segment_pools``, ``track_earnings``
+                           shard's), ``ad_revenue``
 :func:`pay_payees`         ``segment_pools``, ``track_earnings``,         ``payee_earnings``
                            ``track_splits``
 :func:`roll_statements`    ``payee_earnings``, ``previous_statements``,   ``payee_statements``
@@ -19,6 +23,13 @@ per segment and payee. Every division is ``//`` on non-negative integers, i.e. i
 value ever passes through a float: DuckDB turns ``/`` on integers or DECIMALs into a DOUBLE, so
 ``/`` does not appear in this module. Pico-cent columns are written to Parquet as
 ``DECIMAL(38,0)``, because DuckDB writes ``HUGEINT`` to Parquet as a DOUBLE.
+
+**Shards.** Rules 1-4 are per user: a play counts or not by its user's caps, a user is flagged by
+their own days, and a paid user's contribution is floor-divided over their own tracks. So the users
+can be split into disjoint shards (``lib.user_buckets``), :func:`allocate_shard` run on each, and
+the shards' ``track_shares`` added up in integers: the sum is exact, whatever the number of shards.
+Rules 5-8 need the month's totals and stay in one merge (:func:`price_segments`, then
+:func:`pay_payees`).
 """
 
 from __future__ import annotations
@@ -70,23 +81,33 @@ def validate_splits(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
-    """Rules 1-6: counted streams, flagged users, segment pools and each track's money.
+    """Rules 1-6 for the whole month in one go: :func:`allocate_shard` on every user, then
+    :func:`price_segments`. Creates ``flagged_users``, ``user_streams``, ``segment_pools`` and
+    ``track_earnings``."""
+    allocate_shard(con, rules)
+    price_segments(con, rules)
+    _run(con, "DROP TABLE track_shares")
 
-    Reads ``clean_plays`` (``user_id``, ``track_id``, ``day``, ``ms_played``), ``billed_users`` and
-    ``ad_revenue``; creates ``flagged_users``, ``user_streams``, ``segment_pools`` and
-    ``track_earnings``.
+
+def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
+    """Rules 1-4 for a shard of users: counted streams, flagged users and the paid users' direct shares.
+
+    Reads ``clean_plays`` (``user_id``, ``track_id``, ``day``, ``ms_played``) and ``billed_users``,
+    both holding the shard's users only (or every user); creates ``flagged_users``,
+    ``user_streams`` (every billed user of the shard) and ``track_shares`` (``country``, ``tier``,
+    ``track_id``, ``streams``, ``direct_pico``: the shard's counted streams of the track in the
+    segment, and the sum of its paid users' ``floor(c_u * s(u,t) / S_u)``).
 
     - Rule 1: a play counts when ``ms_played >= min_play_ms``, at most ``max_daily_plays_per_track``
       per (user, track, UTC day); a user whose capped streams on one day exceed
       ``max_daily_streams_per_user`` is flagged (worst day: most streams, earliest on a tie) and
       none of their streams count.
-    - Rules 2-6: see :func:`_price_segments`.
+    - Rules 2-4: S_u, the contribution c_u and its floor division over the user's tracks.
 
     The plays are capped one UTC day at a time (a day's aggregate fits in memory, and DuckDB reads
     only that day's files); the capped (user, track, day) rows are then rolled up once into s(u,t),
-    which is consumed at once — each paid user's ``floor(c_u * s(u,t) / S_u)`` summed per
-    (segment, track) — and never written. The roll-up is the one large aggregation; DuckDB spills
-    it to ``temp_directory`` when it outgrows the memory limit.
+    which is consumed at once and never written. The roll-up is the one large aggregation; DuckDB
+    spills it to ``temp_directory`` when it outgrows the memory limit.
     """
     share = f"{rules.royalty_share_ppm}::HUGEINT * {PPM}"  # pico-cents per cent of revenue
     _run(
@@ -126,10 +147,10 @@ def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> No
         CREATE OR REPLACE TEMP TABLE user_stream_totals AS
         SELECT user_id, sum(streams)::BIGINT AS streams
         FROM capped_daily ANTI JOIN flagged_users USING (user_id) GROUP BY ALL;
-        CREATE OR REPLACE TEMP TABLE direct_shares AS
+        CREATE OR REPLACE TEMP TABLE track_shares AS
         SELECT b.country, b.tier, c.track_id, sum(c.streams)::BIGINT AS streams,
                sum(CASE WHEN b.tier = 'paid'
-                        THEN (b.net_cents * {share} * c.streams) // t.streams ELSE 0 END) AS direct_pico
+                        THEN (b.net_cents * {share} * c.streams) // t.streams ELSE 0 END)::HUGEINT AS direct_pico
         FROM (
             SELECT user_id, track_id, sum(streams) AS streams
             FROM capped_daily ANTI JOIN flagged_users USING (user_id)
@@ -150,11 +171,13 @@ def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> No
         DROP TABLE user_stream_totals;
         """,
     )
-    _price_segments(con, rules)
 
 
-def _price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
-    """Rules 2-6 from ``user_streams`` and ``direct_shares``: pools, targets and track money.
+def price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
+    """Rules 2-6 from ``user_streams``, ``track_shares`` and ``ad_revenue``: pools, targets and track money.
+
+    ``user_streams`` and ``track_shares`` may be the union of several shards' tables (views): a
+    (segment, track) then has one ``track_shares`` row per shard, added up here in integers.
 
     ``segment_pools`` has one row per (country, tier) with the users, counted streams, the pool in
     pico-cents, the target in cents, the residual R of silent and flagged users, and what goes to
@@ -170,8 +193,8 @@ def _price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
             SELECT country, tier, count(*) AS users,
                    count(*) FILTER (WHERE streams > 0) AS streaming_users,
                    sum(streams)::BIGINT AS counted_streams,
-                   sum(contribution_pico) AS paid_pool_pico,
-                   coalesce(sum(contribution_pico) FILTER (WHERE streams = 0), 0) AS silent_pico
+                   sum(contribution_pico::HUGEINT)::HUGEINT AS paid_pool_pico,
+                   coalesce(sum(contribution_pico::HUGEINT) FILTER (WHERE streams = 0), 0)::HUGEINT AS silent_pico
             FROM user_streams GROUP BY country, tier
         ),
         segments AS (
@@ -202,7 +225,11 @@ def _price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
         con,
         f"""
         CREATE OR REPLACE TEMP TABLE track_earnings AS
-        WITH tracks AS (SELECT * FROM direct_shares)  -- rule 4's direct shares, every segment's streams
+        WITH tracks AS (  -- rule 4's direct shares and the counted streams, summed over the shards
+            SELECT country, tier, track_id, sum(streams)::BIGINT AS streams,
+                   sum(direct_pico::HUGEINT)::HUGEINT AS direct_pico
+            FROM track_shares GROUP BY ALL
+        )
         SELECT s.country, s.tier, s.track_id, s.streams,
                CASE WHEN s.tier = 'paid'
                     THEN s.direct_pico
@@ -216,7 +243,6 @@ def _price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
         ORDER BY country, tier, track_id
         """,
     )
-    _run(con, "DROP TABLE direct_shares")
 
 
 def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
@@ -327,6 +353,7 @@ def lake_columns(table: str) -> str:
         "segment_pools": ("pool_pico", "residual_pico", "uc_unallocated_pico", "pr_unallocated_pico"),
         "user_streams": ("contribution_pico",),
         "track_earnings": ("uc_pico", "pr_pico"),
+        "track_shares": ("direct_pico",),
     }.get(table, ())
     if not pico:
         return "*"
