@@ -12,42 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
-import threading
 import time
 from pathlib import Path
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-class RssSampler(threading.Thread):
-    """Samples this process's resident set size every 20 ms."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.samples: list[tuple[float, int]] = []
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        with open("/proc/self/statm") as statm:
-            while not self._done.is_set():
-                statm.seek(0)
-                self.samples.append((time.time(), int(statm.read().split()[1]) * PAGE))
-                self._done.wait(0.02)
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join()
-
-    def peak_between(self, start: float, end: float) -> int:
-        inside = [rss for t, rss in self.samples if start <= t <= end]
-        return max(inside, default=0)
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
+from fairstream_pipeline.lib.memory import RssSampler, peak_rss_bytes
 
 def measure_pipeline(landing: Path, warehouse: Path, month: str) -> dict:
     """Materialize monthly_payout_job for ``month`` in-process; per-step wall time and peak RSS."""

@@ -17,8 +17,7 @@ from fairstream_pipeline.lib.ingestion import ingest_catalog
 from fairstream_pipeline.lib.lake import MissingPartitionError
 from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
 from fairstream_pipeline.lib.landing_zone import fingerprint
-from fairstream_pipeline.lib.clean_plays import attach_clean_plays
-from fairstream_pipeline.lib.payout_engine import count_and_allocate, pay_payees, validate_splits
+from fairstream_pipeline.lib.payout_engine import pay_payees, validate_splits
 from fairstream_pipeline.lib.payout_report import cents, compare_models, percent
 from fairstream_pipeline.lib.payout_rules import RULES_VERSION, PayoutRules
 from fairstream_pipeline.lib.period_close import (
@@ -136,107 +135,6 @@ def snapshot_catalog(
     yield dg.MaterializeResult(
         asset_key="payee_directory",
         metadata={"dagster/row_count": rows["payee_directory"], "payees_without_email": no_email},
-    )
-
-
-@dg.multi_asset(
-    specs=[
-        _spec(
-            "user_streams",
-            "Each billed user of the month: segment, counted streams S_u, whether flagged, and their "
-            "contribution in pico-cents. A play counts when it lasts at least min_play_ms, at most "
-            "max_daily_plays_per_track per user, track and UTC day, and not at all for flagged users.",
-            deps=["clean_plays", "billed_users"],
-        ),
-        _spec(
-            "flagged_users",
-            "Users whose capped streams on a single UTC day exceed max_daily_streams_per_user, with "
-            "their worst day and its count. None of their streams count this month.",
-            deps=["clean_plays"],
-        ),
-        _spec(
-            "segment_pools",
-            "One row per segment (country, tier): users, counted streams, the pool in pico-cents, "
-            "the target in cents, the residual of silent and flagged users, and what goes unallocated.",
-            deps=["billed_users", "ad_revenue", "clean_plays"],
-        ),
-        _spec(
-            "track_earnings",
-            "Per segment and track: counted streams, user-centric and pro-rata pico-cents, before splits.",
-            deps=["billed_users", "ad_revenue", "clean_plays"],
-        ),
-    ],
-    partitions_def=monthly_partitions,
-    name="count_and_allocate",
-    pool="duckdb_heavy",
-)
-def count_and_allocate_month(
-    context: dg.AssetExecutionContext,
-    landing_zone: LandingZoneResource,
-    warehouse: WarehouseResource,
-    duckdb: DuckDBEngine,
-    payout_rules: PayoutRulesResource,
-):
-    """Apply rules 1-6: counted streams, flagged users, segment pools and each track's UC and PR money.
-
-    Plays are capped one UTC day at a time and the (user, track) counts are rolled up and consumed
-    without being written (see fairstream_pipeline.lib.payout_engine.count_and_allocate).
-    """
-    month, lake = context.partition_key, warehouse.lake()
-    rules = month_rules(context, payout_rules, closed_month(lake, month))
-    with contract_failures(), duckdb.connect() as con:
-        attach_month(con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue"})
-        attach_clean_plays(con, lake, landing_zone.zone().root, month)
-        count_and_allocate(con, rules)
-        total_streams, streaming_users, flagged = con.execute(
-            """SELECT coalesce(sum(streams), 0)::BIGINT, count(*) FILTER (WHERE streams > 0),
-                      count(*) FILTER (WHERE flagged) FROM user_streams"""
-        ).fetchall()[0]
-        rows = publish_month(
-            con,
-            lake,
-            month,
-            ["user_streams", "flagged_users", "segment_pools", "track_earnings"],
-            {"rules": rules.as_dict(), "counted_streams": total_streams},
-        )
-        flagged_preview = preview(con, "SELECT * FROM flagged_users ORDER BY worst_day_streams DESC", limit=20)
-        pools = con.execute(
-            """SELECT country, tier, users, counted_streams, target_cents,
-                      (residual_pico // 1000000000000)::BIGINT, (uc_unallocated_pico // 1000000000000)::BIGINT
-               FROM segment_pools ORDER BY country, tier"""
-        ).fetchall()
-    common = _rules_metadata(rules)
-    yield dg.MaterializeResult(
-        asset_key="user_streams",
-        metadata={
-            "dagster/row_count": rows["user_streams"],
-            "counted_streams": total_streams,
-            "streaming_users": streaming_users,
-            "flagged_users": flagged,
-            **common,
-        },
-    )
-    yield dg.MaterializeResult(
-        asset_key="flagged_users",
-        metadata={"dagster/row_count": rows["flagged_users"], "preview": flagged_preview, **common},
-    )
-    yield dg.MaterializeResult(
-        asset_key="segment_pools",
-        metadata={
-            "dagster/row_count": rows["segment_pools"],
-            "target_cents": sum(p[4] for p in pools),
-            "segments": dg.MetadataValue.md(
-                markdown_table(
-                    ["country", "tier", "users", "counted streams", "target (EUR)", "residual (EUR)", "UC unallocated (EUR)"],
-                    [(*p[:4], cents(p[4]), cents(p[5]), cents(p[6])) for p in pools],
-                )
-            ),
-            **common,
-        },
-    )
-    yield dg.MaterializeResult(
-        asset_key="track_earnings",
-        metadata={"dagster/row_count": rows["track_earnings"], **common},
     )
 
 

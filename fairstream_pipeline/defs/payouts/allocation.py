@@ -1,0 +1,240 @@
+"""``count_and_allocate``: rules 1-6 for a month, sharded by user bucket, as one graph of ops.
+
+``plan_user_buckets`` fans out one ``allocate_user_bucket`` step per bucket (``DynamicOut``); each
+runs rules 1-4 on its users only and leaves its results in the lake's shard folder
+(``lib.shards``); ``merge_user_buckets`` adds the shards up in integers, prices the segments
+(rules 5-6) and publishes ``user_streams``, ``flagged_users``, ``segment_pools`` and
+``track_earnings`` together. Steps pass bucket numbers and paths, never data.
+
+The number of buckets is ``FAIRSTREAM_USER_BUCKETS`` (default 1), read when the run plans its
+shards. Any number gives the same cents (``lib.payout_engine``, tested); with the in-process
+executor each bucket reads the whole month's plays, so more than one bucket only pays off when
+the shards run on several workers.
+"""
+
+
+import time
+
+import dagster as dg
+
+from fairstream_pipeline.defs.metadata import OWNERS, contract_failures, markdown_table, preview
+from fairstream_pipeline.defs.partitions import monthly_partitions
+from fairstream_pipeline.defs.payouts.assets import month_rules
+from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, PayoutRulesResource, WarehouseResource
+from fairstream_pipeline.lib.clean_plays import attach_clean_plays
+from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
+from fairstream_pipeline.lib.memory import RssSampler
+from fairstream_pipeline.lib.payout_engine import allocate_shard, price_segments
+from fairstream_pipeline.lib.payout_report import cents
+from fairstream_pipeline.lib.payout_rules import RULES_VERSION, PayoutRules
+from fairstream_pipeline.lib.period_close import closed_month
+from fairstream_pipeline.lib.shards import ShardStore, restrict_to_bucket
+from fairstream_pipeline.lib.user_buckets import check_buckets
+from fairstream_pipeline.settings import setting
+
+PAYOUTS = "payouts"
+LAKE_KINDS = {"duckdb", "parquet"}
+CODE_VERSION = f"payout-rules-{RULES_VERSION}"
+HEAVY = "duckdb_heavy"
+
+
+def user_buckets() -> int:
+    """``FAIRSTREAM_USER_BUCKETS``: how many user buckets a month is sharded into."""
+    value = setting("FAIRSTREAM_USER_BUCKETS")
+    try:
+        return check_buckets(int(value))
+    except ValueError as exc:
+        raise ValueError(f"FAIRSTREAM_USER_BUCKETS: {exc}") from None
+
+
+def rules_for(context: dg.OpExecutionContext, payout_rules: PayoutRulesResource, warehouse: WarehouseResource) -> PayoutRules:
+    """The month's rules (a closed month's are the ones it was closed with)."""
+    return month_rules(context, payout_rules, closed_month(warehouse.lake(), context.partition_key))
+
+
+@dg.op(
+    out=dg.DynamicOut(int),
+    ins={name: dg.In(dg.Nothing) for name in ("clean_plays", "billed_users", "ad_revenue")},
+    description="Choose the user buckets of the month (FAIRSTREAM_USER_BUCKETS) and remove shard "
+    "folders left by killed runs of the month.",
+)
+def plan_user_buckets(context: dg.OpExecutionContext, warehouse: WarehouseResource):
+    try:
+        buckets = user_buckets()
+    except ValueError as exc:  # a configuration error: retrying cannot fix it
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    store = ShardStore(warehouse.root, context.partition_key, context.run_id)
+    removed = store.remove_leftovers()
+    if removed:
+        context.log.info(f"removed shard folders of earlier runs of {context.partition_key}: {', '.join(removed)}")
+    for bucket in range(buckets):
+        yield dg.DynamicOutput(bucket, mapping_key=f"bucket_{bucket}")
+
+
+@dg.op(
+    pool=HEAVY,
+    description="Rules 1-4 for one user bucket: caps per user, track and day, flagged users, S_u, "
+    "and each paid user's contribution floor-divided over their tracks, summed per segment and track.",
+)
+def allocate_user_bucket(
+    context: dg.OpExecutionContext,
+    bucket: int,
+    landing_zone: LandingZoneResource,
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+    payout_rules: PayoutRulesResource,
+) -> dg.Output[int]:
+    month, lake = context.partition_key, warehouse.lake()
+    rules = rules_for(context, payout_rules, warehouse)
+    store = ShardStore(warehouse.root, month, context.run_id)
+    started = time.monotonic()
+    with RssSampler() as rss, contract_failures(), duckdb.connect() as con:
+        attach_month(con, lake, month, {"billed_users": "billed_users"})
+        attach_clean_plays(con, lake, landing_zone.zone().root, month)
+        restrict_to_bucket(con, user_buckets(), bucket)
+        allocate_shard(con, rules)
+        users, streams, flagged = con.execute(
+            "SELECT count(*), coalesce(sum(streams), 0)::BIGINT, count(*) FILTER (WHERE flagged) FROM user_streams"
+        ).fetchall()[0]
+        rows = store.write(con, bucket)
+    return dg.Output(
+        bucket,
+        metadata={
+            "bucket": bucket,
+            "users": users,
+            "counted_streams": streams,
+            "flagged_users": flagged,
+            "track_share_rows": rows["track_shares"],
+            "seconds": round(time.monotonic() - started, 3),
+            "peak_rss_mib": round(rss.peak() / 2**20, 1),
+            "shard_folder": dg.MetadataValue.path(str(store.bucket_dir(bucket))),
+        },
+    )
+
+
+@dg.op(
+    pool=HEAVY,
+    out={
+        "user_streams": dg.Out(dg.Nothing),
+        "flagged_users": dg.Out(dg.Nothing),
+        "segment_pools": dg.Out(dg.Nothing),
+        "track_earnings": dg.Out(dg.Nothing),
+    },
+    description="Add the buckets up in integers, price every segment (rules 5-6) and publish the four "
+    "tables together.",
+)
+def merge_user_buckets(
+    context: dg.OpExecutionContext,
+    buckets: list[int],
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+    payout_rules: PayoutRulesResource,
+):
+    month, lake = context.partition_key, warehouse.lake()
+    rules = rules_for(context, payout_rules, warehouse)
+    store = ShardStore(warehouse.root, month, context.run_id)
+    with contract_failures(), duckdb.connect() as con:
+        attach_month(con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue"})
+        store.attach(con, len(buckets))
+        price_segments(con, rules)
+        total_streams, streaming_users, flagged = con.execute(
+            """SELECT coalesce(sum(streams), 0)::BIGINT, count(*) FILTER (WHERE streams > 0),
+                      count(*) FILTER (WHERE flagged) FROM user_streams"""
+        ).fetchall()[0]
+        rows = publish_month(
+            con,
+            lake,
+            month,
+            ["user_streams", "flagged_users", "segment_pools", "track_earnings"],
+            {"rules": rules.as_dict(), "counted_streams": total_streams, "user_buckets": len(buckets)},
+        )
+        flagged_preview = preview(con, "SELECT * FROM flagged_users ORDER BY worst_day_streams DESC", limit=20)
+        pools = con.execute(
+            """SELECT country, tier, users, counted_streams, target_cents,
+                      (residual_pico // 1000000000000)::BIGINT, (uc_unallocated_pico // 1000000000000)::BIGINT
+               FROM segment_pools ORDER BY country, tier"""
+        ).fetchall()
+    store.remove()
+    common = {"payout_rules": dg.MetadataValue.json(rules.as_dict()), "user_buckets": len(buckets)}
+    yield dg.Output(
+        None,
+        "user_streams",
+        metadata={
+            "dagster/row_count": rows["user_streams"],
+            "counted_streams": total_streams,
+            "streaming_users": streaming_users,
+            "flagged_users": flagged,
+            **common,
+        },
+    )
+    yield dg.Output(
+        None,
+        "flagged_users",
+        metadata={"dagster/row_count": rows["flagged_users"], "preview": flagged_preview, **common},
+    )
+    yield dg.Output(
+        None,
+        "segment_pools",
+        metadata={
+            "dagster/row_count": rows["segment_pools"],
+            "target_cents": sum(p[4] for p in pools),
+            "segments": dg.MetadataValue.md(
+                markdown_table(
+                    ["country", "tier", "users", "counted streams", "target (EUR)", "residual (EUR)", "UC unallocated (EUR)"],
+                    [(*p[:4], cents(p[4]), cents(p[5]), cents(p[6])) for p in pools],
+                )
+            ),
+            **common,
+        },
+    )
+    yield dg.Output(None, "track_earnings", metadata={"dagster/row_count": rows["track_earnings"], **common})
+
+
+def _out(description: str) -> dg.AssetOut:
+    return dg.AssetOut(
+        description=description,
+        group_name=PAYOUTS,
+        owners=OWNERS,
+        kinds=LAKE_KINDS,
+        code_version=CODE_VERSION,
+        dagster_type=dg.Nothing,
+    )
+
+
+@dg.graph_multi_asset(
+    name="count_and_allocate",
+    partitions_def=monthly_partitions,
+    ins={
+        "clean_plays": dg.AssetIn(dagster_type=dg.Nothing),
+        "billed_users": dg.AssetIn(dagster_type=dg.Nothing),
+        "ad_revenue": dg.AssetIn(dagster_type=dg.Nothing),
+    },
+    outs={
+        "user_streams": _out(
+            "Each billed user of the month: segment, counted streams S_u, whether flagged, and their "
+            "contribution in pico-cents. A play counts when it lasts at least min_play_ms, at most "
+            "max_daily_plays_per_track per user, track and UTC day, and not at all for flagged users."
+        ),
+        "flagged_users": _out(
+            "Users whose capped streams on a single UTC day exceed max_daily_streams_per_user, with "
+            "their worst day and its count. None of their streams count this month."
+        ),
+        "segment_pools": _out(
+            "One row per segment (country, tier): users, counted streams, the pool in pico-cents, "
+            "the target in cents, the residual of silent and flagged users, and what goes unallocated."
+        ),
+        "track_earnings": _out(
+            "Per segment and track: counted streams, user-centric and pro-rata pico-cents, before splits."
+        ),
+    },
+)
+def count_and_allocate(clean_plays, billed_users, ad_revenue):
+    """Rules 1-6, sharded by user bucket: one step per bucket, then one merge."""
+    shards = plan_user_buckets(clean_plays=clean_plays, billed_users=billed_users, ad_revenue=ad_revenue).map(allocate_user_bucket)
+    user_streams, flagged_users, segment_pools, track_earnings = merge_user_buckets(shards.collect())
+    return {
+        "user_streams": user_streams,
+        "flagged_users": flagged_users,
+        "segment_pools": segment_pools,
+        "track_earnings": track_earnings,
+    }

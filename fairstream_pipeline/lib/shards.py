@@ -1,0 +1,103 @@
+"""Where a month's user-bucket shards keep their results between the shard steps and the merge.
+
+Each shard step runs rules 1-4 (``payout_engine.allocate_shard``) on one user bucket and writes
+``user_streams``, ``flagged_users`` and ``track_shares`` as Parquet under
+
+    <warehouse>/_shards/month=M/run=<run id>/bucket=<k>/<table>.parquet
+
+(the warehouse is shared storage when shards run on other machines). The merge reads every
+bucket's files back as one view per table, then the run's folder is removed. Nothing there is ever
+read by another run: a folder left by a killed run is removed by the next run of the month (the
+month lock guarantees that no other run of the month is alive).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from fairstream_pipeline.lib.duckdb_engine import read_parquet, sql_string
+from fairstream_pipeline.lib.payout_engine import lake_columns, lake_view
+from fairstream_pipeline.lib.user_buckets import bucket_sql, check_buckets
+
+SHARD_TABLES = ("user_streams", "flagged_users", "track_shares")
+PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
+
+
+class ShardStore:
+    """One run's shard folders for one month."""
+
+    def __init__(self, warehouse: str | Path, month: str, run_id: str):
+        self.month_dir = Path(warehouse) / "_shards" / f"month={month}"
+        self.run_dir = self.month_dir / f"run={run_id}"
+
+    def bucket_dir(self, bucket: int) -> Path:
+        return self.run_dir / f"bucket={bucket}"
+
+    def remove_leftovers(self) -> list[str]:
+        """Remove the shard folders of other runs of this month (killed before their merge)."""
+        removed = []
+        if self.month_dir.is_dir():
+            for folder in sorted(self.month_dir.iterdir()):
+                if folder != self.run_dir:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(folder.name)
+        return removed
+
+    def write(self, con: duckdb.DuckDBPyConnection, bucket: int) -> dict[str, int]:
+        """Write the connection's shard tables for ``bucket`` (replacing a previous attempt's)."""
+        folder = self.bucket_dir(bucket)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        rows = {}
+        for table in SHARD_TABLES:
+            con.execute(
+                f"COPY (SELECT {lake_columns(table)} FROM {table} ORDER BY ALL) "
+                f"TO {sql_string(str(folder / f'{table}.parquet'))} ({PARQUET_OPTIONS})"
+            ).fetchall()
+            rows[table] = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        return rows
+
+    def attach(self, con: duckdb.DuckDBPyConnection, buckets: int) -> None:
+        """A table per shard table holding every bucket's rows; fails naming a bucket that has none."""
+        for table in SHARD_TABLES:
+            files = [self.bucket_dir(b) / f"{table}.parquet" for b in range(buckets)]
+            missing = [f for f in files if not f.is_file()]
+            if missing:
+                raise FileNotFoundError(f"shard results missing for the merge: {', '.join(map(str, missing))}")
+            # A table with nullable columns whatever B is: DuckDB keeps a single file's NOT NULL
+            # columns but not those of several files, and the published bytes must not depend on B.
+            source = f"SELECT {lake_view(table)} FROM {read_parquet([str(f) for f in files])}"
+            columns = con.execute(f"DESCRIBE {source}").fetchall()
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(f'{c[0]} {c[1]}' for c in columns)})"
+            ).fetchall()
+            con.execute(f"INSERT INTO {table} {source}").fetchall()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def restrict_to_bucket(con: duckdb.DuckDBPyConnection, buckets: int, bucket: int) -> None:
+    """Turn the views ``clean_plays`` and ``billed_users`` into the bucket's users' rows only.
+
+    The bucket of a user is computed once per billed user (``lib.user_buckets``), and the plays are
+    semi-joined to the bucket's users: a play's user is always billed (ingestion quarantines the
+    others), so every play falls in exactly one bucket. With one bucket nothing changes.
+    """
+    if check_buckets(buckets) == 1:
+        return
+    con.execute("ALTER VIEW clean_plays RENAME TO month_clean_plays").fetchall()
+    con.execute("ALTER VIEW billed_users RENAME TO month_billed_users").fetchall()
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE bucket_users AS
+        SELECT user_id FROM month_billed_users WHERE {bucket_sql('user_id', buckets)} = {int(bucket)};
+        CREATE OR REPLACE TEMP VIEW billed_users AS
+        SELECT * FROM month_billed_users SEMI JOIN bucket_users USING (user_id);
+        CREATE OR REPLACE TEMP VIEW clean_plays AS
+        SELECT * FROM month_clean_plays SEMI JOIN bucket_users USING (user_id);
+        """
+    ).fetchall()
