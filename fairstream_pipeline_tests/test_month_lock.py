@@ -88,6 +88,21 @@ def test_postgres_advisory_lock_names_the_holder_and_dies_with_its_process(fresh
             time.sleep(0.2)
 
 
+def test_postgres_steps_of_one_run_share_the_month_and_another_run_waits_for_all_of_them(fresh_database):
+    """With a process per step (Celery workers), every step of the run holds the month; another run
+    is refused while any of them still does, and gets it once the last one ends."""
+    url = f"postgresql+psycopg2://{PG.user}:{PG.password}@{PG.host}:{PG.port}/{fresh_database}"
+    locks = PostgresMonthLocks(url)
+    first_step, second_step = locks.acquire(MONTH, "run-celery"), locks.acquire(MONTH, "run-celery")
+    with pytest.raises(MonthLocked, match=r"2024-01 is being computed by run run-celery "):
+        locks.acquire(MONTH, "run-other")
+    first_step.release()
+    with pytest.raises(MonthLocked, match=r"2024-01 is being computed by run run-celery "):
+        locks.acquire(MONTH, "run-other")
+    second_step.release()
+    locks.acquire(MONTH, "run-other").release()
+
+
 def materialize_command() -> list[str]:
     return [DAGSTER, "asset", "materialize", "-m", "fairstream_pipeline.definitions", "--select", "*",
             "--partition", MONTH]

@@ -2,10 +2,11 @@
 
 Two kinds, with the same behaviour:
 
-- :class:`PostgresMonthLocks` (the Dagster instance is on PostgreSQL): a session advisory lock on a
-  connection the run keeps open. The connection's ``application_name`` names the holding run, so a
-  second run can say who holds the month. PostgreSQL releases the lock when the holder's connection
-  ends, so a dead process never keeps a month locked.
+- :class:`PostgresMonthLocks` (the Dagster instance is on PostgreSQL): session advisory locks on
+  connections the run's processes keep open. The connection's ``application_name`` names the
+  holding run, so a second run can say who holds the month. PostgreSQL releases the lock when the
+  holder's connection ends, so a dead process never keeps a month locked. The steps of one run on
+  several processes (Celery workers) share the month.
 - :class:`FileMonthLocks` (the embedded instance): ``<warehouse>/_locks/month=YYYY-MM.json``,
   created exclusively, holding the run, the process and the host. A lock whose run has finished, or
   whose process is gone from this host, is stale: it is moved aside (one atomic rename, so two
@@ -171,25 +172,43 @@ class PostgresMonthLocks:
         }
 
     def acquire(self, month: str, run_id: str) -> PostgresLease:
+        """Hold the month for ``run_id`` in this process, or raise :class:`MonthLocked` naming its holder.
+
+        Every process of the run (one per step with a multi-process or Celery executor, one for the
+        whole run in process) holds the month's *hold* key in shared mode, on a session named after
+        the run. Before taking it, a process takes the month's *gate* key exclusively for the few
+        milliseconds it needs to check that no session of another run holds the month; so two runs
+        can never both pass the check, while the steps of one run share the month.
+        """
         me = Holder.this_process(run_id)
         connection = psycopg2.connect(
             **self.params, application_name=f"{APPLICATION_PREFIX}{run_id}:{me.pid}:{me.host}"[:63]
         )
         connection.autocommit = True
-        key = advisory_key(month)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", (key,))
-            if cursor.fetchone()[0]:
-                return PostgresLease(connection)
-            cursor.execute(
-                """SELECT a.application_name, a.backend_start FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-                   WHERE l.locktype = 'advisory' AND l.granted
-                     AND l.classid = %s AND l.objid = %s AND l.objsubid = 1""",
-                ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
-            )
-            row = cursor.fetchone()
-        connection.close()
-        raise MonthLocked(month, _holder_from_application_name(row[0], row[1]) if row else None)
+        gate, hold = advisory_key(month), advisory_key(f"hold {month}")
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_lock(%s)", (gate,))
+                try:
+                    cursor.execute(
+                        """SELECT a.application_name, a.backend_start
+                           FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                           WHERE l.locktype = 'advisory' AND l.granted
+                             AND l.classid = %s AND l.objid = %s AND l.objsubid = 1
+                           ORDER BY a.backend_start""",
+                        ((hold >> 32) & 0xFFFFFFFF, hold & 0xFFFFFFFF),
+                    )
+                    holders = [_holder_from_application_name(name, since) for name, since in cursor.fetchall()]
+                    others = [h for h in holders if h is None or h.run_id != run_id]
+                    if others:
+                        raise MonthLocked(month, others[0])
+                    cursor.execute("SELECT pg_advisory_lock_shared(%s)", (hold,))
+                finally:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", (gate,))
+        except BaseException:
+            connection.close()
+            raise
+        return PostgresLease(connection)
 
 
 def _holder_from_application_name(name: str, since) -> Holder | None:
