@@ -4,13 +4,14 @@ from pathlib import Path
 
 import dagster as dg
 
+from fairstream_pipeline.defs.execution import in_process_or_celery
+
 
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions.merge(
         dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
-        # Every run in one process unless its run config says otherwise: DuckDB already uses every
-        # core inside a step, a process per step only adds start-up time, and the month's lock
-        # (WarehouseResource) is then held for the whole run, retries and waits included.
-        dg.Definitions(executor=dg.in_process_executor),
+        # Every run in one process unless its run config chooses Celery (defs/execution.py): DuckDB
+        # already uses every core inside a step, and a process per step only adds start-up time.
+        dg.Definitions(executor=in_process_or_celery),
     )

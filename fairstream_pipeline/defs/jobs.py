@@ -2,6 +2,10 @@
 
 import dagster as dg
 
+from fairstream_pipeline.defs.execution import in_process_or_celery
+
+from fairstream_pipeline.defs.execution import in_process_or_celery
+
 monthly_payout_job = dg.define_asset_job(
     name="monthly_payout_job",
     selection=dg.AssetSelection.groups("ingestion", "catalog", "payouts", "close", "notifications"),
@@ -13,9 +17,9 @@ monthly_payout_job = dg.define_asset_job(
         "money before the statements, the close and the emails. For a closed month it restates its "
         "earnings and changes nothing else. Sending happens in send_statement_emails, not here."
     ),
-    # DuckDB already uses every core inside a step; a process per step would only add start-up
-    # time (about 2 s each on this 2-core machine). Heavy steps still share the duckdb_heavy pool.
-    executor_def=dg.in_process_executor,
+    # In process unless the run config chooses Celery (defs/execution.py): DuckDB already uses every
+    # core inside a step. Heavy steps share the duckdb_heavy pool.
+    executor_def=in_process_or_celery,
 )
 
 
