@@ -32,8 +32,19 @@ def landing_root(tmp_path_factory) -> Path:
     return root
 
 
+def bucket_config(buckets: int) -> dict:
+    """The run config choosing ``buckets`` for this run only."""
+    return {"ops": {"count_and_allocate": {"ops": {"plan_user_buckets": {"config": {"buckets": buckets}}}}}}
+
+
 def materialize(definitions, landing_root: Path, warehouse: Path, buckets: int, monkeypatch) -> dg.ExecuteInProcessResult:
-    monkeypatch.setenv("FAIRSTREAM_USER_BUCKETS", str(buckets))
+    """B = 3 through FAIRSTREAM_USER_BUCKETS, any other B through the run config."""
+    if buckets == 3:
+        monkeypatch.setenv("FAIRSTREAM_USER_BUCKETS", "3")
+        run_config = None
+    else:
+        monkeypatch.delenv("FAIRSTREAM_USER_BUCKETS", raising=False)
+        run_config = bucket_config(buckets)
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         assets=[*definitions.assets, *definitions.asset_checks],
@@ -47,6 +58,7 @@ def materialize(definitions, landing_root: Path, warehouse: Path, buckets: int, 
         },
         raise_on_error=False,
         instance=instance,
+        run_config=run_config,
     )
     assert result.success, [e.message for e in result.all_events if e.is_step_failure]
     return result

@@ -6,8 +6,8 @@ runs rules 1-4 on its users only and leaves its results in the lake's shard fold
 (rules 5-6) and publishes ``user_streams``, ``flagged_users``, ``segment_pools`` and
 ``track_earnings`` together. Steps pass bucket numbers and paths, never data.
 
-The number of buckets is ``FAIRSTREAM_USER_BUCKETS`` (default 1), read when the run plans its
-shards. Any number gives the same cents (``lib.payout_engine``, tested); with the in-process
+The number of buckets is the run's ``plan_user_buckets`` config (``buckets``), else
+``FAIRSTREAM_USER_BUCKETS`` (default 1), read when the run plans its shards. Any number gives the same cents (``lib.payout_engine``, tested); with the in-process
 executor each bucket reads the whole month's plays, so more than one bucket only pays off when
 the shards run on several workers.
 """
@@ -47,28 +47,38 @@ def user_buckets() -> int:
         raise ValueError(f"FAIRSTREAM_USER_BUCKETS: {exc}") from None
 
 
+class BucketPlan(dg.Config):
+    """How many user buckets this run shards the month into: 0 means FAIRSTREAM_USER_BUCKETS.
+
+    Per run: ``ops: {count_and_allocate: {ops: {plan_user_buckets: {config: {buckets: 16}}}}}``.
+    """
+
+    buckets: int = 0
+
+
 def rules_for(context: dg.OpExecutionContext, payout_rules: PayoutRulesResource, warehouse: WarehouseResource) -> PayoutRules:
     """The month's rules (a closed month's are the ones it was closed with)."""
     return month_rules(context, payout_rules, closed_month(warehouse.lake(), context.partition_key))
 
 
 @dg.op(
-    out=dg.DynamicOut(int),
+    out=dg.DynamicOut(list),
     ins={name: dg.In(dg.Nothing) for name in ("clean_plays", "billed_users", "ad_revenue")},
     description="Choose the user buckets of the month (FAIRSTREAM_USER_BUCKETS) and remove shard "
     "folders left by killed runs of the month.",
 )
-def plan_user_buckets(context: dg.OpExecutionContext, warehouse: WarehouseResource):
+def plan_user_buckets(context: dg.OpExecutionContext, config: BucketPlan, warehouse: WarehouseResource):
     try:
-        buckets = user_buckets()
+        buckets = check_buckets(config.buckets) if config.buckets else user_buckets()
     except ValueError as exc:  # a configuration error: retrying cannot fix it
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        where = "plan_user_buckets config: " if config.buckets else ""
+        raise dg.Failure(description=f"{where}{exc}", allow_retries=False) from exc
     store = ShardStore(warehouse.root, context.partition_key, context.run_id)
     removed = store.remove_leftovers()
     if removed:
         context.log.info(f"removed shard folders of earlier runs of {context.partition_key}: {', '.join(removed)}")
     for bucket in range(buckets):
-        yield dg.DynamicOutput(bucket, mapping_key=f"bucket_{bucket}")
+        yield dg.DynamicOutput([bucket, buckets], mapping_key=f"bucket_{bucket}")
 
 
 @dg.op(
@@ -78,12 +88,14 @@ def plan_user_buckets(context: dg.OpExecutionContext, warehouse: WarehouseResour
 )
 def allocate_user_bucket(
     context: dg.OpExecutionContext,
-    bucket: int,
+    shard: list,
     landing_zone: LandingZoneResource,
     warehouse: WarehouseResource,
     duckdb: DuckDBEngine,
     payout_rules: PayoutRulesResource,
 ) -> dg.Output[int]:
+    """``shard`` is ``[bucket, buckets]``: which bucket of how many, as the plan chose for this run."""
+    bucket, buckets = shard
     month, lake = context.partition_key, warehouse.lake()
     rules = rules_for(context, payout_rules, warehouse)
     store = ShardStore(warehouse.root, month, context.run_id)
@@ -91,7 +103,7 @@ def allocate_user_bucket(
     with RssSampler() as rss, contract_failures(), duckdb.connect() as con:
         attach_month(con, lake, month, {"billed_users": "billed_users"})
         attach_clean_plays(con, lake, landing_zone.zone().root, month)
-        restrict_to_bucket(con, user_buckets(), bucket)
+        restrict_to_bucket(con, buckets, bucket)
         allocate_shard(con, rules)
         users, streams, flagged = con.execute(
             "SELECT count(*), coalesce(sum(streams), 0)::BIGINT, count(*) FILTER (WHERE flagged) FROM user_streams"
@@ -101,6 +113,7 @@ def allocate_user_bucket(
         bucket,
         metadata={
             "bucket": bucket,
+            "buckets": buckets,
             "users": users,
             "counted_streams": streams,
             "flagged_users": flagged,
