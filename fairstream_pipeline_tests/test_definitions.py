@@ -48,6 +48,16 @@ def test_every_asset_shares_the_monthly_partitions_and_has_owner_kinds_and_descr
         assert node.code_version, key
 
 
+def test_the_monthly_job_computes_every_asset_and_check(definitions):
+    """Every asset is in a named group, and monthly_payout_job runs them all with all their checks."""
+    graph = definitions.resolve_asset_graph()
+    groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == {"ingestion", "catalog", "payouts", "close", "notifications"}
+    job = definitions.resolve_job_def("monthly_payout_job")
+    assert job.asset_layer.selected_asset_keys == graph.get_all_asset_keys()
+    assert job.asset_layer.asset_graph.asset_check_keys == graph.asset_check_keys
+
+
 def test_partition_keys_are_closed_utc_months():
     keys = monthly_partitions.get_partition_keys()
     assert keys[0] == "2024-01"
