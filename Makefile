@@ -17,7 +17,7 @@ DEMO_ENV := FAIRSTREAM_FIRST_MONTH=$(firstword $(DEMO_MONTHS)) \
 
 EVENTS ?= 1000000
 
-.PHONY: install demo dev test bench clean
+.PHONY: install demo demo-distributed dev test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,24 @@ demo: install $(DEMO_HOME)/dagster.yaml
 	done
 	@$(DEMO_ENV) $(BIN)/fairstream summary $(DEMO_MONTHS)
 
+# The same two months on 2 local Celery workers (RabbitMQ on 127.0.0.1:5672, the instance on the
+# local PostgreSQL, database fairstream_demo): the summary must print the same money as `make demo`.
+DIST_HOME := $(CURDIR)/.dagster_home_distributed
+DIST_ENV := FAIRSTREAM_FIRST_MONTH=$(firstword $(DEMO_MONTHS)) \
+	FAIRSTREAM_LANDING_DIR=$(CURDIR)/data/landing \
+	FAIRSTREAM_WAREHOUSE_DIR=$(CURDIR)/data/warehouse-distributed \
+	FAIRSTREAM_PG_HOST=$${FAIRSTREAM_PG_HOST:-127.0.0.1} FAIRSTREAM_PG_PORT=$${FAIRSTREAM_PG_PORT:-5432} \
+	FAIRSTREAM_PG_USER=$${FAIRSTREAM_PG_USER:-postgres} FAIRSTREAM_PG_PASSWORD=$${FAIRSTREAM_PG_PASSWORD:-postgres} \
+	FAIRSTREAM_PG_DB=$${FAIRSTREAM_PG_DB:-fairstream_demo} \
+	DAGSTER_HOME=$(DIST_HOME)
+
+demo-distributed: install
+	mkdir -p $(DIST_HOME) && cp dagster.yaml $(DIST_HOME)/dagster.yaml
+	@for month in $(DEMO_MONTHS); do \
+	  $(BIN)/fairstream sample --month $$month --users $(DEMO_USERS) --seed $(DEMO_SEED) --out data/landing > $(DIST_HOME)/sample-$$month.json || exit 1; \
+	done
+	@$(DIST_ENV) $(BIN)/python -m fairstream_pipeline.celery_workers demo $(DEMO_MONTHS) --work-dir $(DIST_HOME)/celery
+
 dev: install $(DEMO_HOME)/dagster.yaml
 	$(DEMO_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
@@ -56,4 +74,4 @@ bench: install
 	$(BIN)/python -m benchmarks.run --events $(EVENTS)
 
 clean:
-	rm -rf data $(DEMO_HOME)
+	rm -rf data $(DEMO_HOME) $(DIST_HOME)

@@ -29,7 +29,8 @@ def test_benchmark_smoke(tmp_path):
     for line in ("ours / scan_limit:", "ours / duckdb_user_centric:", "ours / pandas_user_centric:", "ingest_listening_events"):
         assert line in run.stdout
     added = [line for line in docs.read_text().splitlines() if line.startswith("| ") and "| 100,000 |" in line]
-    # The results row, then one row per step: 9 asset steps and 7 check steps, ingestion to the close.
-    assert len(added) == 1 + 16
+    # The results row, then one row per step, ingestion to the close: 11 asset steps (count_and_allocate
+    # is 3 with one user bucket: the plan, the bucket, the merge) and 7 check steps.
+    assert len(added) == 1 + 18
     # The landing zone is reused by the next run rather than generated again.
     assert len(list((tmp_path / "bench").glob("landing-100000-*/_bench-2026-10.json"))) == 1
