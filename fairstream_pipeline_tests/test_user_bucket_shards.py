@@ -3,10 +3,13 @@ shard records what it did."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from fairstream_pipeline.defs.resources import (
@@ -18,11 +21,16 @@ from fairstream_pipeline.defs.resources import (
 )
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.sample_data import generate_month
+from fairstream_pipeline.lib.user_buckets import user_bucket
 from fairstream_pipeline_tests.conftest import step_failure_messages
 
 MONTH = "2024-01"  # the first month (FAIRSTREAM_FIRST_MONTH default): it opens with zero balances
 TABLES = ("user_streams", "flagged_users", "segment_pools", "track_earnings", "payee_earnings", "payee_statements")
 SHARD_STEP = "count_and_allocate.allocate_user_bucket"
+EVENT_SCHEMA = pa.schema([
+    ("event_id", pa.string()), ("user_id", pa.string()), ("track_id", pa.string()),
+    ("played_at", pa.timestamp("us", tz="UTC")), ("ms_played", pa.int64()),
+])
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +129,50 @@ def test_a_bad_number_of_buckets_fails_naming_the_setting(definitions, landing_r
     assert step_failure_messages(result) == [
         "FAIRSTREAM_USER_BUCKETS: the number of user buckets must be an integer from 1 to 1024, got 0"
     ]
+
+
+def test_a_skewed_bucket_with_a_looping_user_holding_a_tenth_of_the_plays_still_reconciles(
+    definitions, tmp_path, monkeypatch
+):
+    """One paid user plays 3,303 times (~10% of the month), under every cap so that all count:
+    their bucket is far bigger than the others, and the month is still exact and the same bytes."""
+    landing = tmp_path / "landing"
+    generate_month(landing, MONTH, users=150, seed=3, events=30_000)
+    looper = "u0000001"
+    subscriptions = pq.read_table(landing / "subscriptions" / f"month={MONTH}").to_pylist()
+    assert next(s for s in subscriptions if s["user_id"] == looper)["plan"] != "free"
+    days = [date(2024, 1, d) for d in range(1, 32)]
+    plays = 0
+    for day in days:
+        rows = [
+            {
+                "event_id": f"loop-{day.isoformat()}-{i}",
+                "user_id": looper,
+                "track_id": f"t{1 + i % 20:06d}",  # 20 tracks: at most 6 plays per track and day (cap 10)
+                "played_at": datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc) + timedelta(seconds=i),
+                "ms_played": 60_000,
+            }
+            for i in range(106 if day.day <= 14 else 107)
+        ]
+        plays += len(rows)
+        pq.write_table(pa.Table.from_pylist(rows, schema=EVENT_SCHEMA), landing / "listening_events" / f"date={day.isoformat()}" / "part-loop.parquet")
+    assert plays == 3_303
+
+    hashes, records = {}, {}
+    for buckets in (1, 4):
+        warehouse = tmp_path / f"warehouse-{buckets}"
+        result = materialize(definitions, landing, warehouse, buckets, monkeypatch)
+        hashes[buckets] = {table: Lake(warehouse).content_hash(table, MONTH) for table in TABLES}
+        records[buckets] = shard_records(result)
+    assert hashes[4] == hashes[1]
+
+    lake = Lake(tmp_path / "warehouse-4")
+    ((looper_streams, flagged),) = duckdb.sql(
+        f"SELECT streams, flagged FROM read_parquet('{lake.parquet_glob('user_streams', MONTH)}') WHERE user_id = '{looper}'"
+    ).fetchall()
+    assert not flagged and looper_streams >= 3_303  # every loop play counts (plus their own organic plays)
+    total = sum(m["counted_streams"].value for m in records[4].values())
+    skewed = records[4][f"{SHARD_STEP}[bucket_{user_bucket(looper, 4)}]"]["counted_streams"].value
+    others = [m["counted_streams"].value for k, m in records[4].items() if not k.endswith(f"[bucket_{user_bucket(looper, 4)}]")]
+    assert skewed >= looper_streams and skewed > max(others)
+    assert looper_streams * 10 >= total * 0.9, f"the looper holds {looper_streams} of {total} counted streams"
