@@ -3,6 +3,9 @@
 - ``scan_limit``: DuckDB counting the month's qualified plays — the least any engine must do.
 - ``duckdb_user_centric``: one DuckDB query computing user-centric payouts per track, with no caps,
   no splits and no validation — the reference of the 1.5x target.
+- ``duckdb_user_centric_dedupe``: the same query, de-duplicating ``event_id`` month-wide first and
+  paying pro-rata beside user-centric per track — the one query a competent engineer would write,
+  and the reference of issue 11's 1.0x target.
 - ``pandas_user_centric``: the straightforward pandas code a data engineer would first write
   (floats and all); at 200M plays it is expected to run out of memory.
 
@@ -52,6 +55,45 @@ def duckdb_user_centric(
             )
             SELECT count(*) FROM (
                 SELECT p.track_id, sum(u.contribution * p.streams // u.total) AS pico
+                FROM plays p JOIN users u USING (user_id)
+                GROUP BY p.track_id
+            )
+            """
+        ).fetchall()[0][0]
+
+
+def duckdb_user_centric_dedupe(
+    landing: Path, month: str, settings: DuckDBSettings, royalty_share_ppm: int = 700_000, min_play_ms: int = 30_000
+) -> int:
+    """One query: dedupe ``event_id`` month-wide, drop short plays, pay UC and PR per track (pico-cents).
+
+    Returns the number of tracks paid."""
+    subscriptions = str(landing / "subscriptions" / f"month={month}" / "*.parquet")
+    with connect(settings) as con:
+        return con.execute(
+            f"""
+            WITH events AS (
+                SELECT any_value(user_id) AS user_id, any_value(track_id) AS track_id,
+                       any_value(ms_played) AS ms_played
+                FROM {read_parquet(_event_files(landing, month))}
+                GROUP BY event_id
+            ),
+            plays AS (
+                SELECT user_id, track_id, count(*) AS streams FROM events
+                WHERE ms_played >= {min_play_ms} GROUP BY ALL
+            ),
+            paid AS (
+                SELECT user_id, net_cents::HUGEINT * {royalty_share_ppm} * 1000000 AS contribution
+                FROM {read_parquet(subscriptions)} WHERE plan <> 'free'
+            ),
+            users AS (
+                SELECT u.user_id, u.contribution, sum(p.streams) AS total
+                FROM paid u JOIN plays p USING (user_id) GROUP BY ALL
+            ),
+            pool AS (SELECT sum(contribution) AS money, (SELECT sum(total) FROM users) AS streams FROM users)
+            SELECT count(*) FROM (
+                SELECT p.track_id, sum(u.contribution * p.streams // u.total) AS uc_pico,
+                       (SELECT money FROM pool) * sum(p.streams) // (SELECT streams FROM pool) AS pr_pico
                 FROM plays p JOIN users u USING (user_id)
                 GROUP BY p.track_id
             )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fairstream_pipeline.lib.memory import RssSampler, peak_rss_bytes
 
-def measure_pipeline(landing: Path, warehouse: Path, month: str) -> dict:
+def measure_pipeline(landing: Path, warehouse: Path, month: str, buckets: int = 1) -> dict:
     """Materialize monthly_payout_job for ``month`` in-process; per-step wall time and peak RSS."""
     os.environ.update(
         FAIRSTREAM_LANDING_DIR=str(landing),
@@ -41,7 +41,8 @@ def measure_pipeline(landing: Path, warehouse: Path, month: str) -> dict:
     instance = dg.DagsterInstance.ephemeral()
     started = time.time()
     result = job.execute_in_process(
-        partition_key=month, instance=instance, raise_on_error=False, asset_selection=through_statements
+        partition_key=month, instance=instance, raise_on_error=False, asset_selection=through_statements,
+        run_config={"ops": {"count_and_allocate": {"ops": {"plan_user_buckets": {"config": {"buckets": buckets}}}}}},
     )
     seconds = time.time() - started
     sampler.stop()
@@ -84,13 +85,17 @@ def measure_baseline(name: str, landing: Path, month: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["pipeline", "scan_limit", "duckdb_user_centric", "pandas_user_centric"])
+    parser.add_argument(
+        "what",
+        choices=["pipeline", "scan_limit", "duckdb_user_centric", "duckdb_user_centric_dedupe", "pandas_user_centric"],
+    )
+    parser.add_argument("--buckets", type=int, default=1, help="user buckets of count_and_allocate")
     parser.add_argument("--landing", type=Path, required=True)
     parser.add_argument("--warehouse", type=Path)
     parser.add_argument("--month", required=True)
     args = parser.parse_args(argv)
     if args.what == "pipeline":
-        report = measure_pipeline(args.landing, args.warehouse, args.month)
+        report = measure_pipeline(args.landing, args.warehouse, args.month, args.buckets)
     else:
         try:
             report = measure_baseline(args.what, args.landing, args.month)

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BASELINES = ("scan_limit", "duckdb_user_centric", "pandas_user_centric")
+BASELINES = ("scan_limit", "duckdb_user_centric", "duckdb_user_centric_dedupe", "pandas_user_centric")
 RESULTS_END = "<!-- bench:results:end -->"
 STEPS_END = "<!-- bench:steps:end -->"
 
@@ -52,11 +52,13 @@ def ensure_landing(root: Path, month: str, events: int, users: int, seed: int) -
     return landing
 
 
-def measure(what: str, landing: Path, month: str, warehouse: Path | None = None, memory_cap: int | None = None) -> dict:
+def measure(
+    what: str, landing: Path, month: str, warehouse: Path | None = None, memory_cap: int | None = None, buckets: int = 1
+) -> dict:
     """Run ``benchmarks.measure`` in a fresh process; a killed or capped child is out of memory."""
     command = [sys.executable, "-m", "benchmarks.measure", what, "--landing", str(landing), "--month", month]
     if warehouse is not None:
-        command += ["--warehouse", str(warehouse)]
+        command += ["--warehouse", str(warehouse), "--buckets", str(buckets)]
 
     def cap() -> None:
         if memory_cap:
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, default=REPO / "docs" / "performance.md")
     parser.add_argument("--no-docs", action="store_true", help="print only, do not append to the docs")
     parser.add_argument("--skip-pandas", action="store_true")
+    parser.add_argument("--buckets", type=int, default=1, help="user buckets of count_and_allocate (run config)")
     parser.add_argument(
         "--pandas-memory-gib", type=float, default=None,
         help="address-space cap for the pandas baseline (default: 80%% of the machine's memory)",
@@ -120,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     rows_read = json.loads((landing / f"_bench-{args.month}.json").read_text())["rows_written"]
 
     print(f"benchmark: {args.events:,} plays ({rows_read:,} rows), {users:,} users, "
-          f"{box['cores']} cores, {box['memory_gib']} GiB", flush=True)
-    ours = measure("pipeline", landing, args.month, warehouse=warehouse)
+          f"{box['cores']} cores, {box['memory_gib']} GiB, {args.buckets} user bucket(s)", flush=True)
+    ours = measure("pipeline", landing, args.month, warehouse=warehouse, buckets=args.buckets)
     if not ours["success"]:
         raise RuntimeError("the pipeline run failed; see the Dagster logs above")
     print(f"pipeline: {ours['seconds']:.1f} s, peak RSS {gib(ours['peak_rss_bytes'])} GiB", flush=True)
@@ -156,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{seconds(baselines['scan_limit'])} | {seconds(baselines['duckdb_user_centric'])} | "
                 f"{'skipped' if pandas.get('skipped') else seconds(pandas)} | "
                 f"{ratio(ours, baselines['scan_limit'])} | {ratio(ours, baselines['duckdb_user_centric'])} | "
-                f"{'skipped' if pandas.get('skipped') else ratio(ours, pandas)} |"
+                f"{'skipped' if pandas.get('skipped') else ratio(ours, pandas)} | "
+                f"{seconds(baselines['duckdb_user_centric_dedupe'])} | "
+                f"{ratio(ours, baselines['duckdb_user_centric_dedupe'])} | {args.buckets} |"
             ],
         )
         append_rows(

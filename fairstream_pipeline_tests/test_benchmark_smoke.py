@@ -26,7 +26,8 @@ def test_benchmark_smoke(tmp_path):
         },
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    for line in ("ours / scan_limit:", "ours / duckdb_user_centric:", "ours / pandas_user_centric:", "ingest_listening_events"):
+    for line in ("ours / scan_limit:", "ours / duckdb_user_centric:", "ours / duckdb_user_centric_dedupe:",
+                 "ours / pandas_user_centric:", "ingest_listening_events"):
         assert line in run.stdout
     added = [line for line in docs.read_text().splitlines() if line.startswith("| ") and "| 100,000 |" in line]
     # The results row, then one row per step, ingestion to the close: 11 asset steps (count_and_allocate
