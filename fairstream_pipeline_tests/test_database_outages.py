@@ -207,13 +207,9 @@ def test_the_instance_down_30_s_mid_run_fails_the_run_and_run_retries_complete_i
     assert retry["tags"]["dagster/parent_run_id"] == first["runId"]
     assert OUTAGE_RERUN_TAG not in retry["tags"]
 
-    # What the failed run published before it lost the instance was reconciled by the retry ...
-    reconciled = d.services.graphql(
-        """query($id: ID!) { runOrError(runId: $id) { ... on Run { eventConnection(limit: 1000) {
-             events { __typename ... on MessageEvent { message } } } } } }""",
-        {"id": retry["runId"]},
-    )["runOrError"]["eventConnection"]["events"]
-    assert any(f"was published by run {first['runId']}" in (e.get("message") or "") for e in reconciled)
+    # The retry re-executed the failed run from its failed step (the shard) on; its merge removed
+    # every shard folder of the month, the failed run's included ...
+    assert not (d.root / "warehouse" / "_shards" / f"month={AUG}").exists()
     # ... and the month closed with the cents of a clean run.
     assert d.lake.manifest("period_close", AUG)["closed_by_run"] == retry["runId"]
     expected = clean_run_hashes(d.root / "landing", [AUG], tmp_path)
@@ -259,13 +255,20 @@ def test_the_application_database_down_through_the_step_retries_is_rerun_by_the_
 
     def rerun_finished():
         runs = d.runs(OCT)
-        return runs if len(runs) >= 2 and all(r["status"] in TERMINAL for r in runs) else None
+        reruns = [r for r in runs if OUTAGE_RERUN_TAG in r["tags"]]
+        return runs if reruns and all(r["status"] in TERMINAL for r in runs) else None
 
     runs = d.wait_for("rerun_after_database_outage to run October again", rerun_finished, RETRY_TIMEOUT)
-    assert [r["status"] for r in runs] == ["FAILURE", "SUCCESS"], d.failure_log(OCT)
-    rerun = runs[1]
+    (rerun,) = [r for r in runs if OUTAGE_RERUN_TAG in r["tags"]]
+    assert rerun["status"] == "SUCCESS", d.failure_log(OCT)
     assert rerun["tags"][OUTAGE_RERUN_TAG] == "1"
     assert rerun["tags"][RERUN_OF_TAG] == first["runId"]
     assert rerun["tags"]["dagster/sensor_name"] == "rerun_after_database_outage"
+    # The failed run had closed October before publication failed: the publish_closed_months
+    # automation may publish it too, racing the re-run harmlessly (publication is idempotent).
+    others = [r for r in runs if r["runId"] not in (first["runId"], rerun["runId"])]
+    assert all(
+        r["status"] == "SUCCESS" and r["tags"].get("dagster/sensor_name") == "publish_closed_months" for r in others
+    ), d.failure_log(OCT)
 
     assert_published_once(d, [AUG, SEPT, OCT])

@@ -21,6 +21,7 @@ from fairstream_pipeline.defs.resources import (
 )
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.sample_data import generate_month
+from fairstream_pipeline.lib.shards import ShardStore, attach_shards
 from fairstream_pipeline.lib.user_buckets import user_bucket
 from fairstream_pipeline_tests.conftest import step_failure_messages
 
@@ -176,3 +177,26 @@ def test_a_skewed_bucket_with_a_looping_user_holding_a_tenth_of_the_plays_still_
     others = [m["counted_streams"].value for k, m in records[4].items() if not k.endswith(f"[bucket_{user_bucket(looper, 4)}]")]
     assert skewed >= looper_streams and skewed > max(others)
     assert looper_streams * 10 >= total * 0.9, f"the looper holds {looper_streams} of {total} counted streams"
+
+
+def test_the_merge_takes_the_shard_folders_it_is_given_even_from_a_parent_run(tmp_path):
+    """A re-execution from failure re-runs only the failed buckets: the merge then gets the parent
+    run's folders for the others, and needs exactly buckets 0..B-1 of one B."""
+    parent, retry = ShardStore(tmp_path, MONTH, "parent"), ShardStore(tmp_path, MONTH, "retry")
+    folders = []
+    for bucket, store in ((0, parent), (1, retry), (2, parent)):
+        con = duckdb.connect()
+        con.execute(f"CREATE TABLE user_streams AS SELECT 'u{bucket}' AS user_id, 'FR' AS country, 'paid' AS tier, "
+                    f"{bucket + 1}::BIGINT AS streams, false AS flagged, 5::HUGEINT AS contribution_pico")
+        con.execute("CREATE TABLE flagged_users AS SELECT 'x' AS user_id, DATE '2024-01-01' AS worst_day, 1::BIGINT AS worst_day_streams WHERE false")
+        con.execute(f"CREATE TABLE track_shares AS SELECT 'FR' AS country, 'paid' AS tier, 't1' AS track_id, "
+                    f"{bucket + 1}::BIGINT AS streams, {2**70 + bucket}::HUGEINT AS direct_pico")
+        folders.append(store.write(con, bucket, 3)[0])
+    con = duckdb.connect()
+    assert attach_shards(con, folders) == 3
+    assert con.execute("SELECT sum(streams), sum(direct_pico) FROM track_shares").fetchall() == [(6, 3 * 2**70 + 3)]
+    assert con.execute("SELECT list(user_id ORDER BY user_id) FROM user_streams").fetchall() == [(["u0", "u1", "u2"],)]
+    with pytest.raises(ValueError, match=r"the shards do not cover one set of buckets: \[\(0, 3\), \(2, 3\)\]"):
+        attach_shards(duckdb.connect(), [folders[0], folders[2]])
+    parent.remove_month()
+    assert not (tmp_path / "_shards" / f"month={MONTH}").exists()

@@ -5,14 +5,16 @@ Each shard step runs rules 1-4 (``payout_engine.allocate_shard``) on one user bu
 
     <warehouse>/_shards/month=M/run=<run id>/bucket=<k>/<table>.parquet
 
-(the warehouse is shared storage when shards run on other machines). The merge reads every
-bucket's files back as one view per table, then the run's folder is removed. Nothing there is ever
-read by another run: a folder left by a killed run is removed by the next run of the month (the
-month lock guarantees that no other run of the month is alive).
+(the warehouse is shared storage when shards run on other machines), and passes the folder on to
+the merge as its output: a re-execution from failure hands the merge the parent run's folders for
+the buckets it did not run again. The merge reads every bucket's files back as one table each, and
+then removes every shard folder of the month. A folder left by a killed run is removed by the next
+fresh run of the month (the month lock guarantees that no other run of the month is alive).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from fairstream_pipeline.lib.payout_engine import lake_columns, lake_view
 from fairstream_pipeline.lib.user_buckets import bucket_sql, check_buckets
 
 SHARD_TABLES = ("user_streams", "flagged_users", "track_shares")
+SHARD_RECORD = "_shard.json"  # which bucket of how many the folder holds, and its row counts
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
 
 
@@ -46,8 +49,9 @@ class ShardStore:
                     removed.append(folder.name)
         return removed
 
-    def write(self, con: duckdb.DuckDBPyConnection, bucket: int) -> dict[str, int]:
-        """Write the connection's shard tables for ``bucket`` (replacing a previous attempt's)."""
+    def write(self, con: duckdb.DuckDBPyConnection, bucket: int, buckets: int) -> tuple[Path, dict[str, int]]:
+        """Write the connection's shard tables for ``bucket`` of ``buckets`` (replacing a previous
+        attempt's); return the folder, which the step passes on to the merge, and the row counts."""
         folder = self.bucket_dir(bucket)
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -58,26 +62,40 @@ class ShardStore:
                 f"TO {sql_string(str(folder / f'{table}.parquet'))} ({PARQUET_OPTIONS})"
             ).fetchall()
             rows[table] = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-        return rows
+        (folder / SHARD_RECORD).write_text(json.dumps({"bucket": bucket, "buckets": buckets, "rows": rows}))
+        return folder, rows
 
-    def attach(self, con: duckdb.DuckDBPyConnection, buckets: int) -> None:
-        """A table per shard table holding every bucket's rows; fails naming a bucket that has none."""
-        for table in SHARD_TABLES:
-            files = [self.bucket_dir(b) / f"{table}.parquet" for b in range(buckets)]
-            missing = [f for f in files if not f.is_file()]
-            if missing:
-                raise FileNotFoundError(f"shard results missing for the merge: {', '.join(map(str, missing))}")
-            # A table with nullable columns whatever B is: DuckDB keeps a single file's NOT NULL
-            # columns but not those of several files, and the published bytes must not depend on B.
-            source = f"SELECT {lake_view(table)} FROM {read_parquet([str(f) for f in files])}"
-            columns = con.execute(f"DESCRIBE {source}").fetchall()
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(f'{c[0]} {c[1]}' for c in columns)})"
-            ).fetchall()
-            con.execute(f"INSERT INTO {table} {source}").fetchall()
+    def remove_month(self) -> None:
+        """After the merge: every shard folder of the month, this run's and any parent run's."""
+        shutil.rmtree(self.month_dir, ignore_errors=True)
 
-    def remove(self) -> None:
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path]) -> int:
+    """A table per shard table holding the rows of every shard folder; returns the number of buckets.
+
+    The folders come from the shard steps' outputs (a re-execution from failure passes the parent
+    run's folders for the buckets it did not re-run). Fails naming what is missing when the folders
+    are not exactly buckets 0..B-1 of one B.
+    """
+    records = []
+    for folder in map(Path, folders):
+        record = folder / SHARD_RECORD
+        if not record.is_file():
+            raise FileNotFoundError(f"shard results missing for the merge: {record}")
+        records.append(json.loads(record.read_text()))
+    sizes = {r["buckets"] for r in records}
+    buckets = sizes.pop() if len(sizes) == 1 else None
+    if buckets is None or sorted(r["bucket"] for r in records) != list(range(buckets)):
+        raise ValueError(f"the shards do not cover one set of buckets: {sorted((r['bucket'], r['buckets']) for r in records)}")
+    for table in SHARD_TABLES:
+        files = [str(Path(folder) / f"{table}.parquet") for folder in folders]
+        # A table with nullable columns whatever B is: DuckDB keeps a single file's NOT NULL
+        # columns but not those of several files, and the published bytes must not depend on B.
+        source = f"SELECT {lake_view(table)} FROM {read_parquet(files)}"
+        columns = con.execute(f"DESCRIBE {source}").fetchall()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(f'{c[0]} {c[1]}' for c in columns)})").fetchall()
+        con.execute(f"INSERT INTO {table} {source}").fetchall()
+    return buckets
 
 
 def restrict_to_bucket(con: duckdb.DuckDBPyConnection, buckets: int, bucket: int) -> None:

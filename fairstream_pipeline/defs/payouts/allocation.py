@@ -28,7 +28,7 @@ from fairstream_pipeline.lib.payout_engine import allocate_shard, price_segments
 from fairstream_pipeline.lib.payout_report import cents
 from fairstream_pipeline.lib.payout_rules import RULES_VERSION, PayoutRules
 from fairstream_pipeline.lib.period_close import closed_month
-from fairstream_pipeline.lib.shards import ShardStore, restrict_to_bucket
+from fairstream_pipeline.lib.shards import ShardStore, attach_shards, restrict_to_bucket
 from fairstream_pipeline.lib.user_buckets import check_buckets
 from fairstream_pipeline.settings import setting
 
@@ -93,8 +93,9 @@ def allocate_user_bucket(
     warehouse: WarehouseResource,
     duckdb: DuckDBEngine,
     payout_rules: PayoutRulesResource,
-) -> dg.Output[int]:
-    """``shard`` is ``[bucket, buckets]``: which bucket of how many, as the plan chose for this run."""
+) -> dg.Output[str]:
+    """``shard`` is ``[bucket, buckets]``: which bucket of how many, as the plan chose for this run.
+    Returns the folder holding the bucket's results."""
     bucket, buckets = shard
     month, lake = context.partition_key, warehouse.lake()
     rules = rules_for(context, payout_rules, warehouse)
@@ -108,9 +109,9 @@ def allocate_user_bucket(
         users, streams, flagged = con.execute(
             "SELECT count(*), coalesce(sum(streams), 0)::BIGINT, count(*) FILTER (WHERE flagged) FROM user_streams"
         ).fetchall()[0]
-        rows = store.write(con, bucket)
+        folder, rows = store.write(con, bucket, buckets)
     return dg.Output(
-        bucket,
+        str(folder),
         metadata={
             "bucket": bucket,
             "buckets": buckets,
@@ -120,7 +121,7 @@ def allocate_user_bucket(
             "track_share_rows": rows["track_shares"],
             "seconds": round(time.monotonic() - started, 3),
             "peak_rss_mib": round(rss.peak() / 2**20, 1),
-            "shard_folder": dg.MetadataValue.path(str(store.bucket_dir(bucket))),
+            "shard_folder": dg.MetadataValue.path(str(folder)),
         },
     )
 
@@ -138,17 +139,16 @@ def allocate_user_bucket(
 )
 def merge_user_buckets(
     context: dg.OpExecutionContext,
-    buckets: list[int],
+    shards: list[str],
     warehouse: WarehouseResource,
     duckdb: DuckDBEngine,
     payout_rules: PayoutRulesResource,
 ):
     month, lake = context.partition_key, warehouse.lake()
     rules = rules_for(context, payout_rules, warehouse)
-    store = ShardStore(warehouse.root, month, context.run_id)
     with contract_failures(), duckdb.connect() as con:
         attach_month(con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue"})
-        store.attach(con, len(buckets))
+        buckets = attach_shards(con, shards)
         price_segments(con, rules)
         total_streams, streaming_users, flagged = con.execute(
             """SELECT coalesce(sum(streams), 0)::BIGINT, count(*) FILTER (WHERE streams > 0),
@@ -159,7 +159,7 @@ def merge_user_buckets(
             lake,
             month,
             ["user_streams", "flagged_users", "segment_pools", "track_earnings"],
-            {"rules": rules.as_dict(), "counted_streams": total_streams, "user_buckets": len(buckets)},
+            {"rules": rules.as_dict(), "counted_streams": total_streams, "user_buckets": buckets},
         )
         flagged_preview = preview(con, "SELECT * FROM flagged_users ORDER BY worst_day_streams DESC", limit=20)
         pools = con.execute(
@@ -167,8 +167,8 @@ def merge_user_buckets(
                       (residual_pico // 1000000000000)::BIGINT, (uc_unallocated_pico // 1000000000000)::BIGINT
                FROM segment_pools ORDER BY country, tier"""
         ).fetchall()
-    store.remove()
-    common = {"payout_rules": dg.MetadataValue.json(rules.as_dict()), "user_buckets": len(buckets)}
+    ShardStore(warehouse.root, month, context.run_id).remove_month()
+    common = {"payout_rules": dg.MetadataValue.json(rules.as_dict()), "user_buckets": buckets}
     yield dg.Output(
         None,
         "user_streams",
