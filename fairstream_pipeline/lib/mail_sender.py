@@ -501,6 +501,38 @@ def default_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class FallbackLog:
+    """A logger that never fails the send: each line goes to ``primary`` (the run's event log) and,
+    when that raises (the Dagster instance's database is unreachable), to ``fallback`` (stderr,
+    captured in the step's compute logs) with a note. A send rides out an instance outage the way
+    it rides out one of the application database."""
+
+    def __init__(self, primary, fallback: logging.Logger = logger):
+        self.primary, self.fallback = primary, fallback
+        self.lines_not_recorded = 0
+
+    def _emit(self, level: str, message: str) -> None:
+        try:
+            getattr(self.primary, level)(message)
+        except Exception as exc:  # noqa: BLE001 - whatever the event log's storage raises
+            self.lines_not_recorded += 1
+            getattr(self.fallback, level)(
+                f"{message} [not in the run's event log: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}]"
+            )
+
+    def debug(self, message: str) -> None:
+        self._emit("debug", message)
+
+    def info(self, message: str) -> None:
+        self._emit("info", message)
+
+    def warning(self, message: str) -> None:
+        self._emit("warning", message)
+
+    def error(self, message: str) -> None:
+        self._emit("error", message)
+
+
 def send_outbox(
     url: str,
     relay: RelaySettings,

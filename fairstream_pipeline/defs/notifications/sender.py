@@ -38,6 +38,7 @@ from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import AppDatabaseResource
 from fairstream_pipeline.lib import outbox_queue as queue
 from fairstream_pipeline.lib.mail_sender import (
+    FallbackLog,
     RelayMisconfigured,
     RelaySettings,
     SenderSettings,
@@ -318,10 +319,14 @@ def send_outbox_messages(
     # (re-raising the signal would make Dagster retry the op, because it has a RetryPolicy).
     with stop.installed(redeliver=False):
         try:
-            report = send_outbox(app_database.url, smtp.relay(), settings, stop=stop, log=context.log)
+            # The instance unreachable mid-send must not stop it: lines go to stderr meanwhile.
+            log = FallbackLog(context.log)
+            report = send_outbox(app_database.url, smtp.relay(), settings, stop=stop, log=log)
         except RelayMisconfigured as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         metadata = report_metadata(report)
+        if log.lines_not_recorded:  # the instance was unreachable for a while during the send
+            metadata["log_lines_only_in_compute_logs"] = log.lines_not_recorded
         _report_months(context, app_database, sorted(report.months))
         if stop.requested:
             raise dg.Failure(
