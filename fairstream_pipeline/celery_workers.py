@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from pathlib import Path
 import yaml
 
 BIN = Path(sys.executable).parent
-RABBITMQCTL = os.environ.get("FAIRSTREAM_RABBITMQCTL", "rabbitmqctl")
+RABBITMQCTL = os.environ.get("FAIRSTREAM_RABBITMQCTL") or shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
 WORKER_APP = "dagster_celery.app"
 READY_TIMEOUT = 60.0
 
@@ -80,6 +81,7 @@ class LocalWorkers:
         password: str = "guest",
         vhost: str | None = None,
         concurrency: int = 1,
+        cwd: Path | None = None,
     ):
         self.count, self.concurrency, self.host, self.port, self.user = workers, concurrency, host, port, user
         self.work_dir = Path(work_dir)
@@ -89,6 +91,7 @@ class LocalWorkers:
         self.names = [f"{self.vhost}_w{i}" for i in range(workers)]
         # dagster-celery execs `celery` found on PATH: this environment's bin comes first.
         self.env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', os.defpath)}"}
+        self.cwd = cwd
         self.processes: list[subprocess.Popen] = []
         self.startup_seconds: float | None = None
         self._vhost_created = False
@@ -123,7 +126,7 @@ class LocalWorkers:
                     subprocess.Popen(
                         [str(BIN / "dagster-celery"), "worker", "start", "-A", WORKER_APP, "-y", str(config),
                          "-n", name, "--loglevel", "INFO", "--", f"--concurrency={self.concurrency}"],
-                        env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                        env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                         start_new_session=True,
                         # Dagster copies the SIGINT disposition onto SIGTERM: reset both in the child.
                         preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -152,6 +155,12 @@ class LocalWorkers:
                 time.sleep(0.5)
         finally:
             app.close()
+
+    def list_vhosts(self) -> list[str]:
+        return [line.strip() for line in rabbitmqctl("list_vhosts").splitlines()[1:] if line.strip()]
+
+    def logs(self, lines: int = 40) -> str:
+        return "\n".join(f"--- {name} ---\n{self.log_tail(name, lines)}" for name in self.names)
 
     def pids(self) -> set[int]:
         """Every live process of every worker (dagster-celery, celery, pool processes)."""

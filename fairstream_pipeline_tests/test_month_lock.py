@@ -103,6 +103,26 @@ def test_postgres_steps_of_one_run_share_the_month_and_another_run_waits_for_all
     locks.acquire(MONTH, "run-other").release()
 
 
+def test_postgres_month_locks_of_two_instances_on_one_server_do_not_interfere(fresh_database):
+    """Two instances (databases) on one PostgreSQL server, say staging and production, each compute
+    2024-01: neither is refused because of the other."""
+    with connect_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{fresh_database}_other"')
+    try:
+        here = PostgresMonthLocks(f"postgresql+psycopg2://{PG.user}:{PG.password}@{PG.host}:{PG.port}/{fresh_database}")
+        there = PostgresMonthLocks(
+            f"postgresql+psycopg2://{PG.user}:{PG.password}@{PG.host}:{PG.port}/{fresh_database}_other"
+        )
+        held_here = here.acquire(MONTH, "run-staging")
+        there.acquire(MONTH, "run-production").release()
+        with pytest.raises(MonthLocked, match="run run-staging"):
+            here.acquire(MONTH, "run-second")
+        held_here.release()
+    finally:
+        with connect_admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{fresh_database}_other" WITH (FORCE)')
+
+
 def materialize_command() -> list[str]:
     return [DAGSTER, "asset", "materialize", "-m", "fairstream_pipeline.definitions", "--select", "*",
             "--partition", MONTH]

@@ -178,7 +178,8 @@ class PostgresMonthLocks:
         whole run in process) holds the month's *hold* key in shared mode, on a session named after
         the run. Before taking it, a process takes the month's *gate* key exclusively for the few
         milliseconds it needs to check that no session of another run holds the month; so two runs
-        can never both pass the check, while the steps of one run share the month.
+        can never both pass the check, while the steps of one run share the month. Advisory locks
+        belong to a database: instances in other databases of the same server never interfere.
         """
         me = Holder.this_process(run_id)
         connection = psycopg2.connect(
@@ -194,6 +195,7 @@ class PostgresMonthLocks:
                         """SELECT a.application_name, a.backend_start
                            FROM pg_locks l JOIN pg_stat_activity a USING (pid)
                            WHERE l.locktype = 'advisory' AND l.granted
+                             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                              AND l.classid = %s AND l.objid = %s AND l.objsubid = 1
                            ORDER BY a.backend_start""",
                         ((hold >> 32) & 0xFFFFFFFF, hold & 0xFFFFFFFF),
