@@ -19,22 +19,19 @@ import dagster as dg
 
 from fairstream_pipeline.defs.metadata import OWNERS, contract_failures, markdown_table, preview
 from fairstream_pipeline.defs.partitions import monthly_partitions
-from fairstream_pipeline.defs.payouts.assets import month_rules
+from fairstream_pipeline.defs.payouts.assets import CODE_VERSION, LAKE_KINDS, PAYOUTS, month_rules
 from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, PayoutRulesResource, WarehouseResource
 from fairstream_pipeline.lib.clean_plays import attach_clean_plays
 from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
 from fairstream_pipeline.lib.memory import RssSampler
 from fairstream_pipeline.lib.payout_engine import allocate_shard, price_segments
 from fairstream_pipeline.lib.payout_report import cents
-from fairstream_pipeline.lib.payout_rules import RULES_VERSION, PayoutRules
+from fairstream_pipeline.lib.payout_rules import PayoutRules
 from fairstream_pipeline.lib.period_close import closed_month
 from fairstream_pipeline.lib.shards import ShardStore, attach_shards, restrict_to_bucket
 from fairstream_pipeline.lib.user_buckets import check_buckets
 from fairstream_pipeline.settings import setting
 
-PAYOUTS = "payouts"
-LAKE_KINDS = {"duckdb", "parquet"}
-CODE_VERSION = f"payout-rules-{RULES_VERSION}"
 HEAVY = "duckdb_heavy"
 
 
