@@ -348,16 +348,21 @@ def evaluate_sensor(run_retries: dict, alerts: AlertsResource, tags: dict | None
         result = failing_defs.resolve_job_def("monthly_payout").execute_in_process(
             partition_key="2026-10", raise_on_error=False, instance=instance, tags=tags
         )
-        assert not result.success
-        context = dg.build_run_status_sensor_context(
-            sensor_name="payout_failure_alert",
-            dagster_instance=instance,
-            dagster_run=result.dagster_run,
-            dagster_event=result.get_run_failure_event(),
-            resources={"alerts": alerts},
-        ).for_run_failure()
-        assert payout_failure_alert(context) is None
+        alert_on_failure(instance, result, alerts)
         return result.dagster_run
+
+
+def alert_on_failure(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult, alerts: AlertsResource) -> None:
+    """Evaluate payout_failure_alert on the failed run of ``result`` (it returns nothing)."""
+    assert not result.success
+    context = dg.build_run_status_sensor_context(
+        sensor_name="payout_failure_alert",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+        resources={"alerts": alerts},
+    ).for_run_failure()
+    assert payout_failure_alert(context) is None
 
 
 def test_a_failed_run_is_alerted_once_with_job_partition_step_error_and_link(webhook):
@@ -438,14 +443,7 @@ def alert_on_outage(webhook, tags: dict) -> None:
     result = outage_defs.resolve_job_def("monthly_payout_job").execute_in_process(
         partition_key="2026-10", raise_on_error=False, instance=instance, tags=tags
     )
-    context = dg.build_run_status_sensor_context(
-        sensor_name="payout_failure_alert",
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        dagster_event=result.get_run_failure_event(),
-        resources={"alerts": alerts},
-    ).for_run_failure()
-    assert payout_failure_alert(context) is None
+    alert_on_failure(instance, result, alerts)
 
 
 def test_a_run_failed_by_a_database_outage_is_rerun_not_alerted(webhook):
