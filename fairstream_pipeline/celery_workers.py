@@ -52,7 +52,8 @@ def require_broker(host: str, port: int) -> None:
         raise WorkerError(f"RabbitMQ is not reachable at {host}:{port} ({exc})") from exc
 
 
-def _session_members(session_id: int) -> list[int]:
+def session_members(session_id: int) -> list[int]:
+    """The live (non-zombie) processes whose session id is ``session_id``, read from /proc/<pid>/stat."""
     members = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -164,7 +165,7 @@ class LocalWorkers:
 
     def pids(self) -> set[int]:
         """Every live process of every worker (dagster-celery, celery, pool processes)."""
-        return {pid for p in self.processes for pid in _session_members(p.pid)}
+        return {pid for p in self.processes for pid in session_members(p.pid)}
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.work_dir / f"{name}.log"
@@ -173,18 +174,18 @@ class LocalWorkers:
     def stop(self, grace_seconds: float = 20.0) -> list[int]:
         """SIGTERM every worker's session, SIGKILL what is left; delete the vhost. Returns survivors."""
         for process in self.processes:
-            for pid in _session_members(process.pid) or [process.pid]:
+            for pid in session_members(process.pid) or [process.pid]:
                 try:
                     os.kill(pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + grace_seconds
-        while time.monotonic() < deadline and any(_session_members(p.pid) for p in self.processes):
+        while time.monotonic() < deadline and any(session_members(p.pid) for p in self.processes):
             for process in self.processes:
                 process.poll()
             time.sleep(0.2)
         for process in self.processes:
-            for pid in _session_members(process.pid):
+            for pid in session_members(process.pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -193,7 +194,7 @@ class LocalWorkers:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-        survivors = sorted(pid for p in self.processes for pid in _session_members(p.pid))
+        survivors = sorted(pid for p in self.processes for pid in session_members(p.pid))
         self.processes = [] if not survivors else self.processes
         if self._vhost_created:
             rabbitmqctl("delete_vhost", self.vhost)

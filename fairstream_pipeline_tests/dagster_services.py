@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fairstream_pipeline.celery_workers import session_members
+
 REPO = Path(__file__).resolve().parents[1]
 LOCATION, REPOSITORY = "fairstream_pipeline", "__repository__"
 STARTUP_TIMEOUT = 90  # webserver + daemon loading the code location: ~10 s measured
@@ -58,23 +60,6 @@ def tail(path: Path, lines: int = 40) -> str:
     except FileNotFoundError:
         return f"({path} does not exist)"
     return "\n".join(text.splitlines()[-lines:])
-
-
-def session_members(session_id: int) -> list[int]:
-    """The live (non-zombie) processes whose session id is ``session_id``, read from /proc/<pid>/stat."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) == session_id and fields[0] != "Z":
-            members.append(int(entry))
-    return members
 
 
 def ignored_signals(pid: int) -> int:

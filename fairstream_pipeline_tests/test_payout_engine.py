@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from fairstream_pipeline.lib import payout_engine
 from fairstream_pipeline.lib.payout_rules import PayoutRules as EngineRules
+from fairstream_pipeline.lib.shards import SHARD_TABLES, ShardStore, attach_shards
 from fairstream_pipeline.lib.user_buckets import bucket_sql, user_bucket
 from fairstream_pipeline_tests import payout_oracle as oracle
 from fairstream_pipeline_tests.strategies import DAY1, PAYEES, PROPERTY_SETTINGS, TRACKS, months
@@ -110,34 +111,22 @@ def run_engine(
     }
 
 
-SHARD_TABLES = ("user_streams", "flagged_users", "track_shares")
-
-
 def run_shards(con: duckdb.DuckDBPyConnection, rules: EngineRules, buckets: int, shard_dir: Path) -> None:
-    """Rules 1-4 per bucket into Parquet, then the merge over every shard's files."""
+    """Rules 1-4 per bucket into the pipeline's shard folders (``lib.shards``), then the merge."""
     con.execute("ALTER TABLE clean_plays RENAME TO all_plays")
     con.execute("ALTER TABLE billed_users RENAME TO all_billed_users")
+    store, folders = ShardStore(shard_dir, "M", "test"), []
     for bucket in range(buckets):
         in_bucket = f"{bucket_sql('user_id', buckets)} = {bucket}"
         con.execute(f"CREATE OR REPLACE TEMP VIEW clean_plays AS SELECT * FROM all_plays WHERE {in_bucket}")
         con.execute(f"CREATE OR REPLACE TEMP VIEW billed_users AS SELECT * FROM all_billed_users WHERE {in_bucket}")
         payout_engine.allocate_shard(con, rules)
+        folders.append(store.write(con, bucket, buckets)[0])
         for table in SHARD_TABLES:
-            folder = shard_dir / table
-            folder.mkdir(parents=True, exist_ok=True)
-            con.execute(f"COPY (SELECT {payout_engine.lake_columns(table)} FROM {table}) TO '{folder}/bucket-{bucket}.parquet'")
             con.execute(f"DROP TABLE {table}")
-    for table in SHARD_TABLES:
-        con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT {payout_engine.lake_view(table)} "
-            f"FROM read_parquet('{shard_dir / table}/*.parquet')"
-        )
+    assert attach_shards(con, folders) == buckets
     con.execute("CREATE OR REPLACE TEMP VIEW billed_users AS SELECT * FROM all_billed_users")
     payout_engine.price_segments(con, rules)
-    for table in ("user_streams", "flagged_users"):  # as tables, like the unsharded engine leaves them
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_merged AS SELECT * FROM {table}")
-        con.execute(f"DROP VIEW {table}")
-        con.execute(f"ALTER TABLE {table}_merged RENAME TO {table}")
 
 
 def run_oracle(month: dict, previous_closing: dict[str, int], adjustments=()) -> dict:
@@ -253,7 +242,9 @@ def test_shards_keep_pico_cents_above_2_to_the_63_and_break_remainder_ties_like_
     }
     sharded = run_engine(month, {}, buckets=3, shard_dir=tmp_path)
     assert sharded["files"] == run_engine(month, {})["files"]
-    shares = duckdb.sql(f"SELECT direct_pico FROM read_parquet('{tmp_path}/track_shares/*.parquet')").fetchall()
+    shares = duckdb.sql(
+        f"SELECT direct_pico FROM read_parquet('{tmp_path}/_shards/month=M/run=test/bucket=*/track_shares.parquet')"
+    ).fetchall()
     assert sorted(int(pico) for (pico,) in shares) == [10_000_000_000_001 * 10**12] * 3
     assert all(int(pico) > 2**63 for (pico,) in shares)
     assert sharded["earnings"] == {

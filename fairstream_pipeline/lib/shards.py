@@ -21,12 +21,12 @@ from pathlib import Path
 import duckdb
 
 from fairstream_pipeline.lib.duckdb_engine import read_parquet, sql_string
+from fairstream_pipeline.lib.lake_tables import PARQUET_OPTIONS
 from fairstream_pipeline.lib.payout_engine import lake_columns, lake_view
 from fairstream_pipeline.lib.user_buckets import bucket_sql, check_buckets
 
 SHARD_TABLES = ("user_streams", "flagged_users", "track_shares")
 SHARD_RECORD = "_shard.json"  # which bucket of how many the folder holds, and its row counts
-PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
 
 
 class ShardStore:
