@@ -24,6 +24,7 @@ def measure_pipeline(landing: Path, warehouse: Path, month: str, buckets: int = 
         FAIRSTREAM_LANDING_DIR=str(landing),
         FAIRSTREAM_WAREHOUSE_DIR=str(warehouse),
         FAIRSTREAM_FIRST_MONTH=month,
+        FAIRSTREAM_USER_BUCKETS=str(buckets),  # the clean plays are stored in as many buckets
     )
     import dagster as dg
 

@@ -72,6 +72,22 @@ def measure(
     raise RuntimeError(f"{what} failed ({process.returncode}):\n{process.stderr[-3000:]}")
 
 
+def fanned_in(steps: dict[str, dict]) -> dict[str, dict]:
+    """One row per op: a fanned-out op's steps (``op[key]``) add their seconds and keep the
+    largest peak, named ``op (×n, longest s)``."""
+    groups: dict[str, list[dict]] = {}
+    for key, record in steps.items():
+        groups.setdefault(key.split("[")[0], []).append(record)
+    rows = {}
+    for name, records in groups.items():
+        label = name if len(records) == 1 else f"{name} (×{len(records)}, longest {max(r['seconds'] for r in records):.1f} s)"
+        rows[label] = {
+            "seconds": sum(r["seconds"] for r in records),
+            "peak_rss_bytes": max(r["peak_rss_bytes"] for r in records),
+        }
+    return rows
+
+
 def current_commit() -> str:
     if not shutil.which("git"):
         return "unknown"
@@ -140,11 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, report in baselines.items():
         if not report.get("skipped"):
             print(f"ours / {name}: {ratio(ours, report)}")
-    steps = sorted(ours["steps"].items(), key=lambda item: -item[1]["seconds"])
-    print("\nstep                                    seconds  peak RSS GiB  plays/s")
+    steps = sorted(fanned_in(ours["steps"]).items(), key=lambda item: -item[1]["seconds"])
+    print("\nstep                                                        seconds  peak RSS GiB  plays/s")
     for step, record in steps:
         rate = rows_read / record["seconds"] if record["seconds"] else 0
-        print(f"{step:<40}{record['seconds']:>8.1f}  {gib(record['peak_rss_bytes']):>12}  {rate:>10,.0f}")
+        print(f"{step:<60}{record['seconds']:>8.1f}  {gib(record['peak_rss_bytes']):>12}  {rate:>10,.0f}")
 
     if not args.no_docs:
         today = datetime.now(timezone.utc).strftime("%Y-%m-%d")

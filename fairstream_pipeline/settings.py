@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from fairstream_pipeline.lib.months import parse_month
+from fairstream_pipeline.lib.user_buckets import check_buckets
 
 DEFAULTS = {
     "FAIRSTREAM_LANDING_DIR": "data/landing",
@@ -60,3 +61,12 @@ def first_month() -> str:
     except ValueError as exc:
         raise ValueError(f"FAIRSTREAM_FIRST_MONTH: {exc}") from exc
     return value
+
+
+def user_buckets() -> int:
+    """``FAIRSTREAM_USER_BUCKETS``: how many user buckets a month's clean plays and shards use."""
+    value = setting("FAIRSTREAM_USER_BUCKETS")
+    try:
+        return check_buckets(int(value))
+    except ValueError as exc:
+        raise ValueError(f"FAIRSTREAM_USER_BUCKETS: {exc}") from None

@@ -24,11 +24,12 @@ def lake_files(lake: Lake) -> dict[str, bytes]:
     """Every published file, by asset and name; manifests without the run's own keys."""
     files = {}
     for asset in sorted(lake.published(MONTH)):
-        for path in sorted(lake.partition_dir(asset, MONTH).iterdir()):
+        folder = lake.partition_dir(asset, MONTH)
+        for path in lake.partition_files(asset, MONTH):
             data = path.read_bytes()
             if path.name == "_manifest.json":
                 data = json.dumps({k: v for k, v in json.loads(data).items() if k not in RUN_AUDIT}, sort_keys=True).encode()
-            files[f"{asset}/{path.name}"] = data
+            files[f"{asset}/{path.relative_to(folder).as_posix()}"] = data
     return files
 
 

@@ -76,13 +76,25 @@ def test_hand_made_month_exact_counts(hand_made_month, materialize_month, tmp_pa
 
     lake = Lake(tmp_path / "warehouse")
     con = duckdb.connect()
-    attach_clean_plays(con, lake, hand_made_month.root, MONTH)
-    clean = con.execute("SELECT event_id, user_id, track_id, ms_played FROM clean_plays ORDER BY event_id").fetchall()
-    assert clean == [
-        ("e01", "u1", "t1", 200_000),
-        ("e02", "u2", "t2", 1_000),
-        ("e08", "u3", "tx_not_in_catalog", 45_000),
+    attach_clean_plays(con, lake, MONTH)
+    clean = con.execute("SELECT user_id, track_id, ms_played, day::VARCHAR FROM clean_plays ORDER BY user_id").fetchall()
+    assert clean == [  # e01, e02 and e08
+        ("u1", "t1", 200_000, "2026-10-01"),
+        ("u2", "t2", 1_000, "2026-10-01"),
+        ("u3", "tx_not_in_catalog", 45_000, "2026-10-15"),
     ]
+    # Integer-coded: users ranked by id; the catalog's tracks (this landing zone has no catalog), then
+    # the month's uncatalogued ones.
+    folder = lake.partition_dir("clean_plays", MONTH)
+    assert con.execute(f"SELECT user_index, user_id FROM '{folder}/users.parquet'").fetchall() == [
+        (0, "u1"), (1, "u2"), (2, "u3")
+    ]
+    tracks = con.execute(f"SELECT track_index, track_id, catalogued FROM '{folder}/tracks.parquet'").fetchall()
+    assert tracks == [(0, "t1", False), (1, "t2", False), (2, "tx_not_in_catalog", False)]
+    assert con.execute(
+        f"SELECT user_index, track_index, uncatalogued_track_id, ms_played "
+        f"FROM '{folder}/plays/bucket=0/day=2026-10-15/plays.parquet'"
+    ).fetchall() == [(2, None, "tx_not_in_catalog", 45_000)]  # its index is known once every day is in
 
     quarantine = duckdb.sql(
         "SELECT reason, source_file, file_row_number, event_id "
@@ -117,7 +129,8 @@ def test_rematerializing_replaces_the_month_byte_for_byte(hand_made_month, mater
 
     def current() -> dict[str, bytes]:
         """The current version's files; the manifest without its version and writing run."""
-        files = {p.name: p.read_bytes() for p in lake.partition_dir("clean_plays", MONTH).iterdir()}
+        folder = lake.partition_dir("clean_plays", MONTH)
+        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in lake.partition_files("clean_plays", MONTH)}
         manifest = json.loads(files["_manifest.json"])
         files["_manifest.json"] = {k: v for k, v in manifest.items() if k not in ("version", "written_by_run")}
         return files
@@ -127,7 +140,11 @@ def test_rematerializing_replaces_the_month_byte_for_byte(hand_made_month, mater
     assert materialize_month(MONTH, selection=INGESTION).success
     assert current() == first
     assert lake.published(MONTH)["clean_plays"] != first_version  # a new version, published atomically
-    assert sorted(first) == ["_manifest.json", "files.parquet", "removed.parquet"]
+    assert sorted(first) == [
+        "_dictionary.json", "_manifest.json", "files.parquet",
+        "plays/bucket=0/day=2026-10-01/plays.parquet", "plays/bucket=0/day=2026-10-15/plays.parquet",
+        "removed.parquet", "tracks.parquet", "users.parquet",
+    ]
     # Only the month's folder, holding the current version and the one it replaced.
     assert sorted(p.name for p in (tmp_path / "warehouse" / "clean_plays").iterdir()) == [f"month={MONTH}"]
     assert sorted(p.name for p in lake.month_dir("clean_plays", MONTH).iterdir()) == sorted(

@@ -11,6 +11,14 @@ import duckdb
 from fairstream_pipeline.lib.landing_zone import LandingZoneError
 
 OWNERS = ["team:royalties"]
+LAKE_KINDS = {"duckdb", "parquet"}
+
+
+def lake_out(description: str, code_version: str) -> dg.AssetOut:
+    """An output of a graph asset that lives in the lake (its steps pass nothing but paths)."""
+    return dg.AssetOut(
+        description=description, owners=OWNERS, kinds=LAKE_KINDS, code_version=code_version, dagster_type=dg.Nothing
+    )
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

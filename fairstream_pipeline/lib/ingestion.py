@@ -1,11 +1,10 @@
 """Validate a month's landing-zone files and turn them into clean tables, with DuckDB.
 
-Three steps, one per ingestion asset:
+The monthly tables and the catalog (the listening events are ``lib.play_ingestion``'s):
 
 - :func:`ingest_billed_users` checks the month's subscriptions; a broken row is an error.
 - :func:`ingest_ad_revenue` checks the month's free-tier ad revenue; a broken row is an error.
-- :func:`ingest_plays` splits the month's listening events into clean, de-duplicated plays and a
-  quarantine with one reason per row (``docs/data-contract.md``), and proves every row is accounted for.
+- :func:`ingest_catalog` loads the catalog's tracks, payees and rights splits.
 
 Each function writes Parquet to the paths it is given and returns counts; it never writes
 anything when it raises.
@@ -13,13 +12,12 @@ anything when it raises.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from fairstream_pipeline.lib.duckdb_engine import read_parquet, sql_string
-from fairstream_pipeline.lib.faults import fault_point
 from fairstream_pipeline.lib.landing_zone import (
     PAYEE_COLUMNS,
     SPLIT_COLUMNS,
@@ -30,8 +28,6 @@ from fairstream_pipeline.lib.landing_zone import (
     locate_corruption,
 )
 from fairstream_pipeline.lib.payout_rules import SPECIAL_PAYEES
-
-QUARANTINE_REASONS = ("invalid_row", "outside_partition", "conflicting_duplicate", "unknown_user")
 
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
 # A file DuckDB cannot read is a delivery problem; anything else (out of memory, say) is not, and
@@ -247,187 +243,6 @@ def ingest_ad_revenue(
     _copy(con, "SELECT country, net_cents FROM ad_revenue ORDER BY country", out_file)
     countries, cents = con.execute("SELECT count(*), coalesce(sum(net_cents), 0) FROM ad_revenue").fetchall()[0]
     return AdRevenue(countries=countries, net_cents=int(cents), files=files)
-
-
-# Listening events ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class PlayIngestion:
-    """The accounting of one month of listening events."""
-
-    rows_read: int
-    clean_plays: int
-    duplicates_dropped: int
-    quarantined: dict[str, int] = field(default_factory=dict)
-    files: list[DataFile] = field(default_factory=list)
-
-    @property
-    def quarantined_total(self) -> int:
-        return sum(self.quarantined.values())
-
-
-def indexed_rows(files: list[tuple[int, DataFile]], columns: str) -> str:
-    """The rows of ``files`` with ``file_index``, ``folder_date`` and ``file_row_number``.
-
-    One ``read_parquet`` per file, glued with ``UNION ALL``: the file's index and day are
-    constants, which is much cheaper than joining every row on its file name.
-    """
-    return " UNION ALL ".join(
-        f"SELECT {index} AS file_index, DATE '{f.folder_date.isoformat()}' AS folder_date, "
-        f"file_row_number, {columns} FROM {read_parquet(str(f.path), file_row_number=True)}"
-        for index, f in files
-    )
-
-
-EVENT_COLUMNS_SQL = (
-    "event_id, user_id, track_id, CAST(played_at AS TIMESTAMPTZ) AS played_at, "
-    "CAST(ms_played AS BIGINT) AS ms_played"
-)
-ROW_REASON_SQL = """CASE
-    WHEN event_id IS NULL OR event_id = '' OR user_id IS NULL OR user_id = ''
-         OR track_id IS NULL OR track_id = '' OR played_at IS NULL
-         OR ms_played IS NULL OR ms_played < 0 THEN 'invalid_row'
-    WHEN CAST(played_at AS DATE) <> folder_date THEN 'outside_partition'
-END"""
-
-
-def _run_day(con: duckdb.DuckDBPyConnection, day, day_files: list[tuple[int, DataFile]]) -> None:
-    """The two passes over one day's files: repeated event-id hashes, then the rows to decide on."""
-    con.execute("DELETE FROM repeated_ids").fetchall()
-    con.execute(
-        f"""INSERT INTO repeated_ids
-            SELECT DATE '{day.isoformat()}', hash(event_id) AS h
-            FROM ({indexed_rows(day_files, 'event_id')})
-            GROUP BY h HAVING count(*) > 1"""
-    ).fetchall()
-    con.execute(
-        f"""
-        INSERT INTO suspects
-        SELECT r.file_index, r.folder_date, r.file_row_number, r.event_id, r.user_id, r.track_id,
-               r.played_at, r.ms_played, r.row_reason, b.user_id IS NULL
-        FROM (
-            SELECT *, {ROW_REASON_SQL} AS row_reason, hash(event_id) AS h
-            FROM ({indexed_rows(day_files, EVENT_COLUMNS_SQL)})
-        ) r
-        LEFT JOIN billed b ON b.user_id = r.user_id
-        LEFT JOIN repeated_ids d ON d.h = r.h
-        WHERE d.h IS NOT NULL OR b.user_id IS NULL OR r.row_reason IS NOT NULL
-        """
-    ).fetchall()
-
-
-def ingest_plays(
-    con: duckdb.DuckDBPyConnection,
-    zone: LandingZone,
-    month: str,
-    billed_users_glob: str,
-    files_file: Path,
-    removed_file: Path,
-    quarantine_file: Path,
-) -> PlayIngestion:
-    """Classify every event row of the month; write the clean-plays files and removals, and the quarantine.
-
-    Reasons are applied in the order of ``QUARANTINE_REASONS``; exact duplicates (within a UTC day:
-    copies of a play share ``played_at``) are dropped and counted. Two passes over the files:
-
-    1. the hashes of ``event_id`` seen more than once in the day;
-    2. a streaming filter keeping only the rows that need a decision: row-level problems, users
-       not billed this month, and rows whose ``event_id`` hash repeats in the day.
-
-    Both run one UTC day at a time, so memory is bounded by a day's events.
-
-    Everything after that works on those few rows. See ``fairstream_pipeline.lib.clean_plays``.
-    """
-    zone.require_complete(month)
-    files = list(enumerate(zone.event_files(month)))
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE event_files (file_index INTEGER, source_file VARCHAR, "
-        "folder_date DATE, num_rows BIGINT, size_bytes BIGINT, mtime_ns BIGINT)"
-    ).fetchall()
-    if files:
-        con.executemany(
-            "INSERT INTO event_files VALUES (?, ?, ?, ?, ?, ?)",
-            [(i, f.relative_path, f.folder_date, f.num_rows, f.size_bytes, f.mtime_ns) for i, f in files],
-        )
-    con.execute("CREATE OR REPLACE TEMP TABLE repeated_ids (folder_date DATE, h UBIGINT)").fetchall()
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE billed AS "
-        f"SELECT user_id FROM {read_parquet(billed_users_glob)}"
-    ).fetchall()
-    suspects_columns = (
-        "file_index INTEGER, folder_date DATE, file_row_number BIGINT, event_id VARCHAR, user_id VARCHAR, "
-        "track_id VARCHAR, played_at TIMESTAMPTZ, ms_played BIGINT, row_reason VARCHAR, "
-        "unknown_user BOOLEAN"
-    )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE suspects ({suspects_columns})").fetchall()
-    by_day: dict = {}
-    for index, data_file in files:
-        by_day.setdefault(data_file.folder_date, []).append((index, data_file))
-    for day, day_files in sorted(by_day.items()):
-        fault_point("ingestion")
-        try:
-            _run_day(con, day, day_files)
-        except duckdb.Error as exc:
-            error = read_failure(exc, [f for _, f in day_files], f"listening_events/date={day.isoformat()}")
-            if error is None:
-                raise
-            raise error from exc
-
-    # Decide on the suspects: 1-2 row-level reasons, 3-4 duplicates within a day, 5 unknown users.
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE event_groups AS
-        SELECT folder_date, event_id, count(*) AS copies,
-               min(user_id) <> max(user_id) OR min(track_id) <> max(track_id)
-                 OR min(played_at) <> max(played_at) OR min(ms_played) <> max(ms_played) AS conflicting,
-               min((file_index, file_row_number)) AS first_copy
-        FROM suspects WHERE row_reason IS NULL
-        GROUP BY folder_date, event_id HAVING count(*) > 1
-        """
-    ).fetchall()
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE decisions AS
-        SELECT s.*, CASE
-            WHEN s.row_reason IS NOT NULL THEN s.row_reason
-            WHEN g.conflicting THEN 'conflicting_duplicate'
-            WHEN g.copies IS NOT NULL AND (s.file_index, s.file_row_number) <> g.first_copy THEN 'duplicate'
-            WHEN s.unknown_user THEN 'unknown_user'
-        END AS reason
-        FROM suspects s LEFT JOIN event_groups g USING (folder_date, event_id)
-        """
-    ).fetchall()
-    con.execute(
-        f"COPY (SELECT file_index, file_row_number, reason FROM decisions WHERE reason IS NOT NULL "
-        f"ORDER BY file_index, file_row_number) TO {sql_string(removed_file)} ({PARQUET_OPTIONS})"
-    ).fetchall()
-    con.execute(
-        f"COPY (SELECT * FROM event_files ORDER BY file_index) TO {sql_string(files_file)} ({PARQUET_OPTIONS})"
-    ).fetchall()
-    _copy(
-        con,
-        """
-        SELECT d.reason, f.source_file, d.file_row_number,
-               d.event_id, d.user_id, d.track_id, d.played_at, d.ms_played
-        FROM decisions d JOIN event_files f USING (file_index)
-        WHERE d.reason IS NOT NULL AND d.reason <> 'duplicate'
-        ORDER BY f.source_file, d.file_row_number
-        """,
-        quarantine_file,
-    )
-    counts = dict(
-        con.execute("SELECT reason, count(*) FROM decisions WHERE reason IS NOT NULL GROUP BY reason").fetchall()
-    )
-    rows_read = sum(f.num_rows for _, f in files)
-    duplicates = counts.pop("duplicate", 0)
-    quarantined = {reason: counts.get(reason, 0) for reason in QUARANTINE_REASONS}
-    return PlayIngestion(
-        rows_read=rows_read,
-        clean_plays=rows_read - duplicates - sum(quarantined.values()),
-        duplicates_dropped=duplicates,
-        quarantined=quarantined,
-        files=[f for _, f in files],
-    )
 
 
 # Catalog ------------------------------------------------------------------------------------

@@ -115,6 +115,11 @@ class Lake:
         """A glob for DuckDB's ``read_parquet`` over the month's files; raises if the month is missing."""
         return str(self.require(asset, month) / "*.parquet")
 
+    def partition_files(self, asset: str, month: str) -> list[Path]:
+        """Every file of the month's current version, sub-folders included, sorted by path."""
+        folder = self.require(asset, month)
+        return sorted(p for p in folder.rglob("*") if p.is_file())
+
     def row_count(self, asset: str, month: str) -> int:
         """Rows in the month's Parquet files, read from their footers."""
         folder = self.require(asset, month)
@@ -158,7 +163,7 @@ class Lake:
                 manifest = {"asset": asset, "month": month, "version": version, **writer.manifest}
                 if self.run_id is not None:
                     manifest["written_by_run"] = self.run_id
-                manifest["files"] = sorted(p.name for p in writer.staging_dir.glob("*.parquet"))
+                manifest["files"] = _parquet_files(writer.staging_dir)
                 manifest["content_hash"] = _hash_files(writer.staging_dir)
                 _write_durably(writer.staging_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
             names = ",".join(asset for asset, _ in targets)
@@ -246,8 +251,16 @@ def _write_durably(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def _parquet_files(folder: Path) -> list[str]:
+    """The Parquet files of a version folder, by path relative to it (most assets have one file)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.parquet"))
+
+
 def _hash_files(folder: Path) -> str:
     digest = hashlib.sha256()
-    for path in sorted(folder.glob("*.parquet")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for name in _parquet_files(folder):
+        digest.update(name.encode() + b"\0")
+        with open(folder / name, "rb") as data:
+            for block in iter(lambda: data.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()[:16]

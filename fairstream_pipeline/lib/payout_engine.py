@@ -89,7 +89,7 @@ def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> No
     _run(con, "DROP TABLE track_shares")
 
 
-def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
+def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules, days: list | None = None) -> None:
     """Rules 1-4 for a shard of users: counted streams, flagged users and the paid users' direct shares.
 
     Reads ``clean_plays`` (``user_id``, ``track_id``, ``day``, ``ms_played``) and ``billed_users``,
@@ -117,7 +117,8 @@ def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
         CREATE OR REPLACE TEMP TABLE busy_days (user_id VARCHAR, day DATE, streams BIGINT);
         """,
     )
-    days = [row[0] for row in con.execute("SELECT DISTINCT day FROM clean_plays ORDER BY day").fetchall()]
+    if days is None:  # (the caller may know the days without a scan of the plays)
+        days = [row[0] for row in con.execute("SELECT DISTINCT day FROM clean_plays ORDER BY day").fetchall()]
     for day in days:
         fault_point("counting")
         _run(

@@ -15,7 +15,6 @@ fresh run of the month (the month lock guarantees that no other run of the month
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -23,38 +22,25 @@ import duckdb
 from fairstream_pipeline.lib.duckdb_engine import read_parquet, sql_string
 from fairstream_pipeline.lib.lake_tables import PARQUET_OPTIONS
 from fairstream_pipeline.lib.payout_engine import lake_columns, lake_view
-from fairstream_pipeline.lib.user_buckets import bucket_sql, check_buckets
+from fairstream_pipeline.lib.run_scratch import RunScratch
 
 SHARD_TABLES = ("user_streams", "flagged_users", "track_shares")
 SHARD_RECORD = "_shard.json"  # which bucket of how many the folder holds, and its row counts
 
 
-class ShardStore:
-    """One run's shard folders for one month."""
+class ShardStore(RunScratch):
+    """One run's shard folders for one month (``<warehouse>/_shards/month=M/run=R/bucket=k``)."""
 
     def __init__(self, warehouse: str | Path, month: str, run_id: str):
-        self.month_dir = Path(warehouse) / "_shards" / f"month={month}"
-        self.run_dir = self.month_dir / f"run={run_id}"
+        super().__init__(warehouse, "_shards", month, run_id)
 
     def bucket_dir(self, bucket: int) -> Path:
-        return self.run_dir / f"bucket={bucket}"
-
-    def remove_leftovers(self) -> list[str]:
-        """Remove the shard folders of other runs of this month (killed before their merge)."""
-        removed = []
-        if self.month_dir.is_dir():
-            for folder in sorted(self.month_dir.iterdir()):
-                if folder != self.run_dir:
-                    shutil.rmtree(folder, ignore_errors=True)
-                    removed.append(folder.name)
-        return removed
+        return self.part_dir(f"bucket={bucket}")
 
     def write(self, con: duckdb.DuckDBPyConnection, bucket: int, buckets: int) -> tuple[Path, dict[str, int]]:
         """Write the connection's shard tables for ``bucket`` of ``buckets`` (replacing a previous
         attempt's); return the folder, which the step passes on to the merge, and the row counts."""
-        folder = self.bucket_dir(bucket)
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+        folder = self.part_dir(f"bucket={bucket}", fresh=True)
         rows = {}
         for table in SHARD_TABLES:
             con.execute(
@@ -64,10 +50,6 @@ class ShardStore:
             rows[table] = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         (folder / SHARD_RECORD).write_text(json.dumps({"bucket": bucket, "buckets": buckets, "rows": rows}))
         return folder, rows
-
-    def remove_month(self) -> None:
-        """After the merge: every shard folder of the month, this run's and any parent run's."""
-        shutil.rmtree(self.month_dir, ignore_errors=True)
 
 
 def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path]) -> int:
@@ -96,26 +78,3 @@ def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path]) -> 
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(f'{c[0]} {c[1]}' for c in columns)})").fetchall()
         con.execute(f"INSERT INTO {table} {source}").fetchall()
     return buckets
-
-
-def restrict_to_bucket(con: duckdb.DuckDBPyConnection, buckets: int, bucket: int) -> None:
-    """Turn the views ``clean_plays`` and ``billed_users`` into the bucket's users' rows only.
-
-    The bucket of a user is computed once per billed user (``lib.user_buckets``), and the plays are
-    semi-joined to the bucket's users: a play's user is always billed (ingestion quarantines the
-    others), so every play falls in exactly one bucket. With one bucket nothing changes.
-    """
-    if check_buckets(buckets) == 1:
-        return
-    con.execute("ALTER VIEW clean_plays RENAME TO month_clean_plays").fetchall()
-    con.execute("ALTER VIEW billed_users RENAME TO month_billed_users").fetchall()
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE bucket_users AS
-        SELECT user_id FROM month_billed_users WHERE {bucket_sql('user_id', buckets)} = {int(bucket)};
-        CREATE OR REPLACE TEMP VIEW billed_users AS
-        SELECT * FROM month_billed_users SEMI JOIN bucket_users USING (user_id);
-        CREATE OR REPLACE TEMP VIEW clean_plays AS
-        SELECT * FROM month_clean_plays SEMI JOIN bucket_users USING (user_id);
-        """
-    ).fetchall()

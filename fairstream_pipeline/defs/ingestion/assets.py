@@ -4,23 +4,16 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fairstream_pipeline.defs.metadata import OWNERS, contract_failures, markdown_table, preview
+from fairstream_pipeline.defs.metadata import LAKE_KINDS, OWNERS, contract_failures, markdown_table, preview
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, WarehouseResource
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE, WAIT_FOR_COMPLETE_MONTH
-from fairstream_pipeline.lib import clean_plays
 from fairstream_pipeline.lib.duckdb_engine import read_parquet
-from fairstream_pipeline.lib.ingestion import (
-    QUARANTINE_REASONS,
-    ingest_ad_revenue,
-    ingest_billed_users,
-    ingest_plays,
-)
+from fairstream_pipeline.lib.ingestion import ingest_ad_revenue, ingest_billed_users
 from fairstream_pipeline.lib.landing_zone import MonthIncompleteError, fingerprint
 from fairstream_pipeline.lib.months import days_of_month
 
-INGESTION = "ingestion"
-LAKE_KINDS = {"duckdb", "parquet"}
+from fairstream_pipeline.defs.ingestion.listening_events import INGESTION
 
 
 @dg.asset(
@@ -151,110 +144,4 @@ def ad_revenue(
             "net_cents": result.net_cents,
             "per_country": shown,
         }
-    )
-
-
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            "clean_plays",
-            deps=["billed_users", "landing_month"],
-            description=(
-                "The month's valid, de-duplicated plays: one row per event, from users billed this "
-                "month. Plays of tracks missing from the catalog are kept (they pay suspense). "
-                "Stored as the month's landing files (pinned) minus the removed rows; read it with "
-                "fairstream_pipeline.lib.clean_plays.attach_clean_plays."
-            ),
-            group_name=INGESTION,
-            owners=OWNERS,
-            kinds=LAKE_KINDS,
-            code_version="ingest-plays-v2",
-        ),
-        dg.AssetSpec(
-            "play_quarantine",
-            deps=["billed_users", "landing_month"],
-            description=(
-                "Event rows that cannot count, each with one reason (invalid_row, "
-                "outside_partition, conflicting_duplicate, unknown_user) and the file and row it "
-                "came from."
-            ),
-            group_name=INGESTION,
-            owners=OWNERS,
-            kinds=LAKE_KINDS,
-            code_version="ingest-plays-v2",
-        ),
-    ],
-    partitions_def=monthly_partitions,
-    name="ingest_listening_events",
-    retry_policy=READ_LANDING_ZONE,
-)
-def ingest_listening_events(
-    context: dg.AssetExecutionContext,
-    landing_zone: LandingZoneResource,
-    warehouse: WarehouseResource,
-    duckdb: DuckDBEngine,
-):
-    """Validate the month's listening events: clean plays and the quarantine, in one pass."""
-    month = context.partition_key
-    lake = warehouse.lake()
-    with contract_failures(), duckdb.connect() as con, lake.write_partitions(
-        [("clean_plays", month), ("play_quarantine", month)]
-    ) as (clean_out, quarantine_out):
-        result = ingest_plays(
-            con,
-            landing_zone.zone(),
-            month,
-            lake.parquet_glob("billed_users", month),
-            clean_out.file(clean_plays.FILES),
-            clean_out.file(clean_plays.REMOVED),
-            quarantine_out.file(),
-        )
-        accounting = {
-            "rows_read": result.rows_read,
-            "clean_plays": result.clean_plays,
-            "duplicates_dropped": result.duplicates_dropped,
-            "quarantined": result.quarantined,
-            "input_files": len(result.files),
-            "input_fingerprint": fingerprint(result.files),
-        }
-        clean_out.manifest.update(rows=result.clean_plays, **accounting)
-        quarantine_out.manifest.update(rows=result.quarantined_total, **accounting)
-        quarantine_preview = preview(
-            con, f"SELECT * FROM {read_parquet(quarantine_out.file())}", limit=20
-        )
-    with duckdb.connect() as con:
-        clean_plays.attach_clean_plays(con, lake, landing_zone.zone().root, month)
-        clean_preview = preview(con, "SELECT event_id, user_id, track_id, played_at, ms_played FROM clean_plays")
-    per_reason = dg.MetadataValue.md(
-        markdown_table(
-            ["reason", "rows"],
-            [(reason, result.quarantined[reason]) for reason in QUARANTINE_REASONS]
-            + [("exact duplicates dropped", result.duplicates_dropped)],
-        )
-    )
-    common = {
-        "rows_read": result.rows_read,
-        "duplicates_dropped": result.duplicates_dropped,
-        "quarantined": result.quarantined_total,
-        "input_files": len(result.files),
-        "input_fingerprint": accounting["input_fingerprint"],
-    }
-    yield dg.MaterializeResult(
-        asset_key="clean_plays",
-        metadata={
-            "dagster/row_count": result.clean_plays,
-            **common,
-            "accounting": per_reason,
-            "preview": clean_preview,
-        },
-    )
-    yield dg.MaterializeResult(
-        asset_key="play_quarantine",
-        metadata={
-            "dagster/row_count": result.quarantined_total,
-            **{f"quarantined_{reason}": result.quarantined[reason] for reason in QUARANTINE_REASONS},
-            **common,
-            "per_reason": per_reason,
-            "preview": quarantine_preview,
-        },
     )

@@ -6,10 +6,11 @@ runs rules 1-4 on its users only and leaves its results in the lake's shard fold
 (rules 5-6) and publishes ``user_streams``, ``flagged_users``, ``segment_pools`` and
 ``track_earnings`` together. Steps pass bucket numbers and paths, never data.
 
-The number of buckets is the run's ``plan_user_buckets`` config (``buckets``), else
-``FAIRSTREAM_USER_BUCKETS`` (default 1), read when the run plans its shards. Any number gives the same cents (``lib.payout_engine``, tested); with the in-process
-executor each bucket reads the whole month's plays, so more than one bucket only pays off when
-the shards run on several workers.
+The number of buckets is the run's ``plan_user_buckets`` config (``buckets``), else the number the
+month's clean plays are stored in (``FAIRSTREAM_USER_BUCKETS`` when the month was ingested); then
+each shard reads only its own bucket's files. Any number gives the same cents
+(``lib.payout_engine``, tested); another number than the stored one makes every shard read the
+whole month.
 """
 
 
@@ -17,35 +18,32 @@ import time
 
 import dagster as dg
 
-from fairstream_pipeline.defs.metadata import OWNERS, contract_failures, markdown_table, preview
+from fairstream_pipeline.defs.metadata import contract_failures, lake_out, markdown_table, preview
 from fairstream_pipeline.defs.partitions import monthly_partitions
-from fairstream_pipeline.defs.payouts.assets import CODE_VERSION, LAKE_KINDS, PAYOUTS, month_rules
-from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, PayoutRulesResource, WarehouseResource
-from fairstream_pipeline.lib.clean_plays import attach_clean_plays
+from fairstream_pipeline.defs.payouts.assets import CODE_VERSION, PAYOUTS, month_rules
+from fairstream_pipeline.defs.resources import DuckDBEngine, PayoutRulesResource, WarehouseResource
+from fairstream_pipeline.lib.clean_plays import attach_coded_plays, decode_shard
 from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
 from fairstream_pipeline.lib.memory import RssSampler
 from fairstream_pipeline.lib.payout_engine import allocate_shard, price_segments
 from fairstream_pipeline.lib.payout_report import cents
 from fairstream_pipeline.lib.payout_rules import PayoutRules
 from fairstream_pipeline.lib.period_close import closed_month
-from fairstream_pipeline.lib.shards import ShardStore, attach_shards, restrict_to_bucket
+from fairstream_pipeline.lib.shards import ShardStore, attach_shards
 from fairstream_pipeline.lib.user_buckets import check_buckets
-from fairstream_pipeline.settings import setting
 
 HEAVY = "duckdb_heavy"
 
 
-def user_buckets() -> int:
-    """``FAIRSTREAM_USER_BUCKETS``: how many user buckets a month is sharded into."""
-    value = setting("FAIRSTREAM_USER_BUCKETS")
-    try:
-        return check_buckets(int(value))
-    except ValueError as exc:
-        raise ValueError(f"FAIRSTREAM_USER_BUCKETS: {exc}") from None
+def stored_buckets(warehouse: WarehouseResource, month: str) -> int:
+    """The number of user buckets the month's clean plays are stored in."""
+    return warehouse.lake().manifest("clean_plays", month).get("user_buckets", 1)
 
 
 class BucketPlan(dg.Config):
-    """How many user buckets this run shards the month into: 0 means FAIRSTREAM_USER_BUCKETS.
+    """How many user buckets this run shards the month into: 0 means as many as the month's clean
+    plays are stored in (FAIRSTREAM_USER_BUCKETS when they were ingested), which lets each shard
+    read only its own files.
 
     Per run: ``ops: {count_and_allocate: {ops: {plan_user_buckets: {config: {buckets: 16}}}}}``.
     """
@@ -66,10 +64,9 @@ def rules_for(context: dg.OpExecutionContext, payout_rules: PayoutRulesResource,
 )
 def plan_user_buckets(context: dg.OpExecutionContext, config: BucketPlan, warehouse: WarehouseResource):
     try:
-        buckets = check_buckets(config.buckets) if config.buckets else user_buckets()
+        buckets = check_buckets(config.buckets) if config.buckets else stored_buckets(warehouse, context.partition_key)
     except ValueError as exc:  # a configuration error: retrying cannot fix it
-        where = "plan_user_buckets config: " if config.buckets else ""
-        raise dg.Failure(description=f"{where}{exc}", allow_retries=False) from exc
+        raise dg.Failure(description=f"plan_user_buckets config: {exc}", allow_retries=False) from exc
     store = ShardStore(warehouse.root, context.partition_key, context.run_id)
     removed = store.remove_leftovers()
     if removed:
@@ -86,7 +83,6 @@ def plan_user_buckets(context: dg.OpExecutionContext, config: BucketPlan, wareho
 def allocate_user_bucket(
     context: dg.OpExecutionContext,
     shard: list,
-    landing_zone: LandingZoneResource,
     warehouse: WarehouseResource,
     duckdb: DuckDBEngine,
     payout_rules: PayoutRulesResource,
@@ -99,10 +95,9 @@ def allocate_user_bucket(
     store = ShardStore(warehouse.root, month, context.run_id)
     started = time.monotonic()
     with RssSampler() as rss, contract_failures(), duckdb.connect() as con:
-        attach_month(con, lake, month, {"billed_users": "billed_users"})
-        attach_clean_plays(con, lake, landing_zone.zone().root, month)
-        restrict_to_bucket(con, buckets, bucket)
-        allocate_shard(con, rules)
+        days = attach_coded_plays(con, lake, month, bucket, buckets)
+        allocate_shard(con, rules, days)
+        decode_shard(con)
         users, streams, flagged = con.execute(
             "SELECT count(*), coalesce(sum(streams), 0)::BIGINT, count(*) FILTER (WHERE flagged) FROM user_streams"
         ).fetchall()[0]
@@ -200,16 +195,6 @@ def merge_user_buckets(
     yield dg.Output(None, "track_earnings", metadata={"dagster/row_count": rows["track_earnings"], **common})
 
 
-def _out(description: str) -> dg.AssetOut:
-    return dg.AssetOut(
-        description=description,
-        owners=OWNERS,
-        kinds=LAKE_KINDS,
-        code_version=CODE_VERSION,
-        dagster_type=dg.Nothing,
-    )
-
-
 @dg.graph_multi_asset(
     name="count_and_allocate",
     partitions_def=monthly_partitions,
@@ -220,21 +205,25 @@ def _out(description: str) -> dg.AssetOut:
         "ad_revenue": dg.AssetIn(dagster_type=dg.Nothing),
     },
     outs={
-        "user_streams": _out(
+        "user_streams": lake_out(
             "Each billed user of the month: segment, counted streams S_u, whether flagged, and their "
             "contribution in pico-cents. A play counts when it lasts at least min_play_ms, at most "
-            "max_daily_plays_per_track per user, track and UTC day, and not at all for flagged users."
+            "max_daily_plays_per_track per user, track and UTC day, and not at all for flagged users.",
+            CODE_VERSION,
         ),
-        "flagged_users": _out(
+        "flagged_users": lake_out(
             "Users whose capped streams on a single UTC day exceed max_daily_streams_per_user, with "
-            "their worst day and its count. None of their streams count this month."
+            "their worst day and its count. None of their streams count this month.",
+            CODE_VERSION,
         ),
-        "segment_pools": _out(
+        "segment_pools": lake_out(
             "One row per segment (country, tier): users, counted streams, the pool in pico-cents, "
-            "the target in cents, the residual of silent and flagged users, and what goes unallocated."
+            "the target in cents, the residual of silent and flagged users, and what goes unallocated.",
+            CODE_VERSION,
         ),
-        "track_earnings": _out(
-            "Per segment and track: counted streams, user-centric and pro-rata pico-cents, before splits."
+        "track_earnings": lake_out(
+            "Per segment and track: counted streams, user-centric and pro-rata pico-cents, before splits.",
+            CODE_VERSION,
         ),
     },
 )

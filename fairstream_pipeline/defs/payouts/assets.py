@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from fairstream_pipeline.defs.metadata import OWNERS, contract_failures, markdown_table, preview
+from fairstream_pipeline.defs.metadata import LAKE_KINDS, OWNERS, contract_failures, markdown_table, preview
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import (
     DuckDBEngine,
@@ -29,7 +29,6 @@ from fairstream_pipeline.lib.period_close import (
 )
 
 CATALOG, PAYOUTS = "catalog", "payouts"
-LAKE_KINDS = {"duckdb", "parquet"}
 CODE_VERSION = f"payout-rules-{RULES_VERSION}"
 
 

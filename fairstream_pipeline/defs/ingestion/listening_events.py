@@ -1,0 +1,206 @@
+"""``ingest_listening_events``: the month's event files become ``clean_plays`` and ``play_quarantine``.
+
+A graph of ops: ``plan_event_days`` writes the month's dictionaries and fans out one
+``ingest_event_day`` step per UTC day (``DynamicOut``); each day validates, de-duplicates and
+quarantines its rows and writes its clean plays integer-coded, one file per user bucket
+(``lib.play_ingestion``, ``lib.clean_plays``); ``merge_event_days`` publishes both assets
+together. Steps pass folder paths in the warehouse, never data.
+
+The clean plays are bucketed by ``FAIRSTREAM_USER_BUCKETS`` as it is when the month is ingested;
+the allocation's shards read their own bucket's files when they use the same number.
+"""
+
+import time
+from datetime import date
+
+import dagster as dg
+
+from fairstream_pipeline.defs.metadata import contract_failures, lake_out, markdown_table, preview
+from fairstream_pipeline.defs.partitions import monthly_partitions
+from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, WarehouseResource
+from fairstream_pipeline.defs.retries import READ_LANDING_ZONE
+from fairstream_pipeline.lib.clean_plays import attach_clean_plays, dictionary_record
+from fairstream_pipeline.lib.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.landing_zone import fingerprint
+from fairstream_pipeline.lib.memory import RssSampler
+from fairstream_pipeline.lib.play_ingestion import (
+    QUARANTINE_REASONS,
+    ingest_play_day,
+    merge_play_days,
+    plan_plays,
+)
+from fairstream_pipeline.lib.run_scratch import RunScratch
+from fairstream_pipeline.settings import user_buckets
+
+INGESTION = "ingestion"
+SCRATCH = "_ingestion"
+
+
+def scratch(warehouse: WarehouseResource, context: dg.OpExecutionContext) -> RunScratch:
+    return RunScratch(warehouse.root, SCRATCH, context.partition_key, context.run_id)
+
+
+@dg.op(
+    out=dg.DynamicOut(list),
+    ins={name: dg.In(dg.Nothing) for name in ("billed_users", "landing_month")},
+    retry_policy=READ_LANDING_ZONE,
+    description="List the month's event files, write the month's user and track dictionaries, and fan "
+    "out one step per UTC day. Removes scratch folders left by killed runs of the month.",
+)
+def plan_event_days(
+    context: dg.OpExecutionContext,
+    landing_zone: LandingZoneResource,
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+):
+    month, store = context.partition_key, scratch(warehouse, context)
+    removed = store.remove_leftovers()
+    if removed:
+        context.log.info(f"removed ingestion folders of earlier runs of {month}: {', '.join(removed)}")
+    plan = store.part_dir("plan", fresh=True)
+    try:
+        buckets = user_buckets()
+    except ValueError as exc:  # a configuration error: retrying cannot fix it
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    with contract_failures(), duckdb.connect() as con:
+        days = plan_plays(
+            con, landing_zone.zone(), month, warehouse.lake().parquet_glob("billed_users", month), buckets, plan
+        )
+    for day in days:
+        yield dg.DynamicOutput([day.isoformat(), str(plan)], mapping_key=day.strftime("d%Y_%m_%d"))
+
+
+@dg.op(
+    retry_policy=READ_LANDING_ZONE,
+    description="Validate, de-duplicate and quarantine one UTC day of listening events; write its clean "
+    "plays integer-coded, one file per user bucket.",
+)
+def ingest_event_day(
+    context: dg.OpExecutionContext,
+    day_plan: list,
+    landing_zone: LandingZoneResource,
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+) -> dg.Output[str]:
+    """``day_plan`` is ``[day, plan folder]``; returns the folder holding the day's results."""
+    day, plan = date.fromisoformat(day_plan[0]), day_plan[1]
+    out = scratch(warehouse, context).part_dir(f"day={day.isoformat()}", fresh=True)
+    started = time.monotonic()
+    with RssSampler() as rss, contract_failures(), duckdb.connect() as con:
+        result = ingest_play_day(con, landing_zone.zone().root, plan, day, out)
+    return dg.Output(
+        str(out),
+        metadata={
+            "day": day.isoformat(),
+            "rows_read": result.rows_read,
+            "clean_plays": result.clean_plays,
+            "duplicates_dropped": result.duplicates_dropped,
+            "quarantined": result.quarantined_total,
+            "input_files": len(result.files),
+            "seconds": round(time.monotonic() - started, 3),
+            "peak_rss_mib": round(rss.peak() / 2**20, 1),
+        },
+    )
+
+
+@dg.op(
+    out={"clean_plays": dg.Out(dg.Nothing), "play_quarantine": dg.Out(dg.Nothing)},
+    description="Put the days together and publish clean_plays and play_quarantine at once.",
+)
+def merge_event_days(
+    context: dg.OpExecutionContext,
+    days: list[str],
+    landing_zone: LandingZoneResource,
+    warehouse: WarehouseResource,
+    duckdb: DuckDBEngine,
+):
+    month, lake, store = context.partition_key, warehouse.lake(), scratch(warehouse, context)
+    with contract_failures(), duckdb.connect() as con, lake.write_partitions(
+        [("clean_plays", month), ("play_quarantine", month)]
+    ) as (clean_out, quarantine_out):
+        result = merge_play_days(
+            con, landing_zone.zone().root, days, clean_out.staging_dir, quarantine_out.file(), store.part_dir("plan")
+        )
+        accounting = {
+            "rows_read": result.rows_read,
+            "clean_plays": result.clean_plays,
+            "duplicates_dropped": result.duplicates_dropped,
+            "quarantined": result.quarantined,
+            "input_files": len(result.files),
+            "input_fingerprint": fingerprint(result.files),
+        }
+        dictionary = dictionary_record(clean_out.staging_dir)
+        clean_out.manifest.update(rows=result.clean_plays, user_buckets=dictionary["buckets"], **accounting)
+        quarantine_out.manifest.update(rows=result.quarantined_total, **accounting)
+        quarantine_preview = preview(con, f"SELECT * FROM {read_parquet(quarantine_out.file())}", limit=20)
+    with duckdb.connect() as con:
+        attach_clean_plays(con, lake, month)
+        clean_preview = preview(con, "SELECT user_id, track_id, day, ms_played FROM clean_plays")
+    store.remove_month()
+    per_reason = dg.MetadataValue.md(
+        markdown_table(
+            ["reason", "rows"],
+            [(reason, result.quarantined[reason]) for reason in QUARANTINE_REASONS]
+            + [("exact duplicates dropped", result.duplicates_dropped)],
+        )
+    )
+    common = {
+        "rows_read": result.rows_read,
+        "duplicates_dropped": result.duplicates_dropped,
+        "quarantined": result.quarantined_total,
+        "input_files": len(result.files),
+        "input_fingerprint": accounting["input_fingerprint"],
+    }
+    yield dg.Output(
+        None,
+        "clean_plays",
+        metadata={
+            "dagster/row_count": result.clean_plays,
+            **common,
+            "user_buckets": dictionary["buckets"],
+            "users_in_dictionary": dictionary["users"],
+            "accounting": per_reason,
+            "preview": clean_preview,
+        },
+    )
+    yield dg.Output(
+        None,
+        "play_quarantine",
+        metadata={
+            "dagster/row_count": result.quarantined_total,
+            **{f"quarantined_{reason}": result.quarantined[reason] for reason in QUARANTINE_REASONS},
+            **common,
+            "per_reason": per_reason,
+            "preview": quarantine_preview,
+        },
+    )
+
+
+@dg.graph_multi_asset(
+    name="ingest_listening_events",
+    partitions_def=monthly_partitions,
+    group_name=INGESTION,  # (an AssetOut's group_name is ignored by graph_multi_asset)
+    ins={
+        "billed_users": dg.AssetIn(dagster_type=dg.Nothing),
+        "landing_month": dg.AssetIn(dagster_type=dg.Nothing),
+    },
+    outs={
+        "clean_plays": lake_out(
+            "The month's valid, de-duplicated plays: one row per event, from users billed this month, "
+            "integer-coded (user and track indexes from the month's dictionaries) and stored by user "
+            "bucket and UTC day. Plays of tracks missing from the catalog are kept (they pay "
+            "suspense). Read it with fairstream_pipeline.lib.clean_plays.",
+            "ingest-plays-v3",
+        ),
+        "play_quarantine": lake_out(
+            "Event rows that cannot count, each with one reason (invalid_row, outside_partition, "
+            "conflicting_duplicate, unknown_user) and the file and row it came from.",
+            "ingest-plays-v3",
+        ),
+    },
+)
+def ingest_listening_events(billed_users, landing_month):
+    """Validate the month's listening events one UTC day per step, then publish them together."""
+    days = plan_event_days(billed_users=billed_users, landing_month=landing_month).map(ingest_event_day)
+    clean_plays, play_quarantine = merge_event_days(days.collect())
+    return {"clean_plays": clean_plays, "play_quarantine": play_quarantine}
