@@ -18,6 +18,24 @@ from pathlib import Path
 
 from fairstream_pipeline.lib.memory import RssSampler, peak_rss_bytes
 
+def step_times(instance, run_id: str) -> dict[str, dict]:
+    """``{step key: {start, end, seconds, status}}`` of a run, from its event log."""
+    steps: dict[str, dict] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        record = steps.setdefault(event.step_key, {})
+        if event.event_type_value == "STEP_START":
+            record["start"] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            record["end"] = entry.timestamp
+            record["status"] = event.event_type_value
+    for record in steps.values():
+        record["seconds"] = record.get("end", 0) - record.get("start", 0)
+    return steps
+
+
 def measure_pipeline(landing: Path, warehouse: Path, month: str, buckets: int = 1) -> dict:
     """Materialize monthly_payout_job for ``month`` in-process; per-step wall time and peak RSS."""
     os.environ.update(
@@ -47,19 +65,8 @@ def measure_pipeline(landing: Path, warehouse: Path, month: str, buckets: int = 
     )
     seconds = time.time() - started
     sampler.stop()
-    steps: dict[str, dict] = {}
-    for entry in instance.all_logs(result.run_id):
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        record = steps.setdefault(event.step_key, {})
-        if event.event_type_value == "STEP_START":
-            record["start"] = entry.timestamp
-        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            record["end"] = entry.timestamp
-            record["status"] = event.event_type_value
+    steps = step_times(instance, result.run_id)
     for record in steps.values():
-        record["seconds"] = record.get("end", 0) - record.get("start", 0)
         record["peak_rss_bytes"] = sampler.peak_between(record.get("start", 0), record.get("end", 0))
     instance.dispose()
     return {

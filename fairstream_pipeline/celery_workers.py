@@ -231,7 +231,7 @@ def demo(argv: list[str] | None = None) -> int:
     parser.add_argument("--buckets", type=int, default=4)
     parser.add_argument("--work-dir", type=Path, required=True)
     args = parser.parse_args(argv)
-    env = dict(os.environ)
+    env = dict(os.environ, FAIRSTREAM_USER_BUCKETS=str(args.buckets))  # ingestion stores as many buckets
     prepare_instance(args.workers, env)
     with LocalWorkers(args.workers, env, args.work_dir, vhost=f"fairstream_demo_{uuid.uuid4().hex[:6]}") as workers:
         print(f"== {args.workers} Celery workers ready in {workers.startup_seconds:.1f} s on vhost {workers.vhost}")

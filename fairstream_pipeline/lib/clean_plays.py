@@ -159,10 +159,10 @@ def clean_play_count(lake: Lake, month: str) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in play_files(lake.require("clean_plays", month)))
 
 
-def write_plays(con: duckdb.DuckDBPyConnection, table: str, folder: Path, day: date, buckets: int) -> dict[int, int]:
-    """Write ``table`` (``bucket`` plus the play columns) as one file per bucket for ``day``;
-    returns the rows per bucket. Every bucket gets its file, empty or not."""
-    rows = {}
+def write_plays(con: duckdb.DuckDBPyConnection, table: str, folder: Path, day: date, buckets: int) -> None:
+    """Write ``table`` (``bucket`` plus the play columns) as one file per bucket for ``day``, each
+    sorted by every column (the same plays give the same bytes). Every bucket gets its file, empty
+    or not, so that a shard's days are the month's days."""
     names = ", ".join(c.split()[0] for c in PLAY_COLUMNS.split(", "))
     for bucket in range(buckets):
         target = play_file(folder, bucket, day)
@@ -171,5 +171,3 @@ def write_plays(con: duckdb.DuckDBPyConnection, table: str, folder: Path, day: d
             f"COPY (SELECT {names} FROM {table} WHERE bucket = {bucket} ORDER BY ALL) "
             f"TO {sql_string(target)} (FORMAT parquet, COMPRESSION zstd)"
         ).fetchall()
-        rows[bucket] = con.execute(f"SELECT count(*) FROM {table} WHERE bucket = {bucket}").fetchall()[0][0]
-    return rows
