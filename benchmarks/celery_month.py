@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         FAIRSTREAM_FIRST_MONTH=args.month,
         FAIRSTREAM_USER_BUCKETS=str(args.buckets),
     )
-    for name, default in (("HOST", "127.0.0.1"), ("PORT", "5432"), ("USER", "postgres"), ("DB", "fairstream_bench")):
+    pg = (("HOST", "127.0.0.1"), ("PORT", "5432"), ("USER", "postgres"), ("PASSWORD", "postgres"), ("DB", "fairstream_bench"))
+    for name, default in pg:
         env.setdefault(f"FAIRSTREAM_PG_{name}", default)
     prepare_instance(args.workers, env)
     with LocalWorkers(args.workers, env, home / "celery", vhost=f"fairstream_bench_{uuid.uuid4().hex[:6]}") as workers:

@@ -12,7 +12,14 @@ from pathlib import Path
 for _name in [n for n in os.environ if n.startswith("FAIRSTREAM_") and not n.startswith("FAIRSTREAM_TEST_")]:
     del os.environ[_name]
 # Waiting for an incomplete month: 2 retries 50 ms apart in tests, not 10 hours.
-TEST_SETTINGS = {"FAIRSTREAM_LANDING_WAIT_RETRIES": "2", "FAIRSTREAM_LANDING_WAIT_DELAY_SECONDS": "0.05"}
+# One user bucket keeps the many small test months quick (8 would add a step per bucket and 8 files
+# per day to each); the default B runs in test_cli_end_to_end, and other Bs in test_user_bucket_shards,
+# test_celery_month and test_play_ingestion.
+TEST_SETTINGS = {
+    "FAIRSTREAM_LANDING_WAIT_RETRIES": "2",
+    "FAIRSTREAM_LANDING_WAIT_DELAY_SECONDS": "0.05",
+    "FAIRSTREAM_USER_BUCKETS": "1",
+}
 os.environ.update(TEST_SETTINGS)
 
 import dagster as dg

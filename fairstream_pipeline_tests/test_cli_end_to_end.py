@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.settings import DEFAULTS
 from fairstream_pipeline.lib.sample_data import generate_month
 from fairstream_pipeline_tests.conftest import TEST_SETTINGS
 
@@ -66,21 +67,26 @@ def embedded_home(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def two_months(sample_landing, tmp_path_factory):
-    """Both sample months materialized, in order, by the real CLI with an embedded instance."""
+    """Both sample months materialized, in order, by the real CLI with an embedded instance and the
+    default number of user buckets."""
     landing, summaries = sample_landing
     root = tmp_path_factory.mktemp("cli")
     env = project_env(landing, root / "warehouse", embedded_home(root / "home"))
+    del env["FAIRSTREAM_USER_BUCKETS"]
     runs = {m: materialize(env, m, "*") for m in MONTHS}
     return env, Lake(root / "warehouse"), summaries, runs
 
 
 def test_both_months_succeed_and_every_blocking_check_passes(two_months):
-    _, _, _, runs = two_months
+    _, lake, _, runs = two_months
     for month, run in runs.items():
         assert run.returncode == 0, run.stderr[-3000:]
         for check, asset in BLOCKING_CHECKS:
             assert f"Asset check '{check}' on '{asset}' passed" in run.stderr, (month, check)
         assert "RUN_SUCCESS" in run.stderr
+        # The default B: the clean plays in 8 buckets, one allocation step per bucket.
+        assert lake.manifest("clean_plays", month)["user_buckets"] == int(DEFAULTS["FAIRSTREAM_USER_BUCKETS"]) == 8
+        assert "count_and_allocate.allocate_user_bucket[bucket_7]" in run.stderr
 
 
 def test_ingestion_finds_exactly_the_anomalies_the_generator_injected(two_months):
