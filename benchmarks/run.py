@@ -67,7 +67,8 @@ def measure(
     process = subprocess.run(command, cwd=REPO, capture_output=True, text=True, preexec_fn=cap)
     if process.returncode == 0:
         return json.loads(process.stdout.strip().splitlines()[-1])
-    if process.returncode == -signal.SIGKILL or "MemoryError" in process.stderr or "std::bad_alloc" in process.stderr:
+    out_of_memory = ("MemoryError", "std::bad_alloc", "OutOfMemoryException")  # DuckDB's: at its memory limit
+    if process.returncode == -signal.SIGKILL or any(sign in process.stderr for sign in out_of_memory):
         return {"out_of_memory": True}
     raise RuntimeError(f"{what} failed ({process.returncode}):\n{process.stderr[-3000:]}")
 
