@@ -53,7 +53,8 @@ def read_failure(exc: duckdb.Error, files: list[DataFile], what: str) -> Landing
     return None
 
 
-def _copy(con: duckdb.DuckDBPyConnection, query: str, out_file: Path) -> None:
+def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, out_file: Path) -> None:
+    """Write the rows of ``query`` to ``out_file`` (Parquet, zstd)."""
     con.execute(f"COPY ({query}) TO {sql_string(out_file)} ({PARQUET_OPTIONS})").fetchall()
 
 
@@ -163,7 +164,7 @@ def ingest_billed_users(
         """,
         lambda r: _duplicate_message(f"subscriptions/month={month}", "user_id", r[0], r[1], r[2], r[3]),
     )
-    _copy(
+    copy_to_parquet(
         con,
         """
         SELECT user_id, plan, CASE WHEN plan = 'free' THEN 'free' ELSE 'paid' END AS tier,
@@ -240,7 +241,7 @@ def ingest_ad_revenue(
         """,
         lambda r: _duplicate_message(f"ad_revenue/month={month}", "country", r[0], r[1], r[2], r[3]),
     )
-    _copy(con, "SELECT country, net_cents FROM ad_revenue ORDER BY country", out_file)
+    copy_to_parquet(con, "SELECT country, net_cents FROM ad_revenue ORDER BY country", out_file)
     countries, cents = con.execute("SELECT count(*), coalesce(sum(net_cents), 0) FROM ad_revenue").fetchall()[0]
     return AdRevenue(countries=countries, net_cents=int(cents), files=files)
 

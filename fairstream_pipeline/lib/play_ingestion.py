@@ -31,9 +31,9 @@ from pathlib import Path
 import duckdb
 
 from fairstream_pipeline.lib import clean_plays
-from fairstream_pipeline.lib.duckdb_engine import read_parquet, sql_string
+from fairstream_pipeline.lib.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.faults import fault_point
-from fairstream_pipeline.lib.ingestion import PARQUET_OPTIONS, read_failure
+from fairstream_pipeline.lib.ingestion import copy_to_parquet, read_failure
 from fairstream_pipeline.lib.landing_zone import TRACK_COLUMNS, DataFile, LandingZone, LandingZoneError
 from fairstream_pipeline.lib.user_buckets import bucket_sql, check_buckets
 
@@ -105,8 +105,8 @@ def plan_plays(
             "INSERT INTO event_files VALUES (?, ?, ?, ?, ?, ?)",
             [(i, f.relative_path, f.folder_date, f.num_rows, f.size_bytes, f.mtime_ns) for i, f in files],
         )
-    _copy(con, "SELECT * FROM event_files ORDER BY file_index", folder / clean_plays.FILES)
-    _copy(
+    copy_to_parquet(con, "SELECT * FROM event_files ORDER BY file_index", folder / clean_plays.FILES)
+    copy_to_parquet(
         con,
         f"""SELECT (row_number() OVER (ORDER BY user_id) - 1)::INTEGER AS user_index, user_id,
                    {bucket_sql('user_id', buckets)}::INTEGER AS bucket
@@ -120,7 +120,7 @@ def plan_plays(
         if (zone.root / "catalog" / "tracks.parquet").exists():
             raise
         catalog_ids = "SELECT NULL::VARCHAR AS track_id WHERE false"
-    _copy(
+    copy_to_parquet(
         con,
         f"""SELECT (row_number() OVER (ORDER BY track_id) - 1)::INTEGER AS track_index, track_id,
                    true AS catalogued
@@ -235,7 +235,7 @@ def ingest_play_day(
     ).fetchall()
     out.mkdir(parents=True, exist_ok=True)
     clean_plays.write_plays(con, "day_clean", out, day, buckets)
-    _copy(
+    copy_to_parquet(
         con,
         "SELECT file_index, file_row_number, reason FROM decisions WHERE reason IS NOT NULL ORDER BY file_index, file_row_number",
         out / clean_plays.REMOVED,
@@ -243,7 +243,7 @@ def ingest_play_day(
     con.execute("CREATE OR REPLACE TEMP TABLE day_files (file_index INTEGER, source_file VARCHAR)").fetchall()
     if day_files:
         con.executemany("INSERT INTO day_files VALUES (?, ?)", [(i, f.relative_path) for i, f in day_files])
-    _copy(
+    copy_to_parquet(
         con,
         """SELECT d.reason, f.source_file, d.file_row_number,
                   d.event_id, d.user_id, d.track_id, d.played_at, d.ms_played
@@ -252,7 +252,7 @@ def ingest_play_day(
            ORDER BY f.source_file, d.file_row_number""",
         out / DAY_QUARANTINE,
     )
-    _copy(
+    copy_to_parquet(
         con,
         "SELECT DISTINCT uncatalogued_track_id AS track_id FROM day_clean "
         "WHERE uncatalogued_track_id IS NOT NULL ORDER BY track_id",
@@ -318,14 +318,14 @@ def merge_play_days(
         raise ValueError(f"the days ingested {sorted(r['day'] for r in records)} are not the month's days {planned}")
     folders = [Path(f) for f in day_folders]
     parts = lambda name: [str(f / name) for f in folders]  # noqa: E731
-    _copy(
+    copy_to_parquet(
         con,
         f"SELECT * FROM {read_parquet(parts(clean_plays.REMOVED))} ORDER BY file_index, file_row_number"
         if folders
         else "SELECT NULL::INTEGER AS file_index, NULL::BIGINT AS file_row_number, NULL::VARCHAR AS reason WHERE false",
         clean_dir / clean_plays.REMOVED,
     )
-    _copy(
+    copy_to_parquet(
         con,
         f"SELECT * FROM {read_parquet(parts(DAY_QUARANTINE))} ORDER BY source_file, file_row_number"
         if folders else
@@ -339,7 +339,7 @@ def merge_play_days(
         f"SELECT DISTINCT track_id FROM {read_parquet(parts(DAY_UNCATALOGUED))}" if folders
         else "SELECT NULL::VARCHAR AS track_id WHERE false"
     )
-    _copy(
+    copy_to_parquet(
         con,
         f"""{catalogued}
             UNION ALL
@@ -395,6 +395,3 @@ def _link(source: Path, target: Path) -> None:
     except OSError:
         shutil.copyfile(source, target)
 
-
-def _copy(con: duckdb.DuckDBPyConnection, query: str, out_file: Path) -> None:
-    con.execute(f"COPY ({query}) TO {sql_string(out_file)} ({PARQUET_OPTIONS})").fetchall()
