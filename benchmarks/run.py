@@ -125,13 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, default=REPO / "docs" / "performance.md")
     parser.add_argument("--no-docs", action="store_true", help="print only, do not append to the docs")
     parser.add_argument("--skip-pandas", action="store_true")
-    parser.add_argument("--buckets", type=int, default=1, help="user buckets of count_and_allocate (run config)")
+    parser.add_argument(
+        "--buckets", type=int, default=None,
+        help="user buckets of the month (default: FAIRSTREAM_USER_BUCKETS, the pipeline's default setting)",
+    )
     parser.add_argument(
         "--pandas-memory-gib", type=float, default=None,
         help="address-space cap for the pandas baseline (default: 80%% of the machine's memory)",
     )
     args = parser.parse_args(argv)
     users = args.users or max(1000, args.events // 100)
+    if args.buckets is None:
+        from fairstream_pipeline.settings import user_buckets
+
+        args.buckets = user_buckets()
     box = machine()
 
     landing = ensure_landing(args.data_dir, args.month, args.events, users, args.seed)
