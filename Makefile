@@ -63,8 +63,10 @@ demo-distributed: install
 	done
 	@$(DIST_ENV) $(BIN)/python -m fairstream_pipeline.celery_workers demo $(DEMO_MONTHS) --work-dir $(DIST_HOME)/celery
 
+# The UI, the daemon and a code server for the project ([tool.dg] in pyproject.toml) on the demo
+# instance: `dg dev` (it supersedes `dagster dev`), in the project's own virtual environment.
 dev: install $(DEMO_HOME)/dagster.yaml
-	$(DEMO_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(DEMO_ENV) VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev --host 127.0.0.1 --port 3000
 
 test: install
 	$(BIN)/pytest

@@ -11,8 +11,9 @@ Subcommands:
 * ``fairstream serve-status [--host H] [--port P]`` serves ``/health`` and ``/metrics`` over HTTP
   (see :mod:`fairstream_pipeline.status_server`).
 * ``fairstream health [--heartbeat-tolerance SECONDS] [--now ISO8601]`` prints one JSON object
-  (PostgreSQL, daemon heartbeat, last completed payout; see :mod:`fairstream_pipeline.lib.health`)
-  and exits 0 when healthy, 1 when something is wrong.
+  (PostgreSQL, daemon heartbeat, last completed payout, alert channels; see
+  :mod:`fairstream_pipeline.lib.health`) and exits 0 when healthy, 1 when something is wrong. A
+  warning (alerts are not configured) is printed to stderr as ``warning: ...`` and does not change it.
 """
 
 from __future__ import annotations
@@ -121,10 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = sub.add_parser(
         "health",
-        help="check PostgreSQL, the daemon heartbeat and the last payout; exit 1 when unhealthy",
+        help="check PostgreSQL, the daemon heartbeat, the last payout and the alert channels; exit 1 when unhealthy",
         description=(
-            "Print one JSON object with the checks postgres, daemon and payout (each with ok and "
-            "detail). Exit 0 when every check is ok, 1 otherwise."
+            "Print one JSON object with the checks postgres, daemon, payout and alerts (each with ok and "
+            "detail) and the warnings. Exit 0 when every check is ok or only a warning (alerts are not "
+            "configured, also printed to stderr as 'warning: ...'), 1 otherwise."
         ),
     )
     health.add_argument(
@@ -202,6 +204,8 @@ def _cmd_health(args: argparse.Namespace) -> int:
     tolerance = args.heartbeat_tolerance or DEFAULT_HEARTBEAT_TOLERANCE_SECONDS
     report = health_report(args.now or datetime.now(timezone.utc), read_heartbeats, tolerance)
     print(json.dumps(report, indent=2))
+    for warning in report["warnings"]:  # not ok, but not unhealthy: the exit status ignores them
+        print(f"warning: {warning}", file=sys.stderr)
     return 0 if report["ok"] else 1
 
 

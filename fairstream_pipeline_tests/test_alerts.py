@@ -246,7 +246,7 @@ def test_without_any_channel_a_warning_is_logged_and_nothing_fails():
     log, seen = records()
     assert AlertsResource().send("subject", {"k": "v"}, log=log) == []
     assert seen == [
-        "WARNING alerts are not configured (set FAIRSTREAM_ALERT_WEBHOOK_URL or FAIRSTREAM_SMTP_HOST); "
+        "WARNING alerts are not configured: set FAIRSTREAM_ALERT_WEBHOOK_URL or FAIRSTREAM_SMTP_HOST; "
         "not sent: subject | k: v"
     ]
 
@@ -277,6 +277,7 @@ def test_defaults_when_nothing_is_set():
     assert [s.name for s in defs.sensors] == ["payout_failure_alert"]
     assert defs.sensors[0].default_status == dg.DefaultSensorStatus.RUNNING
     assert defs.sensors[0].minimum_interval_seconds == 30
+    assert defs.sensors[0].metadata["alert_channels"].value == lib.ALERTS_NOT_CONFIGURED
 
 
 def test_a_bad_starttls_value_is_named(monkeypatch):

@@ -201,7 +201,14 @@ def test_without_a_daemon_postgres_is_ok_and_the_daemon_is_not(deployment):
                 "due_month": None,
                 "due_at": None,
             },
+            "alerts": {
+                "ok": False,
+                "detail": "alerts are not configured: set FAIRSTREAM_ALERT_WEBHOOK_URL or FAIRSTREAM_SMTP_HOST",
+                "warning": True,
+                "channels": [],
+            },
         },
+        "warnings": ["alerts are not configured: set FAIRSTREAM_ALERT_WEBHOOK_URL or FAIRSTREAM_SMTP_HOST"],
     }
 
 
@@ -216,9 +223,19 @@ def test_a_fresh_heartbeat_and_a_complete_payout_are_healthy(deployment):
     env = {**deployment, "FAIRSTREAM_FIRST_MONTH": month}
 
     code, report = health(env, "--heartbeat-tolerance", "60")
-    assert code == 0, report
+    assert code == 0, report  # alerts are not configured: a warning, the deployment is still healthy
     assert report["ok"] is True
-    assert {name: c["ok"] for name, c in report["checks"].items()} == {"postgres": True, "daemon": True, "payout": True}
+    assert {name: c["ok"] for name, c in report["checks"].items()} == {
+        "postgres": True, "daemon": True, "payout": True, "alerts": False
+    }
+    assert report["warnings"] == ["alerts are not configured: set FAIRSTREAM_ALERT_WEBHOOK_URL or FAIRSTREAM_SMTP_HOST"]
+
+    # with a webhook the warning is gone
+    code, report = health({**env, "FAIRSTREAM_ALERT_WEBHOOK_URL": "http://hooks.fairstream.test/alerts"},
+                          "--heartbeat-tolerance", "60")
+    assert code == 0
+    assert report["checks"]["alerts"] == {"ok": True, "detail": "failure alerts go to webhook", "channels": ["webhook"]}
+    assert report["warnings"] == []
     assert report["checks"]["daemon"]["detail"].endswith("(SENSOR)")
     assert 0 <= report["checks"]["daemon"]["newest_heartbeat_age_seconds"] < 60
     assert report["checks"]["payout"]["last_completed_month"] == month

@@ -14,6 +14,13 @@ that exceeds Dagster's sensor timeout (60 s, ``DAGSTER_SENSOR_GRPC_TIMEOUT_SECON
 again: with both channels hanging (27 s each at worst) and several failed runs in one tick, an
 alert that one channel did deliver may be repeated.
 
+Without a channel (``FAIRSTREAM_ALERT_WEBHOOK_URL`` and ``FAIRSTREAM_SMTP_HOST`` empty) the sensor
+still runs, and says so: its metadata ``alert_channels`` is ``lib.ALERTS_NOT_CONFIGURED``, and the
+tick that meets a failed run it would alert on is skipped with "alerts are not configured: set
+FAIRSTREAM_ALERT_WEBHOOK_URL or FAIRSTREAM_SMTP_HOST; not sent: <the alert's text>" (then Dagster
+hands it one failed run per tick). Ticks without a failed run carry no message: Dagster calls the
+sensor's function only for a failed run. ``fairstream health`` warns about it too.
+
 Dagster matches a run to this code location by the origin recorded when the run is launched from
 the UI, a schedule, a sensor or a backfill. A run started from a shell with
 ``dagster asset materialize -m ...`` has no such origin: this sensor does not see it (and Dagster
@@ -42,7 +49,10 @@ from typing import Any, Mapping
 
 import dagster as dg
 
-from fairstream_pipeline.defs.run_failures import RERUNNABLE_JOB_NAMES, outage_rerun_decision
+from fairstream_pipeline.defs.run_failures import (
+    RERUNNABLE_JOB_NAMES,
+    outage_rerun_decision,
+)
 from fairstream_pipeline.lib import alerts as lib
 from fairstream_pipeline.settings import parse_flag
 
@@ -97,6 +107,11 @@ class AlertsResource(dg.ConfigurableResource):
             sender=self.alert_from,
             recipients=tuple(a.strip() for a in self.alert_to.split(",") if a.strip()),
         )
+
+    @property
+    def channels(self) -> list[str]:
+        """The channels that are on (``webhook``, ``email``); empty: alerts are not configured."""
+        return lib.alert_channels(self.webhook_url, self.smtp_host)
 
     def run_url(self, run_id: str) -> str:
         return lib.run_url(self.ui_base_url, run_id)
@@ -207,29 +222,45 @@ def run_will_be_retried(context: dg.RunFailureSensorContext) -> bool:
     )
 
 
-@dg.run_failure_sensor(
-    name="payout_failure_alert",
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Alerts (webhook and/or email) once for every failed run of this code location that "
-        "Dagster will not retry automatically."
-    ),
-)
-def payout_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
+def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> dg.SkipReason | None:
+    """Alert once on the failed run; a skipped tick that says so when no channel is configured."""
     run = context.dagster_run
     if run_will_be_retried(context):
         context.log.info(f"run {run.run_id} of {run.job_name} will be retried automatically; no alert")
-        return
+        return None
     if run.job_name in RERUNNABLE_JOB_NAMES and outage_rerun_decision(context).rerun:
         context.log.info(f"run {run.run_id} of {run.job_name} failed in a database outage and will be re-run; no alert")
-        return
+        return None
     failure = describe_run_failure(context, alerts.ui_base_url)
+    if not alerts.channels:
+        context.log.warning(f"{lib.ALERTS_NOT_CONFIGURED}; not sent: {failure.text}")
+        return dg.SkipReason(f"{lib.ALERTS_NOT_CONFIGURED}; not sent: {failure.text}")
     delivered = alerts.send(failure.subject, failure.fields, text=failure.text, log=context.log)
     if delivered:
         context.log.info(f"alerted on run {run.run_id} via {', '.join(delivered)}")
+    return None
+
+
+def failure_alert_sensor(channels: list[str]) -> dg.SensorDefinition:
+    """``payout_failure_alert``, its metadata naming the configured ``channels`` (or none)."""
+    return dg.run_failure_sensor(
+        name="payout_failure_alert",
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Alerts (webhook and/or email) once for every failed run of this code location that "
+            "Dagster will not retry automatically."
+        ),
+        metadata={"alert_channels": ", ".join(channels) or lib.ALERTS_NOT_CONFIGURED},
+    )(alert_on_run_failure)
+
+
+payout_failure_alert = failure_alert_sensor(
+    lib.alert_channels(_env("FAIRSTREAM_ALERT_WEBHOOK_URL"), _env("FAIRSTREAM_SMTP_HOST"))
+)
 
 
 @dg.definitions
 def alerting() -> dg.Definitions:
-    return dg.Definitions(resources={"alerts": alerts_from_env()}, sensors=[payout_failure_alert])
+    alerts = alerts_from_env()
+    return dg.Definitions(resources={"alerts": alerts}, sensors=[failure_alert_sensor(alerts.channels)])

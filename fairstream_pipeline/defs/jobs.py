@@ -4,7 +4,6 @@ import dagster as dg
 
 from fairstream_pipeline.defs.execution import in_process_or_celery
 
-
 monthly_payout_job = dg.define_asset_job(
     name="monthly_payout_job",
     selection=dg.AssetSelection.groups("ingestion", "catalog", "payouts", "close", "notifications"),

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import dagster as dg
 import duckdb
 
+from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake_columns import partition_columns
 from fairstream_pipeline.lib.landing_zone import LandingZoneError
+from fairstream_pipeline.lib.markdown import (
+    markdown_table as markdown_table,  # re-exported for the domains
+)
 
 OWNERS = ["team:royalties"]
 LAKE_KINDS = {"duckdb", "parquet"}
@@ -21,10 +26,23 @@ def lake_out(description: str, code_version: str) -> dg.AssetOut:
     )
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+def lake_metadata(lake: Lake, asset: str, month: str) -> dict[str, dg.MetadataValue]:
+    """The columns of an asset's month as its Parquet files hold them (the UI's column schema),
+    and the folder of those files (this materialization's version in the lake)."""
+    with duckdb.connect() as con:  # reads the files' footers only
+        columns = partition_columns(con, lake, asset, month)
+    return {
+        "dagster/column_schema": dg.MetadataValue.table_schema(
+            dg.TableSchema(columns=[dg.TableColumn(name, kind, description=text or None) for name, kind, text in columns])
+        ),
+        "parquet": dg.MetadataValue.path(str(lake.partition_dir(asset, month))),
+    }
+
+
+def plottable(value: float | None) -> dg.MetadataValue:
+    """A percentage or a number of points as a number the UI plots across months (``null`` when
+    undefined, e.g. a share of nothing)."""
+    return dg.MetadataValue.null() if value is None else dg.MetadataValue.float(value)
 
 
 def preview(con: duckdb.DuckDBPyConnection, query: str, limit: int = 10) -> dg.MetadataValue:

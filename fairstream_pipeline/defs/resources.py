@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
 from typing import Any
 
 import dagster as dg
@@ -16,8 +15,12 @@ from fairstream_pipeline.lib.app_db.schema import upgrade
 from fairstream_pipeline.lib.app_db.store import transaction
 from fairstream_pipeline.lib.duckdb_engine import DuckDBSettings, connect
 from fairstream_pipeline.lib.lake import Lake
-from fairstream_pipeline.lib.month_lock import FileMonthLocks, MonthLocked, PostgresMonthLocks
 from fairstream_pipeline.lib.landing_zone import LandingZone
+from fairstream_pipeline.lib.month_lock import (
+    FileMonthLocks,
+    MonthLocked,
+    PostgresMonthLocks,
+)
 from fairstream_pipeline.lib.payout_rules import PayoutRules
 from fairstream_pipeline.settings import setting
 
@@ -49,7 +52,7 @@ class WarehouseResource(dg.ConfigurableResource):
         return Lake(self.root, run_id=self._run_id)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        run = context.dagster_run
+        run = context.run
         month = run.tags.get("dagster/partition") if run is not None else None
         if not month or context.instance is None:
             return  # a sensor's evaluation, or a run that is not about one month
@@ -84,7 +87,7 @@ def reconcile_unrecorded_versions(context: dg.InitResourceContext, lake: Lake, m
     the asset's partition) and a warning in this run's log. Runs before the month lock is taken
     never see a half-published month: publication and the lock make this safe.
     """
-    instance, run_id = context.instance, context.dagster_run.run_id
+    instance, run_id = context.instance, context.run.run_id
     for asset, version in sorted(lake.published(month).items()):
         try:
             writer = lake.manifest(asset, month).get("written_by_run")

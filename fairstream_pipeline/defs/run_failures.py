@@ -6,7 +6,11 @@ from typing import Any
 
 import dagster as dg
 
-from fairstream_pipeline.lib.storage_outage import ErrorLink, RerunDecision, decide_rerun
+from fairstream_pipeline.lib.storage_outage import (
+    ErrorLink,
+    RerunDecision,
+    decide_rerun,
+)
 
 # The jobs that ``rerun_after_database_outage`` runs again (their runs are idempotent).
 RERUNNABLE_JOB_NAMES = frozenset({"monthly_payout_job", "close_month_job", "send_statement_emails"})

@@ -21,8 +21,8 @@ timeouts, HTTP 5xx and 429, SMTP 4xx replies. Not retried: any other HTTP 4xx, S
 times out: 4 x 5 s + 7 s = 27 s. ``sleep`` and ``rng`` are injectable so tests run fast.
 
 ``send_alert`` tries every configured channel, then raises ``AlertDeliveryError`` naming each
-channel that failed (after the others were tried). With no channel configured it logs a warning
-that alerts are not configured and returns without error.
+channel that failed (after the others were tried). With no channel configured it logs the warning
+``ALERTS_NOT_CONFIGURED`` and returns without error (``alert_channels`` names the channels that are on).
 
 Run failures. ``RunFailure`` holds the job name, the partition (``dagster/partition``, may be
 absent), the failed step keys, the error (per failed step: a ``dg.Failure``'s description, else the
@@ -65,6 +65,12 @@ WILL_RETRY_TAG = "dagster/will_retry"
 STEP_FAILURE = "STEP_FAILURE"  # the value of dagster/failure_reason when a step failed
 
 DEFAULT_UI_BASE_URL = "http://127.0.0.1:3000"
+ALERTS_NOT_CONFIGURED = "alerts are not configured: set FAIRSTREAM_ALERT_WEBHOOK_URL or FAIRSTREAM_SMTP_HOST"
+
+
+def alert_channels(webhook_url: str, smtp_host: str) -> list[str]:
+    """The alert channels that are on: ``webhook`` and/or ``email``."""
+    return [channel for channel, setting in (("webhook", webhook_url), ("email", smtp_host)) if setting]
 
 Sleep = Callable[[float], None]
 
@@ -280,11 +286,7 @@ def send_alert(
     """Deliver one alert to every configured channel; return the channels that delivered it."""
     text = text or default_text(subject, fields)
     if not webhook_url and smtp is None:
-        log.warning(
-            "alerts are not configured (set FAIRSTREAM_ALERT_WEBHOOK_URL or FAIRSTREAM_SMTP_HOST); "
-            "not sent: %s",
-            text,
-        )
+        log.warning("%s; not sent: %s", ALERTS_NOT_CONFIGURED, text)
         return []
     delivered: list[str] = []
     failures: list[DeliveryError] = []

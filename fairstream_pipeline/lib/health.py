@@ -1,7 +1,10 @@
 """Health of a deployment: the instance's PostgreSQL, the Dagster daemon, the monthly payout.
 
 ``fairstream health`` prints ``{"ok": ..., "now": ..., "checks": {"postgres": ..., "daemon": ...,
-"payout": ...}}`` (each check has ``ok`` and ``detail``) and exits 0 when every check is ok, else 1.
+"payout": ..., "alerts": ...}, "warnings": [...]}`` (each check has ``ok`` and ``detail``; a warning
+check also has ``"warning": true``) and exits 0 when every check is ok or only a warning, else 1.
+A warning is not ok but does not make the deployment unhealthy (``/health`` stays 200): restarting
+would not fix it. Each warning's detail is in ``warnings`` and on stderr as ``warning: <detail>``.
 
 * ``postgres``: a psycopg2 connection (``connect_timeout`` 3 s, then ``SELECT 1``) to
   ``FAIRSTREAM_PG_HOST``/``PORT`` (default 5432)/``USER``/``PASSWORD``/``DB``. Without
@@ -14,6 +17,9 @@
   a closed month's statements are final and published. Not ok when the most recent month whose due
   time has come (due time <= now) and that is not before ``FAIRSTREAM_FIRST_MONTH`` is not closed.
   Reports ``last_completed_month`` (the newest ended month that is closed), ``due_month`` and ``due_at``.
+* ``alerts`` (a warning): the failure alerts have a channel, ``FAIRSTREAM_ALERT_WEBHOOK_URL`` or
+  ``FAIRSTREAM_SMTP_HOST`` (``channels``); without one: "alerts are not configured: set
+  FAIRSTREAM_ALERT_WEBHOOK_URL or FAIRSTREAM_SMTP_HOST".
 
 The decisions are pure functions of plain values (``check_payout``, ``check_heartbeats``); the
 ``probe_*`` functions do the I/O. Nothing here imports Dagster: the caller passes the function that
@@ -27,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 from typing import Any, Callable, Collection, Mapping
 
+from fairstream_pipeline.lib.alerts import ALERTS_NOT_CONFIGURED, alert_channels
 from fairstream_pipeline.lib.months import month_key, next_month_start, parse_month, previous_month
 from fairstream_pipeline.lib.payout_rules import PAYOUT_DUE_DAY
 
@@ -37,14 +44,19 @@ NOT_CONFIGURED = "not configured (embedded instance)"
 
 @dataclass(frozen=True)
 class Check:
-    """The outcome of one health check."""
+    """The outcome of one health check; a ``warning`` check that is not ok leaves the deployment healthy."""
 
     ok: bool
     detail: str
     data: Mapping[str, Any] = field(default_factory=dict)
+    warning: bool = False
+
+    @property
+    def healthy(self) -> bool:
+        return self.ok or self.warning
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "detail": self.detail, **self.data}
+        return {"ok": self.ok, "detail": self.detail, **({"warning": True} if self.warning else {}), **self.data}
 
 
 def iso(moment: datetime) -> str:
@@ -123,6 +135,14 @@ def check_heartbeats(now: datetime, heartbeats: Mapping[str, float], tolerance_s
         "is dagster-daemon running?",
         data,
     )
+
+
+def check_alerts(environ: Mapping[str, str]) -> Check:
+    """Whether the failure alerts have a channel (a warning when not)."""
+    channels = alert_channels(environ.get("FAIRSTREAM_ALERT_WEBHOOK_URL", ""), environ.get("FAIRSTREAM_SMTP_HOST", ""))
+    if not channels:
+        return Check(False, ALERTS_NOT_CONFIGURED, {"channels": []}, warning=True)
+    return Check(True, f"failure alerts go to {' and '.join(channels)}", {"channels": channels})
 
 
 @dataclass(frozen=True)
@@ -233,9 +253,11 @@ def health_report(
         "postgres": postgres,
         "daemon": probe_daemon(now, heartbeat_tolerance_seconds, postgres, read_heartbeats),
         "payout": probe_payout(now),
+        "alerts": check_alerts(os.environ),
     }
     return {
-        "ok": all(c.ok for c in checks.values()),
+        "ok": all(c.healthy for c in checks.values()),
         "now": iso(now),
         "checks": {name: c.to_dict() for name, c in checks.items()},
+        "warnings": [c.detail for c in checks.values() if not c.ok and c.warning],
     }

@@ -7,8 +7,13 @@ import duckdb
 from fairstream_pipeline.lib.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.lake_tables import attach_month
+from fairstream_pipeline.lib.markdown import payee_label
 from fairstream_pipeline.lib.payout_report import cents, compare_models, percent
-from fairstream_pipeline.lib.period_close import ADJUSTMENTS, close_record, next_open_month
+from fairstream_pipeline.lib.period_close import (
+    ADJUSTMENTS,
+    close_record,
+    next_open_month,
+)
 
 
 def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
@@ -16,8 +21,8 @@ def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
     plays = lake.manifest("clean_plays", month)
     quarantined = ", ".join(f"{reason} {n:,}" for reason, n in plays["quarantined"].items())
     con = duckdb.connect()
-    attach_month(con, lake, month, {"payee_earnings": "payee_earnings"})
-    comparison = compare_models(con, top=top)
+    attach_month(con, lake, month, {"payee_earnings": "payee_earnings", "payee_directory": "payee_directory"})
+    comparison = compare_models(con, top=top, names_view="payee_directory")
     flagged = lake.row_count("flagged_users", month)
     statements = con.execute(
         f"""SELECT count(*), count(*) FILTER (WHERE paid_cents > 0),
@@ -42,11 +47,21 @@ def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
         f"{cents(comparison.pr_total_cents)} EUR over {comparison.payees:,} payees; "
         f"top 1% ({comparison.top_1pct_payees}) take {percent(comparison.uc_top_1pct_cents, comparison.uc_total_cents)} "
         f"UC vs {percent(comparison.pr_top_1pct_cents, comparison.pr_total_cents)} PR",
+        f"moved: the top 1% by pro-rata hold {percent(comparison.pr_top_1pct_cents, comparison.pr_total_cents)} "
+        f"pro-rata and {percent(comparison.pr_top_1pct_uc_cents, comparison.uc_total_cents)} user-centric: "
+        + (
+            f"{comparison.moved_share_points:.2f} points move to other payees under user-centric"
+            if comparison.moved_share_points is not None
+            else "no money"
+        ),
     ]
     for payee, (uc, _) in comparison.special_cents.items():
         lines.append(f"held: {payee} {cents(uc)} EUR")
     lines.append("top payees (UC / PR, EUR):")
-    lines += [f"  {payee:<16} {cents(uc):>12} / {cents(pr):>12}" for payee, uc, pr in comparison.top_payees]
+    lines += [
+        f"  {payee_label(payee, comparison.names.get(payee)):<40} {cents(uc):>12} / {cents(pr):>12}"
+        for payee, uc, pr in comparison.top_payees
+    ]
     lines.append(
         f"statements: {statements[0]:,} payees, {statements[1]:,} paid {cents(statements[2])} EUR; "
         f"opening balances {cents(statements[3])} EUR, carried over {cents(statements[4])} EUR"

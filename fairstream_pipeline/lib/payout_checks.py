@@ -165,3 +165,24 @@ def revenue_without_streams(con: duckdb.DuckDBPyConnection) -> tuple[int, int, i
                   (SELECT coalesce(sum(net_cents), 0)::BIGINT FROM ad_revenue),
                   (SELECT coalesce(sum(counted_streams), 0)::BIGINT FROM segment_pools)""",
     )[0]
+
+
+def suspense_tracks(con: duckdb.DuckDBPyConnection, limit: int = 10) -> list[tuple[str, str, int, int]]:
+    """The tracks whose money goes to ``__suspense__``, largest user-centric amount first, with why:
+    (track_id, reason, counted streams, user-centric cents before rounding, floored). Reads
+    ``track_earnings`` and ``track_splits``; a played track absent from ``track_splits`` is not in
+    the catalog."""
+    return _rows(
+        con,
+        f"""
+        WITH verdicts AS (
+            SELECT track_id, bool_or(valid) AS valid, min(problem) AS problem FROM track_splits GROUP BY track_id
+        )
+        SELECT e.track_id, coalesce(v.problem, 'not in the catalog') AS reason,
+               sum(e.streams)::BIGINT AS streams, (sum(e.uc_pico) // {PICO_PER_CENT})::BIGINT AS uc_cents
+        FROM track_earnings e LEFT JOIN verdicts v USING (track_id)
+        WHERE v.valid IS NULL OR NOT v.valid
+        GROUP BY e.track_id, v.problem
+        ORDER BY sum(e.uc_pico) DESC, e.track_id LIMIT {int(limit)}
+        """,
+    )

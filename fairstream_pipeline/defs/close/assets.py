@@ -4,16 +4,24 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from fairstream_pipeline.defs.metadata import OWNERS
+from fairstream_pipeline.defs.metadata import OWNERS, lake_metadata
 from fairstream_pipeline.defs.partitions import monthly_partitions
-from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, WarehouseResource
+from fairstream_pipeline.defs.resources import (
+    DuckDBEngine,
+    LandingZoneResource,
+    WarehouseResource,
+)
 from fairstream_pipeline.lib.accounting import account_for_event_rows
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.lake_tables import attach_month
 from fairstream_pipeline.lib.landing_zone import LandingZone
-from fairstream_pipeline.lib.month_checks import earnings_findings, statements_finding, streams_finding
+from fairstream_pipeline.lib.month_checks import (
+    earnings_findings,
+    statements_finding,
+    streams_finding,
+)
 from fairstream_pipeline.lib.payout_checks import held_cents, held_share_ok
-from fairstream_pipeline.lib.payout_report import cents, percent
+from fairstream_pipeline.lib.payout_report import cents, eur, percent
 from fairstream_pipeline.lib.payout_rules import PAYOUT_DUE_DAY, PayoutRules
 from fairstream_pipeline.lib.period_close import (
     CLOSE,
@@ -82,6 +90,11 @@ def _draft_checks(lake: Lake, zone: LandingZone, duckdb: DuckDBEngine, first_mon
 def _close_metadata(lake: Lake, month: str, record: dict, status: str) -> dict:
     return {
         "status": status,
+        "summary": dg.MetadataValue.md(
+            f"Closed at {record['closed_at']}: **paid {eur(record['paid_cents'])}** to {record['payees_paid']:,} "
+            f"payees; held (never paid) {eur(record['held_cents'])}. Changes now post as adjustments to "
+            f"{next_open_month(lake, month)}."
+        ),
         "closed_at": record["closed_at"],
         "closed_by_run": dg.MetadataValue.md(f"[{record['closed_by_run']}](/runs/{record['closed_by_run']})"),
         "rules": dg.MetadataValue.json(record["rules"]),
@@ -95,6 +108,7 @@ def _close_metadata(lake: Lake, month: str, record: dict, status: str) -> dict:
         "held_cents": record["held_cents"],
         "next_open_month": next_open_month(lake, month),
         "dagster/row_count": record["rows"],
+        **lake_metadata(lake, CLOSE, month),
     }
 
 

@@ -4,16 +4,27 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fairstream_pipeline.defs.metadata import LAKE_KINDS, OWNERS, contract_failures, markdown_table, preview
+from fairstream_pipeline.defs.ingestion.listening_events import INGESTION
+from fairstream_pipeline.defs.metadata import (
+    LAKE_KINDS,
+    OWNERS,
+    contract_failures,
+    lake_metadata,
+    markdown_table,
+    preview,
+)
 from fairstream_pipeline.defs.partitions import monthly_partitions
-from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, WarehouseResource
+from fairstream_pipeline.defs.resources import (
+    DuckDBEngine,
+    LandingZoneResource,
+    WarehouseResource,
+)
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE, WAIT_FOR_COMPLETE_MONTH
 from fairstream_pipeline.lib.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.ingestion import ingest_ad_revenue, ingest_billed_users
 from fairstream_pipeline.lib.landing_zone import MonthIncompleteError, fingerprint
 from fairstream_pipeline.lib.months import days_of_month
-
-from fairstream_pipeline.defs.ingestion.listening_events import INGESTION
+from fairstream_pipeline.lib.payout_report import eur
 
 
 @dg.asset(
@@ -69,6 +80,7 @@ def landing_month(
             "event_rows": sum(f.num_rows for f in event_files),
             "bytes": sum(f.size_bytes for f in files),
             "input_fingerprint": month_fingerprint,
+            **lake_metadata(warehouse.lake(), "landing_month", month),
         }
     )
 
@@ -105,12 +117,13 @@ def billed_users(
             "dagster/row_count": result.rows,
             "users_by_tier": dg.MetadataValue.md(
                 markdown_table(
-                    ["tier", "users", "net cents"],
-                    [(t, n, result.net_cents_by_tier[t]) for t, n in result.users_by_tier.items()],
+                    ["tier", "users", "net revenue"],
+                    [(t, f"{n:,}", eur(result.net_cents_by_tier[t])) for t, n in result.users_by_tier.items()],
                 )
             ),
             "input_files": len(result.files),
             "preview": shown,
+            **lake_metadata(warehouse.lake(), "billed_users", month),
         }
     )
 
@@ -142,6 +155,8 @@ def ad_revenue(
         metadata={
             "dagster/row_count": result.countries,
             "net_cents": result.net_cents,
+            "net_revenue": eur(result.net_cents),
             "per_country": shown,
+            **lake_metadata(warehouse.lake(), "ad_revenue", month),
         }
     )

@@ -15,9 +15,19 @@ from datetime import date
 
 import dagster as dg
 
-from fairstream_pipeline.defs.metadata import contract_failures, lake_out, markdown_table, preview
+from fairstream_pipeline.defs.metadata import (
+    contract_failures,
+    lake_metadata,
+    lake_out,
+    markdown_table,
+    preview,
+)
 from fairstream_pipeline.defs.partitions import monthly_partitions
-from fairstream_pipeline.defs.resources import DuckDBEngine, LandingZoneResource, WarehouseResource
+from fairstream_pipeline.defs.resources import (
+    DuckDBEngine,
+    LandingZoneResource,
+    WarehouseResource,
+)
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE
 from fairstream_pipeline.lib.clean_plays import attach_clean_plays, dictionary_record
 from fairstream_pipeline.lib.duckdb_engine import read_parquet
@@ -161,6 +171,7 @@ def merge_event_days(
             "users_in_dictionary": dictionary["users"],
             "accounting": per_reason,
             "preview": clean_preview,
+            **lake_metadata(lake, "clean_plays", month),
         },
     )
     yield dg.Output(
@@ -172,6 +183,7 @@ def merge_event_days(
             **common,
             "per_reason": per_reason,
             "preview": quarantine_preview,
+            **lake_metadata(lake, "play_quarantine", month),
         },
     )
 

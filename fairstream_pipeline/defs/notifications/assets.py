@@ -1,12 +1,27 @@
-"""Notification assets: the month's statement emails, the app-database publication, the outbox."""
+"""Notification assets: the month's statement emails, the app-database publication, the outbox.
+
+Without an app database (FAIRSTREAM_DATABASE_URL empty) ``published_statements`` and
+``statement_outbox`` record no materialization: they log a warning and record an observation with
+the status ``NOT_CONFIGURED`` instead, and the run still succeeds. ``statement_outbox`` is then
+skipped in a run that also holds ``published_statements``, so that step records the outbox's
+observation too. Nor does ``publish_closed_months`` request them (``DATABASE_AT_LOAD``).
+"""
+
+import os
+from collections.abc import Iterator
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fairstream_pipeline.defs.metadata import OWNERS, markdown_table
+from fairstream_pipeline.defs.metadata import OWNERS, lake_metadata, markdown_table
+from fairstream_pipeline.lib.markdown import md_text
 from fairstream_pipeline.defs.partitions import monthly_partitions
-from fairstream_pipeline.defs.resources import AppDatabaseResource, DuckDBEngine, WarehouseResource
+from fairstream_pipeline.defs.resources import (
+    AppDatabaseResource,
+    DuckDBEngine,
+    WarehouseResource,
+)
 from fairstream_pipeline.defs.retries import WRITE_DATABASE
 from fairstream_pipeline.lib.app_db.store import (
     OUTBOX_COLUMNS,
@@ -18,9 +33,18 @@ from fairstream_pipeline.lib.app_db.store import (
 from fairstream_pipeline.lib.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.lake_tables import attach_month
-from fairstream_pipeline.lib.notifications import Statement, adjustment_reason, render_statement
+from fairstream_pipeline.lib.notifications import (
+    Statement,
+    adjustment_reason,
+    render_statement,
+)
 from fairstream_pipeline.lib.payout_rules import RULES_VERSION, SPECIAL_PAYEES
-from fairstream_pipeline.lib.period_close import ADJUSTMENTS, CLOSE, STATEMENTS, close_record
+from fairstream_pipeline.lib.period_close import (
+    ADJUSTMENTS,
+    CLOSE,
+    STATEMENTS,
+    close_record,
+)
 from fairstream_pipeline.settings import setting
 
 NOTIFICATIONS = "notifications"
@@ -47,8 +71,27 @@ AFTER_PUBLICATION = (
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("after the statements are rendered and published")
+# Without an app database when the code location loads there is nothing for publish_closed_months
+# to publish or queue: those two assets then have no condition. (A run that skips them would leave
+# period_close "updated since last handled", and a monthly_payout_job run records no asset
+# selection for executed_with_root_target to see, so every month would get a second, empty run.)
+DATABASE_AT_LOAD = bool(os.environ.get("FAIRSTREAM_DATABASE_URL"))
 MESSAGE_COLUMNS = OUTBOX_COLUMNS  # the lake table has the outbox's columns, in the same order
 NOT_CONFIGURED = "not configured: FAIRSTREAM_DATABASE_URL is empty, nothing was written"
+OUTBOX_NEEDS_PUBLICATION = "statement_outbox needs published_statements, which was not written"
+
+
+def not_configured(
+    context: dg.AssetExecutionContext, asset: str, description: str | None = None
+) -> dg.AssetObservation:
+    """Warn that ``asset`` wrote nothing, and the observation that says so in its history."""
+    context.log.warning(f"{asset}: {NOT_CONFIGURED}; no materialization recorded")
+    return dg.AssetObservation(
+        asset_key=asset,
+        partition=context.partition_key,
+        description=description or NOT_CONFIGURED,
+        metadata={"status": NOT_CONFIGURED},
+    )
 
 
 def _closed(context: dg.AssetExecutionContext, lake: Lake) -> dict:
@@ -117,7 +160,11 @@ def statement_notifications(
         status = f"{month} is closed (at {record['closed_at']}): its statement emails were rendered at the close"
         context.log.info(status)
         return dg.MaterializeResult(
-            metadata={"status": status, "dagster/row_count": lake.manifest("statement_notifications", month)["rows"]},
+            metadata={
+                "status": status,
+                "dagster/row_count": lake.manifest("statement_notifications", month)["rows"],
+                **lake_metadata(lake, "statement_notifications", month),
+            },
             data_version=dg.DataVersion(lake.content_hash("statement_notifications", month)),
         )
     threshold = record["rules"]["payout_threshold_cents"]
@@ -151,8 +198,11 @@ def statement_notifications(
             "to_send": len(messages) - no_address,
             "no_address": no_address,
             "example": dg.MetadataValue.md(
-                f"**{example.subject}** to `{example.payee_id}`\n\n```\n{example.body_text}\n```" if example else "none"
+                f"**{md_text(example.subject)}** to `{example.payee_id}`\n\n```\n{example.body_text}\n```"
+                if example
+                else "none"
             ),
+            **lake_metadata(lake, "statement_notifications", month),
         },
         data_version=dg.DataVersion(lake.content_hash("statement_notifications", month)),
     )
@@ -166,22 +216,25 @@ def statement_notifications(
     kinds={"postgres"},
     retry_policy=WRITE_DATABASE,
     code_version="published-statements-v2",
-    automation_condition=AFTER_CLOSE,
+    automation_condition=AFTER_CLOSE if DATABASE_AT_LOAD else None,
+    output_required=False,
 )
 def published_statements(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     duckdb: DuckDBEngine,
     app_database: AppDatabaseResource,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
     """The closed month's statements, statement lines and adjustment lines (with their source
     month) in the application database, for the artist dashboard. Written once, at the close:
-    closed statements never change, and the database refuses to update or delete them."""
+    closed statements never change, and the database refuses to update or delete them. Without
+    an app database: no materialization, an observation "not configured" (here and on the outbox)."""
     month, lake = context.partition_key, warehouse.lake()
     record = _closed(context, lake)
     if not app_database.configured:
-        context.log.warning(f"published_statements: {NOT_CONFIGURED}")
-        return dg.MaterializeResult(metadata={"status": NOT_CONFIGURED})
+        yield not_configured(context, "published_statements")
+        yield not_configured(context, "statement_outbox", f"{NOT_CONFIGURED} ({OUTBOX_NEEDS_PUBLICATION})")
+        return
     with duckdb.connect() as con:
         attach_month(con, lake, month, STATEMENT_INPUTS)
         statements = con.execute(
@@ -213,7 +266,7 @@ def published_statements(
         if counts["already_published"]
         else f"published the statements closed at {record['closed_at']}"
     )
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "status": status,
             "statements": counts["statements"],
@@ -233,22 +286,24 @@ def published_statements(
     kinds={"postgres"},
     retry_policy=WRITE_DATABASE,
     code_version="statement-outbox-v1",
-    automation_condition=AFTER_PUBLICATION,
+    automation_condition=AFTER_PUBLICATION if DATABASE_AT_LOAD else None,
+    output_required=False,
 )
 def statement_outbox(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     duckdb: DuckDBEngine,
     app_database: AppDatabaseResource,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
     """The closed month's statement emails queued in the application database's outbox, one per
     payee and kind. Re-materializing never queues a message twice; the send_statement_emails job,
-    started by outbox_sensor, delivers them outside the payout run. A draft is never queued."""
+    started by outbox_sensor, delivers them outside the payout run. A draft is never queued.
+    Without an app database: no materialization, an observation "not configured"."""
     month, lake = context.partition_key, warehouse.lake()
     _closed(context, lake)
     if not app_database.configured:
-        context.log.warning(f"statement_outbox: {NOT_CONFIGURED}")
-        return dg.MaterializeResult(metadata={"status": NOT_CONFIGURED})
+        yield not_configured(context, "statement_outbox")
+        return
     with duckdb.connect() as con:
         rows = con.execute(
             f"SELECT * FROM {read_parquet(lake.parquet_glob('statement_notifications', month))} ORDER BY payee_id"
@@ -257,7 +312,7 @@ def statement_outbox(
     with app_database.transaction() as cursor:
         new = enqueue_messages(cursor, rows)
         by_status = outbox_counts(cursor, month)
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "status": "queued",
             "enqueued": new,

@@ -12,7 +12,8 @@
   delivers them. In the UI: Jobs -> replay_dead_letters -> Launchpad, e.g.
   ``ops: {replay_dead_letter_messages: {config: {month: "2026-10", payees: ["artist-0042"]}}}``.
 * ``outbox_dead_letters``: a WARN check on ``statement_outbox`` per month (dead count, first payees
-  and errors).
+  and errors). Without an app database it does not pass: WARN, passed=False, "dead letters not
+  counted: ..." (it is skipped with ``statement_outbox`` in a month's run, which then writes nothing).
 
 Environment (read when the code location loads; empty means the default):
 
@@ -54,6 +55,7 @@ SEND_JOB = "send_statement_emails"
 SENSOR_INTERVAL_SECONDS = 60
 DB_NOT_CONFIGURED = "not configured: FAIRSTREAM_DATABASE_URL is empty"
 SMTP_NOT_CONFIGURED = "not configured: FAIRSTREAM_SMTP_HOST is empty"
+DEAD_LETTERS_NOT_COUNTED = f"dead letters not counted: the app database is {DB_NOT_CONFIGURED}"
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -205,15 +207,19 @@ def _evaluation(month: str, passed: bool, metadata: dict[str, Any]) -> dg.AssetC
     blocking=False,
     description=(
         "Warns when statement emails of the month are dead letters (a permanent SMTP failure, or "
-        "every attempt used). Replay them with the replay_dead_letters job."
+        "every attempt used). Replay them with the replay_dead_letters job. Without an app "
+        "database (FAIRSTREAM_DATABASE_URL empty) nothing is counted and it warns, never passes."
     ),
 )
 def outbox_dead_letters(
     context: dg.AssetCheckExecutionContext, app_database: AppDatabaseResource
 ) -> dg.AssetCheckResult:
-    if not app_database.configured:
+    if not app_database.configured:  # nothing was counted: a warning, never a pass
         return dg.AssetCheckResult(
-            passed=True, severity=dg.AssetCheckSeverity.WARN, metadata={"status": DB_NOT_CONFIGURED}
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=DEAD_LETTERS_NOT_COUNTED,
+            metadata={"status": DB_NOT_CONFIGURED},
         )
     app_database.ensure_schema()
     with app_database.transaction() as cursor:

@@ -18,15 +18,25 @@ import time
 
 import dagster as dg
 
-from fairstream_pipeline.defs.metadata import contract_failures, lake_out, markdown_table, preview
+from fairstream_pipeline.defs.metadata import (
+    contract_failures,
+    lake_metadata,
+    lake_out,
+    markdown_table,
+    preview,
+)
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.payouts.assets import CODE_VERSION, PAYOUTS, month_rules
-from fairstream_pipeline.defs.resources import DuckDBEngine, PayoutRulesResource, WarehouseResource
+from fairstream_pipeline.defs.resources import (
+    DuckDBEngine,
+    PayoutRulesResource,
+    WarehouseResource,
+)
 from fairstream_pipeline.lib.clean_plays import attach_coded_plays, decode_shard
 from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
 from fairstream_pipeline.lib.memory import RssSampler
 from fairstream_pipeline.lib.payout_engine import allocate_shard, price_segments
-from fairstream_pipeline.lib.payout_report import cents
+from fairstream_pipeline.lib.payout_report import eur
 from fairstream_pipeline.lib.payout_rules import PayoutRules
 from fairstream_pipeline.lib.period_close import closed_month
 from fairstream_pipeline.lib.shards import ShardStore, attach_shards
@@ -169,13 +179,19 @@ def merge_user_buckets(
             "counted_streams": total_streams,
             "streaming_users": streaming_users,
             "flagged_users": flagged,
+            **lake_metadata(lake, "user_streams", month),
             **common,
         },
     )
     yield dg.Output(
         None,
         "flagged_users",
-        metadata={"dagster/row_count": rows["flagged_users"], "preview": flagged_preview, **common},
+        metadata={
+            "dagster/row_count": rows["flagged_users"],
+            "preview": flagged_preview,
+            **lake_metadata(lake, "flagged_users", month),
+            **common,
+        },
     )
     yield dg.Output(
         None,
@@ -185,14 +201,19 @@ def merge_user_buckets(
             "target_cents": sum(p[4] for p in pools),
             "segments": dg.MetadataValue.md(
                 markdown_table(
-                    ["country", "tier", "users", "counted streams", "target (EUR)", "residual (EUR)", "UC unallocated (EUR)"],
-                    [(*p[:4], cents(p[4]), cents(p[5]), cents(p[6])) for p in pools],
+                    ["country", "tier", "users", "counted streams", "target", "residual", "UC unallocated"],
+                    [(*p[:3], f"{p[3]:,}", eur(p[4]), eur(p[5]), eur(p[6])) for p in pools],
                 )
             ),
+            **lake_metadata(lake, "segment_pools", month),
             **common,
         },
     )
-    yield dg.Output(None, "track_earnings", metadata={"dagster/row_count": rows["track_earnings"], **common})
+    yield dg.Output(
+        None,
+        "track_earnings",
+        metadata={"dagster/row_count": rows["track_earnings"], **lake_metadata(lake, "track_earnings", month), **common},
+    )
 
 
 @dg.graph_multi_asset(

@@ -4,7 +4,14 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from fairstream_pipeline.defs.metadata import LAKE_KINDS, OWNERS, contract_failures, markdown_table, preview
+from fairstream_pipeline.defs.metadata import (
+    LAKE_KINDS,
+    OWNERS,
+    contract_failures,
+    lake_metadata,
+    plottable,
+    preview,
+)
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import (
     DuckDBEngine,
@@ -17,8 +24,26 @@ from fairstream_pipeline.lib.ingestion import ingest_catalog
 from fairstream_pipeline.lib.lake import MissingPartitionError
 from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
 from fairstream_pipeline.lib.landing_zone import fingerprint
+from fairstream_pipeline.lib.markdown import (
+    Markdown,
+    markdown_table,
+    md_text,
+    payee_label,
+)
 from fairstream_pipeline.lib.payout_engine import pay_payees, validate_splits
-from fairstream_pipeline.lib.payout_report import cents, compare_models, percent
+from fairstream_pipeline.lib.payout_report import (
+    ModelComparison,
+    PayeeChange,
+    StatementSummary,
+    adjustments_by_source,
+    carried_over,
+    compare_models,
+    eur,
+    largest_adjustments,
+    percent,
+    percent_number,
+    summarize_statements,
+)
 from fairstream_pipeline.lib.payout_rules import RULES_VERSION, PayoutRules
 from fairstream_pipeline.lib.period_close import (
     ADJUSTMENTS,
@@ -129,17 +154,22 @@ def snapshot_catalog(
             "tracks_in_catalog": catalog.tracks,
             "tracks_by_verdict": dg.MetadataValue.md(markdown_table(["verdict", "tracks"], verdicts)),
             "invalid_tracks": invalid,
+            **lake_metadata(warehouse.lake(), "track_splits", month),
         },
     )
     yield dg.MaterializeResult(
         asset_key="payee_directory",
-        metadata={"dagster/row_count": rows["payee_directory"], "payees_without_email": no_email},
+        metadata={
+            "dagster/row_count": rows["payee_directory"],
+            "payees_without_email": no_email,
+            **lake_metadata(warehouse.lake(), "payee_directory", month),
+        },
     )
 
 
 @dg.asset(
     partitions_def=monthly_partitions,
-    deps=["segment_pools", "track_earnings", "track_splits"],
+    deps=["segment_pools", "track_earnings", "track_splits", "payee_directory"],
     group_name=PAYOUTS,
     owners=OWNERS,
     kinds=LAKE_KINDS,
@@ -170,7 +200,12 @@ def payee_earnings(
             con,
             lake,
             month,
-            {"segment_pools": "segment_pools", "track_earnings": "track_earnings", "track_splits": "track_splits"},
+            {
+                "segment_pools": "segment_pools",
+                "track_earnings": "track_earnings",
+                "track_splits": "track_splits",
+                "payee_directory": "payee_directory",
+            },
         )
         pay_payees(con)
         rows = publish_month(
@@ -186,36 +221,62 @@ def payee_earnings(
                 "input_fingerprint": lake.manifest("landing_month", month)["input_fingerprint"],
             },
         )
-        comparison = compare_models(con)
+        comparison = compare_models(con, names_view="payee_directory")
     return dg.MaterializeResult(
         metadata={
             **status,
             "dagster/row_count": rows["payee_earnings"],
             **comparison_metadata(comparison),
             **_rules_metadata(rules),
+            **lake_metadata(lake, "payee_earnings", month),
         },
         data_version=dg.DataVersion(lake.content_hash("payee_earnings", month)),
     )
 
 
-def comparison_metadata(c) -> dict:
-    """User-centric beside pro-rata, as the UI shows it on payee_earnings."""
+def _payee_changes_table(changes: list[PayeeChange]) -> str:
+    return markdown_table(
+        ["payee", "user-centric", "pro-rata", "UC - PR", "UC - PR (% of PR)"],
+        [(payee_label(c.payee_id, c.name), eur(c.uc_cents), eur(c.pr_cents), eur(c.change_cents), c.change_percent)
+         for c in changes],
+    )
+
+
+def comparison_metadata(c: ModelComparison) -> dict:
+    """User-centric beside pro-rata, as the UI shows it on payee_earnings: text in EUR with names,
+    and the figures a reviewer plots across months as numbers."""
+    held = sum(uc for uc, _ in c.special_cents.values())
+    moved = c.moved_share_points
+    summary = (
+        f"User-centric pays **{eur(c.uc_total_cents)}** over {c.payees:,} payees "
+        f"(pro-rata: {eur(c.pr_total_cents)}).\n\n"
+        f"The top 1% of payees by pro-rata ({c.top_1pct_payees:,}) hold "
+        f"{percent(c.pr_top_1pct_cents, c.pr_total_cents)} of the money pro-rata and "
+        f"{percent(c.pr_top_1pct_uc_cents, c.uc_total_cents)} user-centric: "
+        + (f"**{moved:.2f} points** move to other payees under user-centric." if moved is not None else "no money.")
+        + "\n\nHeld, never paid: "
+        + (", ".join(f"{md_text(p)} {eur(uc)}" for p, (uc, _) in c.special_cents.items()) or "nothing")
+        + f" ({percent(held, c.uc_total_cents)} of the money)."
+    )
     top = markdown_table(
-        ["payee", "user-centric (EUR)", "pro-rata (EUR)", "UC - PR (EUR)"],
-        [(p, cents(uc), cents(pr), cents(uc - pr)) for p, uc, pr in c.top_payees],
+        ["payee", "user-centric", "pro-rata", "UC - PR"],
+        [(payee_label(p, c.names.get(p)), eur(uc), eur(pr), eur(uc - pr)) for p, uc, pr in c.top_payees],
     )
     return {
-        "uc_total_cents": c.uc_total_cents,
-        "pr_total_cents": c.pr_total_cents,
-        "payees": c.payees,
-        "top_1pct_share_uc": percent(c.uc_top_1pct_cents, c.uc_total_cents),
-        "top_1pct_share_pr": percent(c.pr_top_1pct_cents, c.pr_total_cents),
-        "suspense_uc_cents": c.special_cents.get("__suspense__", (0, 0))[0],
-        "unallocated_uc_cents": c.special_cents.get("__unallocated__", (0, 0))[0],
-        "top_payees": dg.MetadataValue.md(
-            f"Top 1% = {c.top_1pct_payees} of {c.payees} payees: "
-            f"{percent(c.uc_top_1pct_cents, c.uc_total_cents)} of the money user-centric, "
-            f"{percent(c.pr_top_1pct_cents, c.pr_total_cents)} pro-rata.\n\n{top}"
+        "summary": dg.MetadataValue.md(summary),
+        "uc_total_cents": dg.MetadataValue.int(c.uc_total_cents),
+        "pr_total_cents": dg.MetadataValue.int(c.pr_total_cents),
+        "payees": dg.MetadataValue.int(c.payees),
+        "top_1pct_share_uc": plottable(percent_number(c.uc_top_1pct_cents, c.uc_total_cents)),
+        "top_1pct_share_pr": plottable(percent_number(c.pr_top_1pct_cents, c.pr_total_cents)),
+        "uc_pr_moved_share_points": plottable(moved),
+        "held_share": plottable(percent_number(held, c.uc_total_cents)),
+        "suspense_uc_cents": dg.MetadataValue.int(c.special_cents.get("__suspense__", (0, 0))[0]),
+        "unallocated_uc_cents": dg.MetadataValue.int(c.special_cents.get("__unallocated__", (0, 0))[0]),
+        "top_payees": dg.MetadataValue.md(top),
+        "winners_and_losers": dg.MetadataValue.md(
+            f"**Gain most under user-centric** (EUR)\n\n{_payee_changes_table(c.winners)}\n\n"
+            f"**Lose most under user-centric** (EUR)\n\n{_payee_changes_table(c.losers)}"
         ),
     }
 
@@ -224,7 +285,7 @@ PREVIOUS_MONTH = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 # Both assets of the step share their upstreams, so that an asset backfill always targets them
 # together (it cannot run half of the step). The adjustments also read the earnings of every
 # closed month before this one (restatements), which partition mappings cannot express.
-STATEMENT_DEPS = ["payee_earnings", "landing_month", dg.AssetDep(STATEMENTS, partition_mapping=PREVIOUS_MONTH)]
+STATEMENT_DEPS = ["payee_earnings", "payee_directory", "landing_month", dg.AssetDep(STATEMENTS, partition_mapping=PREVIOUS_MONTH)]
 
 
 @dg.multi_asset(
@@ -270,6 +331,7 @@ def roll_statements_month(
                     "status": closed.notice,
                     "closed_at": closed.record["closed_at"],
                     "dagster/row_count": lake.manifest(asset, month)["rows"],
+                    **lake_metadata(lake, asset, month),
                 },
                 data_version=dg.DataVersion(lake.content_hash(asset, month)),
             )
@@ -281,37 +343,43 @@ def roll_statements_month(
         except MissingPartitionError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         rows, audit, opening_from = draft["rows"], draft["restatements"], draft["opening_from"]
-        totals = con.execute(
-            """SELECT count(*) FILTER (WHERE paid_cents > 0), coalesce(sum(paid_cents), 0)::BIGINT,
-                      coalesce(sum(closing_balance_cents), 0)::BIGINT,
-                      coalesce(sum(opening_balance_cents), 0)::BIGINT,
-                      coalesce(sum(adjustment_cents), 0)::BIGINT,
-                      count(*) FILTER (WHERE closing_balance_cents < 0)
-               FROM payee_statements"""
-        ).fetchall()[0]
-        shown = preview(con, "SELECT * FROM payee_statements ORDER BY earned_cents DESC, payee_id", limit=15)
-        by_source = con.execute(
-            """SELECT source_month, count(*), sum(cents)::BIGINT, sum(cents) FILTER (WHERE cents > 0)::BIGINT,
-                      sum(cents) FILTER (WHERE cents < 0)::BIGINT
-               FROM payee_adjustments GROUP BY 1 ORDER BY 1"""
-        ).fetchall()
-        adjustments_preview = preview(
-            con, "SELECT payee_id, source_month, cents FROM payee_adjustments ORDER BY abs(cents) DESC, payee_id", limit=20
-        )
+        attach_month(con, lake, month, {"payee_directory": "payee_directory"})
+        summary = summarize_statements(con)
+        carried = carried_over(con, "payee_directory")
+        negative = carried_over(con, "payee_directory", negative=True)
+        adjustments = largest_adjustments(con, "payee_directory")
+        by_source = adjustments_by_source(con)
     common = _rules_metadata(rules)
+    adjustments_table = dg.MetadataValue.md(
+        markdown_table(
+            ["payee", "source month", "adjustment"],
+            [(payee_label(p, name), source, eur(amount)) for p, name, source, amount in adjustments],
+        )
+        if adjustments
+        else "No adjustments this month."
+    )
     yield dg.MaterializeResult(
         asset_key=STATEMENTS,
         metadata={
             "status": f"draft: {month} is open until period_close closes it",
+            "summary": dg.MetadataValue.md(statement_summary_markdown(summary, rules.payout_threshold_cents)),
             "dagster/row_count": rows[STATEMENTS],
-            "payees_paid": totals[0],
-            "paid_cents": totals[1],
-            "carried_over_cents": totals[2],
-            "opening_balance_cents": totals[3],
-            "adjustment_cents": totals[4],
-            "negative_balances": totals[5],
+            "payees_paid": summary.paid_payees,
+            "paid_cents": summary.paid_cents,
+            "payees_carried_over": summary.carried_payees,
+            "carried_over_cents": summary.carried_cents,
+            "negative_balances": summary.negative_payees,
+            "negative_balance_cents": summary.negative_cents,
+            "held_cents": summary.held_cents,
+            "opening_balance_cents": summary.opening_cents,
+            "adjustment_cents": summary.adjustment_cents,
             "opening_balances_from": opening_from,
-            "preview": shown,
+            "carried_over": dg.MetadataValue.md(
+                _balances_table(carried) if carried else "Every payee with a positive balance is paid."
+            ),
+            **({"negative_balances_carried": dg.MetadataValue.md(_balances_table(negative))} if negative else {}),
+            "adjustments": adjustments_table,
+            **lake_metadata(lake, STATEMENTS, month),
             **common,
         },
         data_version=dg.DataVersion(lake.content_hash(STATEMENTS, month)),
@@ -320,12 +388,33 @@ def roll_statements_month(
         asset_key=ADJUSTMENTS,
         metadata={
             "dagster/row_count": rows[ADJUSTMENTS],
-            "adjustment_cents": totals[4],
+            "adjustment_cents": summary.adjustment_cents,
             "source_months": dg.MetadataValue.md(adjustment_audit(audit, by_source)),
-            "largest_adjustments": adjustments_preview,
+            "largest_adjustments": adjustments_table,
+            **lake_metadata(lake, ADJUSTMENTS, month),
             **common,
         },
         data_version=dg.DataVersion(lake.content_hash(ADJUSTMENTS, month)),
+    )
+
+
+def statement_summary_markdown(s: StatementSummary, threshold_cents: int) -> str:
+    """The month's statements in one paragraph, in EUR."""
+    return (
+        f"**Paid {eur(s.paid_cents)}** to {s.paid_payees:,} of {s.payees:,} payees.\n\n"
+        f"Carried over below the {eur(threshold_cents)} threshold: {eur(s.carried_cents)} "
+        f"for {s.carried_payees:,} payees. Negative balances (clawbacks, recovered from future "
+        f"earnings): {s.negative_payees:,}, {eur(s.negative_cents)}.\n\n"
+        f"Opening balances {eur(s.opening_cents)}, earned {eur(s.earned_cents)}, adjustments "
+        f"{eur(s.adjustment_cents)} for {s.adjusted_payees:,} payees. Held for {md_text('__suspense__')} and "
+        f"{md_text('__unallocated__')}, never paid: {eur(s.held_cents)}."
+    )
+
+
+def _balances_table(rows: list[tuple]) -> str:
+    return markdown_table(
+        ["payee", "opening", "earned", "adjustment", "closing (carried over)"],
+        [(payee_label(p, name), eur(o), eur(e), eur(a), eur(c)) for p, name, o, e, a, c in rows],
     )
 
 
@@ -337,12 +426,12 @@ def adjustment_audit(audit: list[dict], by_source: list[tuple]) -> str:
     parts = [
         markdown_table(
             ["source month", "closed at", "restated by run", "restated at", "landing at close -> now", "payees",
-             "net (EUR)", "credits (EUR)", "debits (EUR)"],
+             "net", "credits", "debits"],
             [
-                (a["source_month"], a["closed_at"], f"[{a['restated_by_run'][:8]}](/runs/{a['restated_by_run']})",
+                (a["source_month"], a["closed_at"], Markdown(f"[{a['restated_by_run'][:8]}](/runs/{a['restated_by_run']})"),
                  a["restated_at"], f"{a['landing_at_close']} -> {a['landing_now']}", totals[a["source_month"]][0],
-                 cents(totals[a["source_month"]][1]), cents(totals[a["source_month"]][2] or 0),
-                 cents(totals[a["source_month"]][3] or 0))
+                 eur(totals[a["source_month"]][1]), eur(totals[a["source_month"]][2]),
+                 eur(totals[a["source_month"]][3]))
                 for a in audit
             ],
         )

@@ -2,14 +2,19 @@
 
 import dagster as dg
 
-from fairstream_pipeline.defs.metadata import markdown_table
+from fairstream_pipeline.defs.metadata import plottable
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import DuckDBEngine, WarehouseResource
 from fairstream_pipeline.lib.lake_tables import attach_month
-from fairstream_pipeline.lib.month_checks import earnings_findings, statements_finding, streams_finding
+from fairstream_pipeline.lib.markdown import markdown_table, md_text
+from fairstream_pipeline.lib.month_checks import (
+    earnings_findings,
+    statements_finding,
+    streams_finding,
+)
 from fairstream_pipeline.lib.months import previous_month
-from fairstream_pipeline.lib.payout_checks import Finding, totals_agree
-from fairstream_pipeline.lib.payout_report import percent
+from fairstream_pipeline.lib.payout_checks import Finding, suspense_tracks, totals_agree
+from fairstream_pipeline.lib.payout_report import eur, percent, percent_number
 
 SUSPENSE_WARN_BASIS_POINTS = 100  # 1% of the month's user-centric money
 STREAMS_CHANGE_WARN_PERCENT = 50
@@ -84,15 +89,31 @@ def payee_earnings_money_checks(
         suspense = con.execute(
             "SELECT coalesce(sum(uc_cents), 0)::BIGINT FROM payee_earnings WHERE payee_id = '__suspense__'"
         ).fetchall()[0][0]
+        attach_month(con, lake, month, {"track_earnings": "track_earnings", "track_splits": "track_splits"})
+        tracks = suspense_tracks(con)
+    share = percent(suspense, uc_total)
+    threshold = f"{SUSPENSE_WARN_BASIS_POINTS // 100}%"
     yield dg.AssetCheckResult(
         check_name="suspense_share",
         asset_key="payee_earnings",
         passed=suspense * 10_000 <= SUSPENSE_WARN_BASIS_POINTS * uc_total,
         severity=dg.AssetCheckSeverity.WARN,
+        description=f"{eur(suspense)} in {md_text('__suspense__')}: {share} of the month's user-centric money "
+        f"(warns above {threshold})",
         metadata={
             "suspense_uc_cents": suspense,
             "uc_total_cents": uc_total,
-            "suspense_share": percent(suspense, uc_total),
+            "suspense_share": plottable(percent_number(suspense, uc_total)),
+            "threshold": threshold,
+            "threshold_share": dg.MetadataValue.float(SUSPENSE_WARN_BASIS_POINTS / 100),
+            "biggest_tracks_in_suspense": dg.MetadataValue.md(
+                markdown_table(
+                    ["track", "why", "counted streams", "user-centric (before rounding)"],
+                    [(track, reason, f"{streams:,}", eur(amount)) for track, reason, streams, amount in tracks],
+                )
+                if tracks
+                else "No track pays suspense this month."
+            ),
         },
     )
 
