@@ -361,6 +361,99 @@ def test_catalog_splits_and_payees(db, small_month):
 
 
 # ---------------------------------------------------------------------------------------------
+# Taste follows listening intensity, so user-centric moves money (docs/sample-data.md)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_heavy_listeners_concentrate_on_the_top_catalogue_and_light_ones_on_niche_favourites(db, small_month):
+    """Organic listeners (bots and loopers aside) ranked by plays: the top 20 % ("heavy") against
+    the bottom half ("light"); the top catalogue is the month's 10 % most played catalog tracks."""
+    _, s = small_month
+    special = tuple(s.bot_user_ids + s.looper_user_ids)
+    rows = db.execute(
+        f"""with p as (select user_id, track_id from ev
+                       where user_id not in {special} and user_id <> '' and track_id like 't0%'),
+                top as (select track_id from p group by 1 order by count(*) desc, track_id limit 100),
+                u as (select user_id, row_number() over (order by count(*) desc, user_id) rk,
+                             count(*) over () users from p group by 1),
+                g as (select user_id, case when rk <= ceil(0.2 * users) then 'heavy'
+                                           when rk > floor(0.5 * users) then 'light' end grp from u)
+            select grp, count(distinct user_id), count(*),
+                   round(avg((track_id in (select track_id from top))::int), 4),
+                   round(count(distinct (user_id, track_id)) / count(*), 4)
+            from p join g using (user_id) where grp is not null group by 1 order by 1"""
+    ).fetchall()
+    (_, heavy_users, heavy_plays, heavy_top, heavy_distinct), (_, light_users, light_plays, light_top, _) = rows
+    assert heavy_plays > 5 * light_plays and light_users > 2 * heavy_users
+    # the same taste for everyone would give both groups ~71 % (the previous model: 70.5 / 71.0 %)
+    assert heavy_top - light_top > 0.2
+    assert (heavy_top, light_top) == (0.6835, 0.4158)
+    # heavy listeners replay: under half of their plays are a new (user, track) pair
+    assert heavy_distinct == 0.4931
+
+
+def _oracle_comparison(root: Path, month: str):
+    """UC beside PR for a generated month, by the independent oracle of the payout rules (the
+    contract's cascade in DuckDB, then rules 1-8 in plain Python), summed up by ``compare_models``
+    exactly as the pipeline's metadata and ``fairstream summary`` do."""
+    from fairstream_pipeline.lib.payout_report import compare_models
+    from fairstream_pipeline_tests.payout_oracle import compute_month
+
+    con = duckdb.connect()
+    glob = root.as_posix()
+    con.execute(
+        f"""create table ev as select event_id, user_id, track_id, played_at, ms_played,
+                   cast(regexp_extract(filename, 'date=([0-9-]+)', 1) as date) as folder_date
+            from read_parquet('{glob}/listening_events/date={month}-*/*.parquet', filename=true)"""
+    )
+    con.execute(f"create table subs as select * from read_parquet('{glob}/subscriptions/month={month}/*.parquet')")
+    plays = con.execute(
+        """select distinct event_id, user_id, track_id, cast(timezone('UTC', played_at) as date) as day, ms_played
+           from ev
+           where event_id <> '' and user_id <> '' and track_id <> '' and ms_played >= 0
+             and cast(timezone('UTC', played_at) as date) = folder_date
+             and event_id not in (select event_id from ev group by 1
+                                  having count(distinct (user_id, track_id, played_at, ms_played)) > 1)
+             and user_id in (select user_id from subs)"""
+    ).fetchall()
+    month_payout = compute_month(
+        [(user, track, day, ms) for _, user, track, day, ms in plays],
+        con.execute("select user_id, plan, country, net_cents from subs").fetchall(),
+        dict(con.execute(f"select country, net_cents from read_parquet('{glob}/ad_revenue/month={month}/*.parquet')").fetchall()),
+        con.execute(f"select track_id, payee_id, share_ppm from read_parquet('{glob}/catalog/rights_splits.parquet')").fetchall(),
+    )
+    rows = [(c, t, p, uc, pr) for (c, t, p), (uc, pr) in month_payout.earnings.items()]
+    earnings = pa.table(
+        [list(column) for column in zip(*rows)], names=["country", "tier", "payee_id", "uc_cents", "pr_cents"]
+    )
+    con.register("earnings_arrow", earnings)
+    con.execute("create table payee_earnings as select * from earnings_arrow")
+    con.execute(f"create table payee_directory as select payee_id, name from read_parquet('{glob}/catalog/payees.parquet')")
+    return compare_models(con, names_view="payee_directory"), con
+
+
+def test_the_demo_month_moves_at_least_two_points_from_the_top_1pct_under_user_centric(tmp_path):
+    """``make demo``'s first month (users 5000, seed 7, default events and tracks)."""
+    summary = generate_month(tmp_path, "2026-09", users=5000, seed=7)
+    assert summary.events_requested == 300_000
+    c, con = _oracle_comparison(tmp_path, "2026-09")
+    assert c.uc_total_cents == c.pr_total_cents
+    assert (c.payees, c.top_1pct_payees) == (1396, 14)
+    assert c.moved_share_points >= 2.0
+    assert c.moved_share_points == 2.35
+    # the top 1 % by pro-rata (5 labels, 6 artists, 2 writers, 1 publisher) hold 50.65 % of the money
+    # under PR and 48.30 % under UC (as `fairstream summary` prints them): they lose 4.6 % of theirs
+    assert (c.pr_top_1pct_cents, c.pr_top_1pct_uc_cents, c.pr_total_cents) == (1_095_880, 1_045_205, 2_163_543)
+    # the ten biggest artists by pro-rata lose 17.4 % (CNM/Deloitte 2021, France: the top 10 lose 17.2 %)
+    uc, pr = con.execute(
+        """select sum(uc), sum(pr) from (
+               select sum(uc_cents) as uc, sum(pr_cents) as pr from payee_earnings
+               where payee_id like 'artist-%' group by payee_id order by pr desc, payee_id limit 10)"""
+    ).fetchone()
+    assert round(100 * (uc - pr) / pr, 1) == -17.4
+
+
+# ---------------------------------------------------------------------------------------------
 # Anomalies: the summary's counts are what the contract's cascade finds in the files
 # ---------------------------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ Determinism
 All randomness comes from ``numpy.random.Generator(PCG64)`` seeded through
 ``numpy.random.SeedSequence(seed, spawn_key=(stream, ...))``:
 
-* user base (country, plan, long-term activity level): ``(seed, users)`` only;
+* user base (country, plan, long-term activity level, place of the favourite niche tracks):
+  ``(seed, users)`` only;
 * catalog (tracks, payees, splits, durations, popularity): ``(seed, tracks)`` only, so the catalog
   files are byte-identical for every month and two months can share one landing folder;
 * per-month facts (churn, silent users, bots, loopers, anomalies, ad rates): ``(seed, year, month)``;
@@ -71,6 +72,23 @@ Catalog:
   950,000; the main artist listed twice; an extra payee with a zero share;
   and ``max(2, round(0.2 % of tracks))`` tracks have no split rows at all;
 * track popularity is Zipf-like with exponent 1.05 over a random popularity ranking.
+
+Taste follows listening intensity (``docs/sample-data.md``; it is what makes user-centric differ from
+pro-rata). Each organic play is made by a listener at activity quantile ``x`` (0 = the heaviest
+listener, 1 = the lightest, as drawn for the activity weights above) and is a **niche** play with
+probability ``p(x) = 0.0 + (0.6 - 0.0) * x`` (``NICHE_SHARE_HEAVIEST`` .. ``NICHE_SHARE_LIGHTEST``):
+
+* a niche play goes to one of the listener's ``FAN_TRACKS`` = 8 favourite niche tracks: 8
+  consecutive popularity ranks (so 8 unrelated tracks, the ranking being a random permutation)
+  starting at a stable per-user place (``fan_key``, drawn once with the user base) past the top
+  ``NICHE_FROM_RANK_SHARE`` = 10 % of the catalogue; the same favourites every month;
+* any other play is drawn from the Zipf popularity above (the top catalogue).
+
+So heavy and background listeners play almost only the top catalogue, and a light listener up to
+60 % niche favourites, the devoted fans whose subscription user-centric pays to those artists.
+Both choices come from the one uniform the play draws for its track (``u < p``: niche, ``u / p``
+picks the favourite; else ``(u - p) / (1 - p)`` is the Zipf uniform), so the model adds no draw and
+no pass over the rows. Bot, looper and anomaly rows keep the plain Zipf popularity.
 
 Listening events of a month with ``events`` requested rows:
 
@@ -210,6 +228,11 @@ SILENT_PAYING_RATE = 0.05
 USER_ACTIVITY_EXPONENT = 1.5
 USER_ACTIVITY_OFFSET = 0.03
 TRACK_ZIPF_EXPONENT = 1.05
+# Taste follows listening intensity ("Taste ..." in the module docstring, docs/sample-data.md).
+NICHE_SHARE_HEAVIEST = 0.0  # share of niche plays of the heaviest listener (activity quantile 0)
+NICHE_SHARE_LIGHTEST = 0.6  # ... of the lightest listener (quantile 1); linear in between
+NICHE_FROM_RANK_SHARE = 0.10  # niche = popularity ranks past the top 10 % of the catalogue
+FAN_TRACKS = 8  # a listener's favourite niche tracks: this many consecutive niche ranks
 UNCATALOGED_PLAY_RATE = 0.01
 SHORT_PLAY_RATE = 0.25
 EXACT_30S_RATE = 0.005
@@ -519,12 +542,17 @@ def _zipf_rank(u: np.ndarray, n: int, s: float) -> np.ndarray:
     return np.minimum(r.astype(np.int64) - 1, n - 1).clip(0)
 
 
-def _activity_position(u: np.ndarray, n: int) -> np.ndarray:
-    """Inverse CDF of the weight ``(x + OFFSET) ** -EXPONENT`` on [0, 1), scaled to 0 .. n-1."""
+def _activity_quantile(u: np.ndarray) -> np.ndarray:
+    """Inverse CDF of the weight ``(x + OFFSET) ** -EXPONENT`` on [0, 1): the activity quantile
+    ``x`` of the user making a play (0 = the heaviest listener)."""
     c = 1.0 - USER_ACTIVITY_EXPONENT
     x0 = USER_ACTIVITY_OFFSET
     a, b = x0**c, (1.0 + x0) ** c
-    x = (a - u * (a - b)) ** (1.0 / c) - x0
+    return (a - u * (a - b)) ** (1.0 / c) - x0
+
+
+def _quantile_position(x: np.ndarray, n: int) -> np.ndarray:
+    """An activity quantile scaled to the activity ranks 0 .. n-1."""
     return np.minimum((x * n).astype(np.int64), n - 1).clip(0)
 
 
@@ -549,6 +577,7 @@ class _UserBase:
     country_idx: np.ndarray
     plan_idx: np.ndarray
     activity_key: np.ndarray
+    fan_key: np.ndarray  # in [0, 1): where the user's favourite niche tracks are
 
     @classmethod
     def build(cls, seed: int, n: int) -> "_UserBase":
@@ -556,7 +585,8 @@ class _UserBase:
         country = rng.choice(len(COUNTRIES), size=n, p=np.array(COUNTRY_WEIGHTS)).astype(np.int8)
         plan = rng.choice(len(PLANS), size=n, p=np.array(PLAN_WEIGHTS)).astype(np.int8)
         key = rng.random(n)
-        return cls(n, country, plan, key)
+        fan_key = rng.random(n)
+        return cls(n, country, plan, key, fan_key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -734,6 +764,37 @@ class _Catalog:
     def sample_catalog_tracks(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.rank_to_track[_zipf_rank(rng.random(n), self.n_tracks, TRACK_ZIPF_EXPONENT)]
 
+    @property
+    def niche_first_rank(self) -> int:
+        return min(self.n_tracks - FAN_TRACKS, int(NICHE_FROM_RANK_SHARE * self.n_tracks))
+
+    def fan_first_rank(self, fan_key: np.ndarray) -> np.ndarray:
+        """The first of a fan's ``FAN_TRACKS`` favourite niche ranks."""
+        first = self.niche_first_rank
+        span = self.n_tracks - FAN_TRACKS - first + 1
+        return first + np.minimum((fan_key * span).astype(np.int64), span - 1)
+
+    def sample_tracks_by_taste(
+        self, u: np.ndarray, x: np.ndarray, user: np.ndarray, fan_first_rank: np.ndarray
+    ) -> np.ndarray:
+        """Catalog tracks of plays by ``user`` at activity quantiles ``x``, from uniforms ``u``;
+        ``fan_first_rank[user]`` is the first of the user's favourite niche ranks.
+
+        A play is niche with probability ``p(x)`` (linear from NICHE_SHARE_HEAVIEST to
+        NICHE_SHARE_LIGHTEST): ``u < p`` picks one of the listener's FAN_TRACKS favourite ranks
+        with the uniform ``u / p``; otherwise ``(u - p) / (1 - p)`` is uniform and picks a Zipf rank."""
+        p = x * (NICHE_SHARE_LIGHTEST - NICHE_SHARE_HEAVIEST)
+        p += NICHE_SHARE_HEAVIEST
+        fans = np.flatnonzero(u < p)
+        fan_u = u[fans] / p[fans]  # p > u >= 0 there
+        v = u - p
+        np.subtract(1.0, p, out=p)
+        v /= p
+        np.maximum(v, 0.0, out=v)  # the niche rows' v is negative; their Zipf rank is replaced
+        rank = _zipf_rank(v, self.n_tracks, TRACK_ZIPF_EXPONENT)
+        rank[fans] = fan_first_rank[user[fans]] + np.minimum((fan_u * FAN_TRACKS).astype(np.int64), FAN_TRACKS - 1)
+        return self.rank_to_track[rank]
+
 
 # --------------------------------------------------------------------------------------------
 # Month plan
@@ -745,6 +806,7 @@ class _MonthPlan:
     dates: list[dt.date]
     billed: np.ndarray
     active_by_rank: np.ndarray
+    fan_first_rank: np.ndarray  # per base user: the first of their favourite niche ranks
     ordinary: np.ndarray
     bots: np.ndarray
     loopers: np.ndarray
@@ -832,6 +894,7 @@ class _MonthPlan:
             dates=dates,
             billed=billed,
             active_by_rank=active_by_rank,
+            fan_first_rank=cat.fan_first_rank(base.fan_key),
             ordinary=ordinary,
             bots=bots,
             loopers=loopers,
@@ -997,9 +1060,9 @@ def _day_specials(rng, day_index, day_start, plan: _MonthPlan, cat: _Catalog) ->
 
 def _organic_rows(rng, n: int, t_lo: int, t_hi: int, plan: _MonthPlan, cat: _Catalog) -> _Rows:
     """``n`` organic plays with ``played_at`` sorted and uniform in [t_lo, t_hi)."""
-    pos = _activity_position(rng.random(n), len(plan.active_by_rank))
-    user = plan.active_by_rank[pos]
-    track = cat.sample_catalog_tracks(rng, n)
+    x = _activity_quantile(rng.random(n))
+    user = plan.active_by_rank[_quantile_position(x, len(plan.active_by_rank))]
+    track = cat.sample_tracks_by_taste(rng.random(n), x, user, plan.fan_first_rank)
     unc = rng.random(n) < UNCATALOGED_PLAY_RATE
     n_unc = int(unc.sum())
     if n_unc:
