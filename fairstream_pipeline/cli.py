@@ -8,6 +8,9 @@ Subcommands:
   JSON summary on stdout, so ``fairstream sample ... > summary.json`` captures just the JSON.
 * ``fairstream summary 2026-09 2026-10`` prints what the pipeline computed for those months
   (accounting, user-centric beside pro-rata, statements), read from ``FAIRSTREAM_WAREHOUSE_DIR``.
+* ``fairstream run 2026-09 [2026-10 ...] [--workspace workspace.yaml] [--config-json JSON]`` runs each
+  month as a ``monthly_payout_job`` run of the ``DAGSTER_HOME`` instance, showing its steps, and
+  exits with the run's status (see :mod:`fairstream_pipeline.run_command`).
 * ``fairstream serve-status [--host H] [--port P]`` serves ``/health`` and ``/metrics`` over HTTP
   (see :mod:`fairstream_pipeline.status_server`).
 * ``fairstream health [--heartbeat-tolerance SECONDS] [--now ISO8601]`` prints one JSON object
@@ -159,7 +162,31 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--window-days", type=_positive_seconds, default=30.0,
                         help="run metrics cover runs created in the last N days (default 30)")
     status.set_defaults(func=_cmd_serve_status)
+
+    run = sub.add_parser(
+        "run",
+        help="run months as monthly_payout_job runs of the instance (DAGSTER_HOME), showing their steps",
+        description=(
+            "Run each month, in order, as a run of monthly_payout_job launched through the workspace "
+            "(queued when the daemon serves the run queue, else launched at once), print its steps as "
+            "they run, and stop at the first month that fails. Exit 0 when every run succeeded, 1 "
+            "otherwise: the last lines then name the failed step or check and why."
+        ),
+    )
+    run.add_argument("months", nargs="+", type=_month, help="months, YYYY-MM, in order")
+    run.add_argument("-w", "--workspace", type=Path, default=None,
+                     help="workspace file (default: ./workspace.yaml, else the project's)")
+    run.add_argument("--config-json", default=None, metavar="JSON",
+                     help='run config, e.g. \'{"execution": {"config": {"celery": {}}}}\'')
+    run.set_defaults(func=_cmd_run)
     return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from fairstream_pipeline.run_command import default_workspace, parse_run_config, run_months
+
+    config = parse_run_config(args.config_json)
+    return run_months(args.months, args.workspace or default_workspace(), config)
 
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:

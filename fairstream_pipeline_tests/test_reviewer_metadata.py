@@ -128,3 +128,27 @@ def test_suspense_share_shows_threshold_and_tracks(reviewed_month):
     assert metadata["suspense_share"] == dg.FloatMetadataValue(4.76)
     assert metadata["threshold"] == dg.TextMetadataValue("1%")
     assert "| orphan | shares sum to 500000, not 1000000 | 1 | 7.00 EUR |" in metadata["biggest_tracks_in_suspense"].value
+
+
+def test_statement_csvs_are_files_beside_the_emails(reviewed_month):
+    from pathlib import Path
+
+    import duckdb
+
+    metadata = _metadata(reviewed_month, "statement_notifications")
+    folder = Path(metadata["statement_csvs"].path)
+    parquet = Path(metadata["parquet"].path)
+    attachments = dict(
+        duckdb.sql(
+            f"SELECT attachment_name, attachment_csv FROM read_parquet('{parquet}/*.parquet', hive_partitioning = false)"
+        ).fetchall()
+    )
+    assert sorted(p.name for p in folder.iterdir()) == sorted(attachments) == [
+        f"fairstream-statement-{MONTH}-P_{name}.csv" for name in ("GEM", "HIT", "NICHE")  # P_ORPHAN earns nothing: no statement
+    ]
+    for name, text in attachments.items():
+        assert (folder / name).read_text(encoding="utf-8") == text
+    assert attachments[f"fairstream-statement-{MONTH}-P_HIT.csv"] == (
+        "month,payee_id,line,source_month,country,tier,uc_cents,pr_cents,reason\n"
+        "2024-01,P_HIT,earned,2024-01,FR,paid,6300,11025,\n"
+    )

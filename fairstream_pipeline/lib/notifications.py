@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import csv
+from pathlib import Path
 import hashlib
 import html
 import io
@@ -163,3 +164,16 @@ def render_statement(statement: Statement, threshold_cents: int, domain: str) ->
 
 def _safe(payee_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in payee_id)
+
+
+STATEMENT_CSV_FOLDER = "statements"
+
+
+def write_statement_csvs(messages: list, folder: Path) -> Path:
+    """Each message's CSV attachment (its statement lines) as a file of its own in
+    ``folder/statements/``, named as attached; the reviewer opens them from the UI's path."""
+    target = Path(folder) / STATEMENT_CSV_FOLDER
+    target.mkdir(parents=True, exist_ok=True)
+    for message in messages:
+        (target / message.attachment_name).write_text(message.attachment_csv, encoding="utf-8")
+    return target

@@ -34,7 +34,9 @@ from fairstream_pipeline.lib.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.lake_tables import attach_month
 from fairstream_pipeline.lib.notifications import (
+    STATEMENT_CSV_FOLDER,
     Statement,
+    write_statement_csvs,
     adjustment_reason,
     render_statement,
 )
@@ -188,6 +190,7 @@ def statement_notifications(
         table = pa.table({name: pa.array(values, pa.string()) for name, values in zip(MESSAGE_COLUMNS, columns)})
         with lake.write_partition("statement_notifications", month) as out:
             pq.write_table(table, out.file(), compression="zstd")
+            write_statement_csvs(messages, out.staging_dir)
             out.manifest.update(rows=len(messages), closed_at=record["closed_at"])
     no_address = sum(1 for m in messages if m.recipient is None)
     example = next((m for m in messages if m.recipient), None)
@@ -203,6 +206,9 @@ def statement_notifications(
                 else "none"
             ),
             **lake_metadata(lake, "statement_notifications", month),
+            "statement_csvs": dg.MetadataValue.path(
+                str(lake.partition_dir("statement_notifications", month) / STATEMENT_CSV_FOLDER)
+            ),
         },
         data_version=dg.DataVersion(lake.content_hash("statement_notifications", month)),
     )
