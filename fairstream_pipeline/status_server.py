@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
@@ -175,6 +177,9 @@ def serve(host: str, port: int, window_days: float = 30.0) -> None:
     registry.register(PipelineCollector(instance, os.environ.get("FAIRSTREAM_DATABASE_URL", ""), window_days))
     server = ThreadingHTTPServer((host, port), make_handler(registry, instance))
     print(f"fairstream status on http://{host}:{server.server_port} (/health, /metrics)", flush=True)
+    # SIGTERM (Kubernetes, systemd) stops it like Ctrl-C, whatever the parent left the signal at
+    # (a process started from a background job may inherit SIGTERM ignored).
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -8,6 +8,14 @@ import pytest
 
 from fairstream_pipeline.lib.markdown import Markdown, markdown_table, md_text, payee_label
 from fairstream_pipeline.lib.payout_report import eur, percent_number
+from fairstream_pipeline.defs.resources import (
+    AppDatabaseResource,
+    DuckDBEngine,
+    LandingZoneResource,
+    PayoutRulesResource,
+    WarehouseResource,
+)
+from fairstream_pipeline_tests.landing_builders import Landing
 from fairstream_pipeline_tests.payout_cases import MonthCase, Plays
 
 MONTH = "2024-01"
@@ -49,12 +57,28 @@ def test_money_and_percentages():
     assert percent_number(1, 0) is None
 
 
-@pytest.fixture
-def reviewed_month(landing, materialize_month):
-    CASE.write(landing, MONTH)
-    result = materialize_month(MONTH)
+@pytest.fixture(scope="module")
+def reviewed_month(tmp_path_factory, definitions):
+    """The case's month materialized once for every test of the module (they only read it)."""
+    root = tmp_path_factory.mktemp("reviewed")
+    CASE.write(Landing(root / "landing"), MONTH)
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        assets=[*definitions.assets, *definitions.asset_checks],
+        partition_key=MONTH,
+        resources={
+            "landing_zone": LandingZoneResource(root=str(root / "landing")),
+            "warehouse": WarehouseResource(root=str(root / "warehouse")),
+            "duckdb": DuckDBEngine(memory_limit="1GB", threads=2, temp_directory=str(root / "spill")),
+            "payout_rules": PayoutRulesResource(),
+            "app_database": AppDatabaseResource(),
+        },
+        instance=instance,
+        raise_on_error=False,
+    )
     assert result.success
-    return result
+    yield result
+    instance.dispose()
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:

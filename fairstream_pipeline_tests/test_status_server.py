@@ -78,7 +78,12 @@ def deployment(tmp_path, fresh_database, monkeypatch):
         yield line.split()[3], closed[-1]
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            _, stderr = server.communicate()
+            raise AssertionError(f"serve-status did not stop on SIGTERM within 30 s:\n{stderr[-3000:]}") from None
 
 
 def get(base: str, path: str) -> tuple[int, str, bytes]:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from fairstream_pipeline.lib.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.lake import Lake
 from fairstream_pipeline.lib.payout_rules import SPECIAL_PAYEES
 
 
@@ -234,3 +236,15 @@ def adjustments_by_source(con: duckdb.DuckDBPyConnection) -> list[tuple]:
                   coalesce(sum(cents) FILTER (WHERE cents < 0), 0)::BIGINT
            FROM payee_adjustments GROUP BY 1 ORDER BY 1"""
     ).fetchall()
+
+
+def attach_payee_names(con: duckdb.DuckDBPyConnection, lake: Lake, month: str, view: str = "payee_names") -> str:
+    """A view (``payee_id``, ``name``) of the month's ``payee_directory``, empty when the month has
+    none (statements rolled from earnings alone): names are shown when known, never required."""
+    source = (
+        f"SELECT payee_id, name FROM {read_parquet(lake.parquet_glob('payee_directory', month))}"
+        if lake.exists("payee_directory", month)
+        else "SELECT NULL::VARCHAR AS payee_id, NULL::VARCHAR AS name WHERE false"
+    )
+    con.execute(f"CREATE OR REPLACE VIEW {view} AS {source}").fetchall()
+    return view

@@ -36,6 +36,7 @@ from fairstream_pipeline.lib.payout_report import (
     PayeeChange,
     StatementSummary,
     adjustments_by_source,
+    attach_payee_names,
     carried_over,
     compare_models,
     eur,
@@ -343,11 +344,11 @@ def roll_statements_month(
         except MissingPartitionError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         rows, audit, opening_from = draft["rows"], draft["restatements"], draft["opening_from"]
-        attach_month(con, lake, month, {"payee_directory": "payee_directory"})
+        names = attach_payee_names(con, lake, month)
         summary = summarize_statements(con)
-        carried = carried_over(con, "payee_directory")
-        negative = carried_over(con, "payee_directory", negative=True)
-        adjustments = largest_adjustments(con, "payee_directory")
+        carried = carried_over(con, names)
+        negative = carried_over(con, names, negative=True)
+        adjustments = largest_adjustments(con, names)
         by_source = adjustments_by_source(con)
     common = _rules_metadata(rules)
     adjustments_table = dg.MetadataValue.md(
