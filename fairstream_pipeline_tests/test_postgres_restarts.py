@@ -74,7 +74,9 @@ def test_a_payout_run_publishes_once_the_application_database_is_back(
     ]
 
 
-@pytest.mark.parametrize("outage_seconds", [5, 30])
+# 30 s only: a 5 s restart of the instance took 86 s of CI for what the 30 s case covers (the send
+# rides out the outage) and test_database_outages covers for a payout run (5 s goes unnoticed).
+@pytest.mark.parametrize("outage_seconds", [30])
 def test_a_send_run_rides_out_a_restart_of_the_instance(
     throwaway_postgres, fresh_database, relay, outage_seconds, tmp_path  # noqa: F811
 ):
