@@ -238,7 +238,12 @@ def test_the_instance_down_5_s_mid_run_goes_unnoticed(deployment):
         return runs if runs and all(r["status"] in TERMINAL for r in runs) else None
 
     runs = d.wait_for("the September run to finish", finished, RUN_TIMEOUT)
+    # publish_closed_months once requested a second, idempotent run of the notifications after this
+    # outage (seen once in three CI runs, docs/NOTES.md); the payout run is what this test is about.
+    publications = [r for r in runs if r["tags"].get("dagster/sensor_name") == "publish_closed_months"]
+    runs = [r for r in runs if r not in publications]
     assert [r["status"] for r in runs] == ["SUCCESS"], d.failure_log(SEPT)
+    assert [r["status"] for r in publications] in ([], ["SUCCESS"])
     assert "dagster/retry_number" not in runs[0]["tags"]
     assert d.lake.manifest("period_close", SEPT)["closed_by_run"] == runs[0]["runId"]
 

@@ -283,10 +283,14 @@ def comparison_metadata(c: ModelComparison) -> dict:
 
 
 PREVIOUS_MONTH = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
-# Both assets of the step share their upstreams, so that an asset backfill always targets them
-# together (it cannot run half of the step). The adjustments also read the earnings of every
-# closed month before this one (restatements), which partition mappings cannot express.
-STATEMENT_DEPS = ["payee_earnings", "payee_directory", "landing_month", dg.AssetDep(STATEMENTS, partition_mapping=PREVIOUS_MONTH)]
+# The statements open from last month's statements (a self-dependency, so a backfill runs the
+# months in order). The adjustments are computed in the same step from the month's earnings and the
+# closed months' records (restatements, which partition mappings cannot express), not from last
+# month's statements: with that edge too, an asset backfill of M..N would add N+1 to the
+# adjustments only (the child of N's statements) and Dagster refuses a backfill that targets the two
+# keys of this non-subsettable step differently (it did, for 2026-09..2026-10, once 2026-11 existed).
+ADJUSTMENT_DEPS = ["payee_earnings", "payee_directory", "landing_month"]
+STATEMENT_DEPS = [*ADJUSTMENT_DEPS, dg.AssetDep(STATEMENTS, partition_mapping=PREVIOUS_MONTH)]
 
 
 @dg.multi_asset(
@@ -307,7 +311,7 @@ STATEMENT_DEPS = ["payee_earnings", "payee_directory", "landing_month", dg.Asset
             "earned(K) minus what was already posted for K (K's closed earned plus the adjustments for "
             "K in closed months since). Non-zero rows only; computed with the statements, never "
             "rewritten once the month is closed.",
-            deps=STATEMENT_DEPS,
+            deps=ADJUSTMENT_DEPS,
         ),
     ],
     partitions_def=monthly_partitions,
