@@ -17,7 +17,7 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from fairstream_pipeline.lib.duckdb_engine import DuckDBSettings, connect, read_parquet
+from fairstream_pipeline.lib.lake.duckdb_engine import DuckDBSettings, connect, read_parquet
 
 
 def _event_files(landing: Path, month: str) -> list[str]:

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from fairstream_pipeline.lib.memory import RssSampler, peak_rss_bytes
+from fairstream_pipeline.lib.lake.memory import RssSampler, peak_rss_bytes
 
 def step_times(instance, run_id: str) -> dict[str, dict]:
     """``{step key: {start, end, seconds, status}}`` of a run, from its event log."""

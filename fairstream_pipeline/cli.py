@@ -15,7 +15,7 @@ Subcommands:
   (see :mod:`fairstream_pipeline.status_server`).
 * ``fairstream health [--heartbeat-tolerance SECONDS] [--now ISO8601]`` prints one JSON object
   (PostgreSQL, daemon heartbeat, last completed payout, alert channels; see
-  :mod:`fairstream_pipeline.lib.health`) and exits 0 when healthy, 1 when something is wrong. A
+  :mod:`fairstream_pipeline.lib.alerting.health`) and exits 0 when healthy, 1 when something is wrong. A
   warning (alerts are not configured) is printed to stderr as ``warning: ...`` and does not change it.
 """
 
@@ -203,8 +203,8 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from fairstream_pipeline.lib.lake import Lake, MissingPartitionError
-    from fairstream_pipeline.lib.month_summary import summarize_month
+    from fairstream_pipeline.lib.lake.storage import Lake, MissingPartitionError
+    from fairstream_pipeline.lib.payouts.month_summary import summarize_month
     from fairstream_pipeline.settings import setting
 
     lake = Lake(args.warehouse or setting("FAIRSTREAM_WAREHOUSE_DIR"))
@@ -226,7 +226,7 @@ def _cmd_serve_status(args: argparse.Namespace) -> int:
 
 def _cmd_health(args: argparse.Namespace) -> int:
     from fairstream_pipeline.instance_status import read_heartbeats
-    from fairstream_pipeline.lib.health import DEFAULT_HEARTBEAT_TOLERANCE_SECONDS, health_report
+    from fairstream_pipeline.lib.alerting.health import DEFAULT_HEARTBEAT_TOLERANCE_SECONDS, health_report
 
     tolerance = args.heartbeat_tolerance or DEFAULT_HEARTBEAT_TOLERANCE_SECONDS
     report = health_report(args.now or datetime.now(timezone.utc), read_heartbeats, tolerance)

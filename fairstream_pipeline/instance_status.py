@@ -1,6 +1,6 @@
 """What the Dagster instance says about the deployment, for ``fairstream health`` and ``serve-status``.
 
-The health decisions themselves are plain functions in :mod:`fairstream_pipeline.lib.health`; this
+The health decisions themselves are plain functions in :mod:`fairstream_pipeline.lib.alerting.health`; this
 module is where Dagster is read (``lib/`` stays free of it).
 """
 

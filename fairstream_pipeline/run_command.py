@@ -31,9 +31,9 @@ from typing import TextIO
 
 import dagster as dg
 
-from fairstream_pipeline.lib.alerts import DEFAULT_UI_BASE_URL, run_url
-from fairstream_pipeline.lib.health import DEFAULT_HEARTBEAT_TOLERANCE_SECONDS
-from fairstream_pipeline.lib.run_progress import (
+from fairstream_pipeline.lib.alerting.alerts import DEFAULT_UI_BASE_URL, run_url
+from fairstream_pipeline.lib.alerting.health import DEFAULT_HEARTBEAT_TOLERANCE_SECONDS
+from fairstream_pipeline.lib.alerting.run_progress import (
     failure_lines,
     first_line,
     format_rows,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from fairstream_pipeline.lib.months import parse_month
-from fairstream_pipeline.lib.user_buckets import check_buckets
+from fairstream_pipeline.lib.ingestion.user_buckets import check_buckets
 
 DEFAULTS = {
     "FAIRSTREAM_LANDING_DIR": "data/landing",

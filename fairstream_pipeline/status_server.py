@@ -36,9 +36,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from fairstream_pipeline.instance_status import heartbeats
-from fairstream_pipeline.lib import outbox_queue
+from fairstream_pipeline.lib.notifications import outbox_queue
 from fairstream_pipeline.lib.app_db.store import transaction
-from fairstream_pipeline.lib.health import check_payout, completed_months, health_report
+from fairstream_pipeline.lib.alerting.health import check_payout, completed_months, health_report
 from fairstream_pipeline.lib.months import parse_month
 from fairstream_pipeline.settings import first_month, setting
 

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import duckdb
 
-from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.months import parse_month
 from fairstream_pipeline_tests.landing_builders import Landing
 

@@ -17,8 +17,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from dagster_postgres.utils import DagsterPostgresException
 
-from fairstream_pipeline.defs.alerting import AlertsResource, alerting, alerts_from_env, payout_failure_alert
-from fairstream_pipeline.lib import alerts as lib
+from fairstream_pipeline.defs.alerting.failure_alerts import AlertsResource, alerting, alerts_from_env, payout_failure_alert
+from fairstream_pipeline.lib.alerting import alerts as lib
 
 FAST = {"retry_base_seconds": 0.0, "timeout_seconds": 5.0}
 REPO_RUN_RETRIES = {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}

@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.sample_data import generate_month
 from fairstream_pipeline_tests.celery_workers import CeleryCluster
 from fairstream_pipeline_tests.conftest import TEST_SETTINGS

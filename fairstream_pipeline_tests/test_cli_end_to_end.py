@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.settings import DEFAULTS
 from fairstream_pipeline.lib.sample_data import generate_month
 from fairstream_pipeline_tests.conftest import TEST_SETTINGS

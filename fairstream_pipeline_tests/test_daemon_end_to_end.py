@@ -29,8 +29,8 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from fairstream_pipeline.lib.lake import Lake
-from fairstream_pipeline.lib.landing_zone import LandingZone
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone
 from fairstream_pipeline.lib.sample_data import generate_month
 from fairstream_pipeline_tests.conftest import TEST_SETTINGS
 from fairstream_pipeline_tests.dagster_services import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline_tests.landing_builders import Landing
 from fairstream_pipeline_tests.payout_cases import MonthCase, Plays
 from fairstream_pipeline_tests.test_cli_end_to_end import embedded_home, materialize, project_env

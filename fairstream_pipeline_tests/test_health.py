@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fairstream_pipeline.lib.health import (
+from fairstream_pipeline.lib.alerting.health import (
     Check,
     check_heartbeats,
     check_payout,
@@ -24,7 +24,7 @@ from fairstream_pipeline.lib.health import (
     months_between,
     payout_due_at,
 )
-from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline_tests.postgres import PG, connect_admin
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,11 +14,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fairstream_pipeline.defs.alerting import AlertsResource, alerting, payout_failure_alert
-from fairstream_pipeline.defs.notifications.sender import outbox_dead_letters
+from fairstream_pipeline.defs.alerting.failure_alerts import AlertsResource, alerting, payout_failure_alert
+from fairstream_pipeline.defs.notifications.dead_letters import outbox_dead_letters
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import AppDatabaseResource
-from fairstream_pipeline.lib.health import Check, check_alerts
+from fairstream_pipeline.lib.alerting.health import Check, check_alerts
 from fairstream_pipeline_tests.payout_cases import MonthCase, Plays
 
 MONTH = "2024-01"

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline_tests.conftest import step_failure_messages
 from fairstream_pipeline_tests.landing_builders import utc
 
@@ -271,8 +271,8 @@ def test_files_that_are_not_data_are_ignored(good_month, materialize_month):
 
 
 def test_only_a_file_that_does_not_read_turns_a_duckdb_error_into_a_contract_error(tmp_path):
-    from fairstream_pipeline.lib.ingestion import read_failure
-    from fairstream_pipeline.lib.landing_zone import DataFile
+    from fairstream_pipeline.lib.ingestion.monthly_tables import read_failure
+    from fairstream_pipeline.lib.ingestion.landing_zone import DataFile
 
     def data_file(name: str, corrupt: bool) -> DataFile:
         path = tmp_path / name

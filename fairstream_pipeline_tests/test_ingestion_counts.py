@@ -4,10 +4,10 @@ import json
 import duckdb
 import pytest
 
-from fairstream_pipeline.lib.accounting import RowAccounting, account_for_event_rows
-from fairstream_pipeline.lib.clean_plays import attach_clean_plays
-from fairstream_pipeline.lib.lake import Lake
-from fairstream_pipeline.lib.landing_zone import LandingZone
+from fairstream_pipeline.lib.ingestion.accounting import RowAccounting, account_for_event_rows
+from fairstream_pipeline.lib.ingestion.clean_plays import attach_clean_plays
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone
 
 MONTH = "2026-10"
 INGESTION = "group:ingestion"

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fairstream_pipeline.lib.duckdb_engine import read_parquet
-from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.lake.storage import Lake
 
 MONTH = "2024-01"
 

@@ -6,11 +6,11 @@ import dagster as dg
 import duckdb
 import pytest
 
-from fairstream_pipeline.lib.duckdb_engine import read_parquet
-from fairstream_pipeline.lib.lake import Lake
-from fairstream_pipeline.lib.landing_zone import LandingZone
+from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone
 
-from fairstream_pipeline.defs.sensors import landing_zone_sensor
+from fairstream_pipeline.defs.ingestion.sensors import landing_zone_sensor
 from fairstream_pipeline_tests.payout_cases import MonthCase, Plays
 
 JAN, FEB = "2024-01", "2024-02"  # the first two partitions

@@ -22,23 +22,21 @@ import psycopg2
 import pytest
 from psycopg2.extras import execute_values
 
-from fairstream_pipeline.defs.alerting import AlertsResource
-from fairstream_pipeline.defs.notifications.sender import (
+from fairstream_pipeline.defs.alerting.failure_alerts import AlertsResource
+from fairstream_pipeline.defs.notifications.dead_letters import dead_letters, outbox_dead_letters, replay_dead_letters_job
+from fairstream_pipeline.defs.notifications.resources import SmtpResource, notification_resources, smtp_from_env
+from fairstream_pipeline.defs.notifications.sending import (
     RELAY_DOWN_RETRY,
-    SmtpResource,
-    outbox_dead_letters,
     outbox_sensor,
-    replay_dead_letters_job,
     send_statement_emails_job,
-    sender,
-    smtp_from_env,
+    sending,
 )
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import AppDatabaseResource
-from fairstream_pipeline.lib import outbox_queue
+from fairstream_pipeline.lib.notifications import outbox_queue
 from fairstream_pipeline.lib.app_db.schema import upgrade
 from fairstream_pipeline.lib.app_db.store import dispose_engines
-from fairstream_pipeline.lib.mail_sender import (
+from fairstream_pipeline.lib.notifications.mail_sender import (
     PERMANENT,
     RelayMisconfigured,
     TRANSIENT,
@@ -381,7 +379,7 @@ def test_a_relay_answering_421_to_everything_opens_the_breaker_and_unattempted_r
 
 CRASHING_SENDER = """
 import os, sys
-from fairstream_pipeline.lib.mail_sender import RelaySettings, SenderSettings, send_outbox
+from fairstream_pipeline.lib.notifications.mail_sender import RelaySettings, SenderSettings, send_outbox
 url, port, crash_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 accepted = []
 
@@ -601,8 +599,9 @@ def test_replay_names_a_bad_month(outbox, instance):
 SEND_JOB_PROCESS = """
 import sys
 import dagster as dg
-from fairstream_pipeline.defs.alerting import AlertsResource
-from fairstream_pipeline.defs.notifications.sender import SmtpResource, send_statement_emails_job
+from fairstream_pipeline.defs.alerting.failure_alerts import AlertsResource
+from fairstream_pipeline.defs.notifications.resources import SmtpResource
+from fairstream_pipeline.defs.notifications.sending import send_statement_emails_job
 from fairstream_pipeline.defs.resources import AppDatabaseResource
 url, port = sys.argv[1], int(sys.argv[2])
 instance = dg.DagsterInstance.ephemeral()
@@ -874,7 +873,7 @@ def test_the_smtp_resource_reads_the_environment_and_keeps_secrets_as_env_vars(m
 
 
 def test_the_sender_definitions():
-    defs = sender()
+    defs = dg.Definitions.merge(sending(), dead_letters(), notification_resources())
     assert sorted(job.name for job in defs.jobs) == ["replay_dead_letters", "send_statement_emails"]
     (sensor,) = defs.sensors
     assert (sensor.name, sensor.job_name, sensor.minimum_interval_seconds, sensor.default_status) == (

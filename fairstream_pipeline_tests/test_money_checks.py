@@ -3,8 +3,8 @@
 import duckdb
 import pytest
 
-from fairstream_pipeline.lib.lake import Lake
-from fairstream_pipeline.lib.payout_checks import statements_balance
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.payouts.checks import statements_balance
 from fairstream_pipeline_tests.payout_cases import MonthCase, Plays
 
 MONTH = "2024-01"

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fairstream_pipeline.defs.resources import AppDatabaseResource
-from fairstream_pipeline.lib.notifications import Statement, message_id, render_statement
+from fairstream_pipeline.lib.notifications.statement_email import Statement, message_id, render_statement
 from fairstream_pipeline_tests.payout_cases import MonthCase, Plays
 from fairstream_pipeline_tests.postgres import PG
 

@@ -1,6 +1,6 @@
 """Runs failed by a database outage are run again (at most twice); money checks and contract errors never.
 
-The decision (``lib.storage_outage``) on exact exception chains, then the real sensor on real failed
+The decision (``lib.alerting.storage_outage``) on exact exception chains, then the real sensor on real failed
 runs of an ephemeral instance: the RunRequest it returns, and the alert it suppresses.
 """
 
@@ -11,9 +11,9 @@ import psycopg2
 import pytest
 from dagster_postgres.utils import DagsterPostgresException
 
-from fairstream_pipeline.defs.outage_reruns import RERUNNABLE_JOBS, rerun_after_database_outage
-from fairstream_pipeline.defs.run_failures import RERUNNABLE_JOB_NAMES, outage_rerun_decision
-from fairstream_pipeline.lib.storage_outage import (
+from fairstream_pipeline.defs.alerting.outage_reruns import RERUNNABLE_JOBS, rerun_after_database_outage
+from fairstream_pipeline.defs.alerting.run_failures import RERUNNABLE_JOB_NAMES, outage_rerun_decision
+from fairstream_pipeline.lib.alerting.storage_outage import (
     MAX_OUTAGE_RERUNS,
     OUTAGE_RERUN_TAG,
     RERUN_OF_TAG,

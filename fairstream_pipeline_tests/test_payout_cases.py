@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline_tests.payout_cases import MonthCase, Plays, read_money
 
 MONTH = "2024-01"  # the first partition: statements open from zero balances

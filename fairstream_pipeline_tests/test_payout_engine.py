@@ -13,10 +13,10 @@ import duckdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fairstream_pipeline.lib import payout_engine
-from fairstream_pipeline.lib.payout_rules import PayoutRules as EngineRules
-from fairstream_pipeline.lib.shards import SHARD_TABLES, ShardStore, attach_shards
-from fairstream_pipeline.lib.user_buckets import bucket_sql, user_bucket
+from fairstream_pipeline.lib.payouts import engine as payout_engine
+from fairstream_pipeline.lib.payouts.rules import PayoutRules as EngineRules
+from fairstream_pipeline.lib.payouts.shards import SHARD_TABLES, ShardStore, attach_shards
+from fairstream_pipeline.lib.ingestion.user_buckets import bucket_sql, user_bucket
 from fairstream_pipeline_tests import payout_oracle as oracle
 from fairstream_pipeline_tests.strategies import DAY1, PAYEES, PROPERTY_SETTINGS, TRACKS, months
 
@@ -112,7 +112,7 @@ def run_engine(
 
 
 def run_shards(con: duckdb.DuckDBPyConnection, rules: EngineRules, buckets: int, shard_dir: Path) -> None:
-    """Rules 1-4 per bucket into the pipeline's shard folders (``lib.shards``), then the merge."""
+    """Rules 1-4 per bucket into the pipeline's shard folders (``lib.payouts.shards``), then the merge."""
     con.execute("ALTER TABLE clean_plays RENAME TO all_plays")
     con.execute("ALTER TABLE billed_users RENAME TO all_billed_users")
     store, folders = ShardStore(shard_dir, "M", "test"), []

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from fairstream_pipeline.defs.payouts.assets import roll_statements_month
 from fairstream_pipeline.defs.resources import DuckDBEngine, PayoutRulesResource, WarehouseResource
-from fairstream_pipeline.lib.duckdb_engine import read_parquet
-from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.months import following_month
-from fairstream_pipeline.lib.period_close import close_month
+from fairstream_pipeline.lib.close.period_close import close_month
 
 FIRST = "2024-01"  # the first partition (FAIRSTREAM_FIRST_MONTH is unset in tests)
 PAYEES = ("A", "B", "C", "__suspense__")

@@ -10,8 +10,8 @@ import pytest
 
 from fairstream_pipeline.defs.resources import AppDatabaseResource
 from fairstream_pipeline.lib.app_db.store import dispose_engines
-from fairstream_pipeline.lib.mail_sender import RelaySettings, SenderSettings, send_outbox
-from fairstream_pipeline.lib.notifications import message_id
+from fairstream_pipeline.lib.notifications.mail_sender import RelaySettings, SenderSettings, send_outbox
+from fairstream_pipeline.lib.notifications.statement_email import message_id
 from fairstream_pipeline_tests.postgres import PG
 from fairstream_pipeline_tests.smtp_server import ScriptedRelay
 from fairstream_pipeline_tests.test_mail_sender import query

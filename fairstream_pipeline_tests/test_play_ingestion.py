@@ -7,14 +7,14 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from fairstream_pipeline.lib import clean_plays
-from fairstream_pipeline.lib.accounting import account_for_event_rows
-from fairstream_pipeline.lib.clean_plays import attach_clean_plays, attach_coded_plays
-from fairstream_pipeline.lib.ingestion import ingest_billed_users
-from fairstream_pipeline.lib.lake import Lake
-from fairstream_pipeline.lib.landing_zone import LandingZone, fingerprint
-from fairstream_pipeline.lib.play_ingestion import ingest_plays
-from fairstream_pipeline.lib.user_buckets import user_bucket
+from fairstream_pipeline.lib.ingestion import clean_plays
+from fairstream_pipeline.lib.ingestion.accounting import account_for_event_rows
+from fairstream_pipeline.lib.ingestion.clean_plays import attach_clean_plays, attach_coded_plays
+from fairstream_pipeline.lib.ingestion.monthly_tables import ingest_billed_users
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone, fingerprint
+from fairstream_pipeline.lib.ingestion.plays import ingest_plays
+from fairstream_pipeline.lib.ingestion.user_buckets import user_bucket
 from fairstream_pipeline_tests.landing_builders import Landing
 
 MONTH = "2026-10"

@@ -11,7 +11,7 @@ import yaml
 from fairstream_pipeline.defs.resources import AppDatabaseResource
 from fairstream_pipeline.lib.app_db.schema import upgrade
 from fairstream_pipeline.lib.app_db.store import dispose_engines
-from fairstream_pipeline.lib.mail_sender import SenderSettings, send_outbox
+from fairstream_pipeline.lib.notifications.mail_sender import SenderSettings, send_outbox
 from fairstream_pipeline_tests.postgres import PG
 from fairstream_pipeline_tests.test_mail_sender import expected_ids, query, relay_settings, run_send_job, seed, statuses
 from fairstream_pipeline_tests.test_period_close_end_to_end import c10_month

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from fairstream_pipeline.lib.markdown import Markdown, markdown_table, md_text, payee_label
-from fairstream_pipeline.lib.payout_report import eur, percent_number
+from fairstream_pipeline.lib.payouts.report import eur, percent_number
 from fairstream_pipeline.defs.resources import (
     AppDatabaseResource,
     DuckDBEngine,

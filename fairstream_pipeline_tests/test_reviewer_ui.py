@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.markdown import payee_label
 from fairstream_pipeline.lib.sample_data import generate_month
 from fairstream_pipeline_tests.dagster_services import BIN, GraphQL, GraphQLError, Service, free_port

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fairstream_pipeline.lib.run_progress import (
+from fairstream_pipeline.lib.alerting.run_progress import (
     failure_lines,
     format_rows,
     format_seconds,

@@ -396,7 +396,7 @@ def _oracle_comparison(root: Path, month: str):
     """UC beside PR for a generated month, by the independent oracle of the payout rules (the
     contract's cascade in DuckDB, then rules 1-8 in plain Python), summed up by ``compare_models``
     exactly as the pipeline's metadata and ``fairstream summary`` do."""
-    from fairstream_pipeline.lib.payout_report import compare_models
+    from fairstream_pipeline.lib.payouts.report import compare_models
     from fairstream_pipeline_tests.payout_oracle import compute_month
 
     con = duckdb.connect()

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fairstream_pipeline.lib.app_db.schema import upgrade
 from fairstream_pipeline.lib.app_db.store import dispose_engines
-from fairstream_pipeline.lib.health import last_closed_month, months_between
-from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.alerting.health import last_closed_month, months_between
+from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline_tests.postgres import PG
 
 FIRST = "2026-09"

@@ -19,10 +19,10 @@ from fairstream_pipeline.defs.resources import (
     PayoutRulesResource,
     WarehouseResource,
 )
-from fairstream_pipeline.lib.lake import Lake
+from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.sample_data import generate_month
-from fairstream_pipeline.lib.shards import ShardStore, attach_shards
-from fairstream_pipeline.lib.user_buckets import user_bucket
+from fairstream_pipeline.lib.payouts.shards import ShardStore, attach_shards
+from fairstream_pipeline.lib.ingestion.user_buckets import user_bucket
 from fairstream_pipeline_tests.conftest import step_failure_messages
 
 MONTH = "2024-01"  # the first month (FAIRSTREAM_FIRST_MONTH default): it opens with zero balances

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fairstream_pipeline.lib.user_buckets import MAX_BUCKETS, bucket_sql, check_buckets, user_bucket
+from fairstream_pipeline.lib.ingestion.user_buckets import MAX_BUCKETS, bucket_sql, check_buckets, user_bucket
 
 # md5("user-00001") = 92f12a101434f262..., first 8 bytes = 10588290447471604322
 VECTORS = {

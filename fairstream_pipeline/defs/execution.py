@@ -14,7 +14,7 @@
 
 In process, DuckDB already uses every core inside a step and the month's lock is held once for
 the run. On Celery, each step runs in a worker process, which takes the month's lock in shared mode
-for its run (``lib.month_lock``: the instance must be on PostgreSQL), and every worker must reach
+for its run (``lib.close.month_lock``: the instance must be on PostgreSQL), and every worker must reach
 the same instance and the same warehouse (README "Running on Celery workers"). Not the
 ``CeleryRunLauncher``: the default run launcher starts the run, and only its steps go to Celery.
 """

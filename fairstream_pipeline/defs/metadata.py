@@ -8,9 +8,9 @@ from typing import Iterator
 import dagster as dg
 import duckdb
 
-from fairstream_pipeline.lib.lake import Lake
-from fairstream_pipeline.lib.lake_columns import partition_columns
-from fairstream_pipeline.lib.landing_zone import LandingZoneError
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.lake.columns import partition_columns
+from fairstream_pipeline.lib.ingestion.landing_zone import LandingZoneError
 from fairstream_pipeline.lib.markdown import (
     markdown_table as markdown_table,  # re-exported for the domains
 )

@@ -13,15 +13,15 @@ from pydantic import PrivateAttr
 
 from fairstream_pipeline.lib.app_db.schema import upgrade
 from fairstream_pipeline.lib.app_db.store import transaction
-from fairstream_pipeline.lib.duckdb_engine import DuckDBSettings, connect
-from fairstream_pipeline.lib.lake import Lake
-from fairstream_pipeline.lib.landing_zone import LandingZone
-from fairstream_pipeline.lib.month_lock import (
+from fairstream_pipeline.lib.lake.duckdb_engine import DuckDBSettings, connect
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone
+from fairstream_pipeline.lib.close.month_lock import (
     FileMonthLocks,
     MonthLocked,
     PostgresMonthLocks,
 )
-from fairstream_pipeline.lib.payout_rules import PayoutRules
+from fairstream_pipeline.lib.payouts.rules import PayoutRules
 from fairstream_pipeline.settings import setting
 
 
@@ -40,7 +40,7 @@ class WarehouseResource(dg.ConfigurableResource):
     A run of a month holds the month's lock for as long as the resource lives (the whole run with
     the in-process executor, each step otherwise), whatever launched it: one run per month. The
     lock is a PostgreSQL advisory lock when the instance is on PostgreSQL, a lock file in the lake
-    otherwise (fairstream_pipeline.lib.month_lock). A second run fails at once, naming the holder.
+    otherwise (fairstream_pipeline.lib.close.month_lock). A second run fails at once, naming the holder.
     """
 
     root: str

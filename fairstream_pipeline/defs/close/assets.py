@@ -11,19 +11,19 @@ from fairstream_pipeline.defs.resources import (
     LandingZoneResource,
     WarehouseResource,
 )
-from fairstream_pipeline.lib.accounting import account_for_event_rows
-from fairstream_pipeline.lib.lake import Lake
-from fairstream_pipeline.lib.lake_tables import attach_month
-from fairstream_pipeline.lib.landing_zone import LandingZone
-from fairstream_pipeline.lib.month_checks import (
+from fairstream_pipeline.lib.ingestion.accounting import account_for_event_rows
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.lake.tables import attach_month
+from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone
+from fairstream_pipeline.lib.payouts.month_checks import (
     earnings_findings,
     statements_finding,
     streams_finding,
 )
-from fairstream_pipeline.lib.payout_checks import held_cents, held_share_ok
-from fairstream_pipeline.lib.payout_report import cents, eur, percent
-from fairstream_pipeline.lib.payout_rules import PAYOUT_DUE_DAY, PayoutRules
-from fairstream_pipeline.lib.period_close import (
+from fairstream_pipeline.lib.payouts.checks import held_cents, held_share_ok
+from fairstream_pipeline.lib.payouts.report import cents, eur, percent
+from fairstream_pipeline.lib.payouts.rules import PAYOUT_DUE_DAY, PayoutRules
+from fairstream_pipeline.lib.close.period_close import (
     CLOSE,
     EARNINGS,
     STATEMENTS,

@@ -20,11 +20,11 @@ from fairstream_pipeline.defs.resources import (
     WarehouseResource,
 )
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE, WAIT_FOR_COMPLETE_MONTH
-from fairstream_pipeline.lib.duckdb_engine import read_parquet
-from fairstream_pipeline.lib.ingestion import ingest_ad_revenue, ingest_billed_users
-from fairstream_pipeline.lib.landing_zone import MonthIncompleteError, fingerprint
+from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.ingestion.monthly_tables import ingest_ad_revenue, ingest_billed_users
+from fairstream_pipeline.lib.ingestion.landing_zone import MonthIncompleteError, fingerprint
 from fairstream_pipeline.lib.months import days_of_month
-from fairstream_pipeline.lib.payout_report import eur
+from fairstream_pipeline.lib.payouts.report import eur
 
 
 @dg.asset(

@@ -4,7 +4,7 @@ import dagster as dg
 
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import LandingZoneResource, WarehouseResource
-from fairstream_pipeline.lib.accounting import account_for_event_rows
+from fairstream_pipeline.lib.ingestion.accounting import account_for_event_rows
 
 QUARANTINE_WARN_RATE = 0.005
 

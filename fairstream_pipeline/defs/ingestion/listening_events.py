@@ -3,7 +3,7 @@
 A graph of ops: ``plan_event_days`` writes the month's dictionaries and fans out one
 ``ingest_event_day`` step per UTC day (``DynamicOut``); each day validates, de-duplicates and
 quarantines its rows and writes its clean plays integer-coded, one file per user bucket
-(``lib.play_ingestion``, ``lib.clean_plays``); ``merge_event_days`` publishes both assets
+(``lib.ingestion.plays``, ``lib.ingestion.clean_plays``); ``merge_event_days`` publishes both assets
 together. Steps pass folder paths in the warehouse, never data.
 
 The clean plays are bucketed by ``FAIRSTREAM_USER_BUCKETS`` as it is when the month is ingested;
@@ -29,17 +29,17 @@ from fairstream_pipeline.defs.resources import (
     WarehouseResource,
 )
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE
-from fairstream_pipeline.lib.clean_plays import attach_clean_plays, dictionary_record
-from fairstream_pipeline.lib.duckdb_engine import read_parquet
-from fairstream_pipeline.lib.landing_zone import fingerprint
-from fairstream_pipeline.lib.memory import RssSampler
-from fairstream_pipeline.lib.play_ingestion import (
+from fairstream_pipeline.lib.ingestion.clean_plays import attach_clean_plays, dictionary_record
+from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.ingestion.landing_zone import fingerprint
+from fairstream_pipeline.lib.lake.memory import RssSampler
+from fairstream_pipeline.lib.ingestion.plays import (
     QUARANTINE_REASONS,
     ingest_play_day,
     merge_play_days,
     plan_plays,
 )
-from fairstream_pipeline.lib.run_scratch import RunScratch
+from fairstream_pipeline.lib.lake.scratch import RunScratch
 from fairstream_pipeline.settings import user_buckets
 
 INGESTION = "ingestion"
@@ -201,7 +201,7 @@ def merge_event_days(
             "The month's valid, de-duplicated plays: one row per event, from users billed this month, "
             "integer-coded (user and track indexes from the month's dictionaries) and stored by user "
             "bucket and UTC day. Plays of tracks missing from the catalog are kept (they pay "
-            "suspense). Read it with fairstream_pipeline.lib.clean_plays.",
+            "suspense). Read it with fairstream_pipeline.lib.ingestion.clean_plays.",
             "ingest-plays-v3",
         ),
         "play_quarantine": lake_out(

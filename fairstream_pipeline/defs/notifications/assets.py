@@ -15,7 +15,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fairstream_pipeline.defs.metadata import OWNERS, lake_metadata, markdown_table
-from fairstream_pipeline.lib.markdown import md_text
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import (
     AppDatabaseResource,
@@ -30,23 +29,24 @@ from fairstream_pipeline.lib.app_db.store import (
     outbox_counts,
     publish_closed_statements,
 )
-from fairstream_pipeline.lib.duckdb_engine import read_parquet
-from fairstream_pipeline.lib.lake import Lake
-from fairstream_pipeline.lib.lake_tables import attach_month
-from fairstream_pipeline.lib.notifications import (
-    STATEMENT_CSV_FOLDER,
-    Statement,
-    write_statement_csvs,
-    adjustment_reason,
-    render_statement,
-)
-from fairstream_pipeline.lib.payout_rules import RULES_VERSION, SPECIAL_PAYEES
-from fairstream_pipeline.lib.period_close import (
+from fairstream_pipeline.lib.close.period_close import (
     ADJUSTMENTS,
     CLOSE,
     STATEMENTS,
     close_record,
 )
+from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.lake.tables import attach_month
+from fairstream_pipeline.lib.markdown import md_text
+from fairstream_pipeline.lib.notifications.statement_email import (
+    STATEMENT_CSV_FOLDER,
+    Statement,
+    adjustment_reason,
+    render_statement,
+    write_statement_csvs,
+)
+from fairstream_pipeline.lib.payouts.rules import RULES_VERSION, SPECIAL_PAYEES
 from fairstream_pipeline.settings import setting
 
 NOTIFICATIONS = "notifications"

@@ -2,14 +2,14 @@
 
 ``plan_user_buckets`` fans out one ``allocate_user_bucket`` step per bucket (``DynamicOut``); each
 runs rules 1-4 on its users only and leaves its results in the lake's shard folder
-(``lib.shards``); ``merge_user_buckets`` adds the shards up in integers, prices the segments
+(``lib.payouts.shards``); ``merge_user_buckets`` adds the shards up in integers, prices the segments
 (rules 5-6) and publishes ``user_streams``, ``flagged_users``, ``segment_pools`` and
 ``track_earnings`` together. Steps pass bucket numbers and paths, never data.
 
 The number of buckets is the run's ``plan_user_buckets`` config (``buckets``), else the number the
 month's clean plays are stored in (``FAIRSTREAM_USER_BUCKETS`` when the month was ingested); then
 each shard reads only its own bucket's files. Any number gives the same cents
-(``lib.payout_engine``, tested); another number than the stored one makes every shard read the
+(``lib.payouts.engine``, tested); another number than the stored one makes every shard read the
 whole month.
 """
 
@@ -32,15 +32,15 @@ from fairstream_pipeline.defs.resources import (
     PayoutRulesResource,
     WarehouseResource,
 )
-from fairstream_pipeline.lib.clean_plays import attach_coded_plays, decode_shard
-from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
-from fairstream_pipeline.lib.memory import RssSampler
-from fairstream_pipeline.lib.payout_engine import allocate_shard, price_segments
-from fairstream_pipeline.lib.payout_report import eur
-from fairstream_pipeline.lib.payout_rules import PayoutRules
-from fairstream_pipeline.lib.period_close import closed_month
-from fairstream_pipeline.lib.shards import ShardStore, attach_shards
-from fairstream_pipeline.lib.user_buckets import check_buckets
+from fairstream_pipeline.lib.ingestion.clean_plays import attach_coded_plays, decode_shard
+from fairstream_pipeline.lib.lake.tables import attach_month, publish_month
+from fairstream_pipeline.lib.lake.memory import RssSampler
+from fairstream_pipeline.lib.payouts.engine import allocate_shard, price_segments
+from fairstream_pipeline.lib.payouts.report import eur
+from fairstream_pipeline.lib.payouts.rules import PayoutRules
+from fairstream_pipeline.lib.close.period_close import closed_month
+from fairstream_pipeline.lib.payouts.shards import ShardStore, attach_shards
+from fairstream_pipeline.lib.ingestion.user_buckets import check_buckets
 
 HEAVY = "duckdb_heavy"
 

@@ -20,18 +20,18 @@ from fairstream_pipeline.defs.resources import (
     WarehouseResource,
 )
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE
-from fairstream_pipeline.lib.ingestion import ingest_catalog
-from fairstream_pipeline.lib.lake import MissingPartitionError
-from fairstream_pipeline.lib.lake_tables import attach_month, publish_month
-from fairstream_pipeline.lib.landing_zone import fingerprint
+from fairstream_pipeline.lib.ingestion.monthly_tables import ingest_catalog
+from fairstream_pipeline.lib.lake.storage import MissingPartitionError
+from fairstream_pipeline.lib.lake.tables import attach_month, publish_month
+from fairstream_pipeline.lib.ingestion.landing_zone import fingerprint
 from fairstream_pipeline.lib.markdown import (
     Markdown,
     markdown_table,
     md_text,
     payee_label,
 )
-from fairstream_pipeline.lib.payout_engine import pay_payees, validate_splits
-from fairstream_pipeline.lib.payout_report import (
+from fairstream_pipeline.lib.payouts.engine import pay_payees, validate_splits
+from fairstream_pipeline.lib.payouts.report import (
     ModelComparison,
     PayeeChange,
     StatementSummary,
@@ -45,8 +45,8 @@ from fairstream_pipeline.lib.payout_report import (
     percent_number,
     summarize_statements,
 )
-from fairstream_pipeline.lib.payout_rules import RULES_VERSION, PayoutRules
-from fairstream_pipeline.lib.period_close import (
+from fairstream_pipeline.lib.payouts.rules import RULES_VERSION, PayoutRules
+from fairstream_pipeline.lib.close.period_close import (
     ADJUSTMENTS,
     STATEMENTS,
     ClosedMonth,

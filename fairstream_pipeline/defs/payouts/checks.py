@@ -5,16 +5,16 @@ import dagster as dg
 from fairstream_pipeline.defs.metadata import plottable
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import DuckDBEngine, WarehouseResource
-from fairstream_pipeline.lib.lake_tables import attach_month
+from fairstream_pipeline.lib.lake.tables import attach_month
 from fairstream_pipeline.lib.markdown import markdown_table, md_text
-from fairstream_pipeline.lib.month_checks import (
+from fairstream_pipeline.lib.payouts.month_checks import (
     earnings_findings,
     statements_finding,
     streams_finding,
 )
 from fairstream_pipeline.lib.months import previous_month
-from fairstream_pipeline.lib.payout_checks import Finding, suspense_tracks, totals_agree
-from fairstream_pipeline.lib.payout_report import eur, percent, percent_number
+from fairstream_pipeline.lib.payouts.checks import Finding, suspense_tracks, totals_agree
+from fairstream_pipeline.lib.payouts.report import eur, percent, percent_number
 
 SUSPENSE_WARN_BASIS_POINTS = 100  # 1% of the month's user-centric money
 STREAMS_CHANGE_WARN_PERCENT = 50

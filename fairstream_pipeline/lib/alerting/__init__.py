@@ -1,0 +1,1 @@
+"""Operations: failure alerts, health checks, database-outage detection and run progress."""

@@ -1,0 +1,1 @@
+"""Closing a month: the ledger of closed months, adjustments and the month lock."""

@@ -1,0 +1,293 @@
+"""Closing a month, and the adjustments that restated months post to the next open month.
+
+A month is **open** until ``period_close/month=M`` exists in the lake; from then on it is **closed**
+and immutable: its ``payee_statements`` and ``payee_adjustments`` are never rewritten. The close
+folder holds the month's ``payee_earnings`` exactly as they were closed (the statement lines that
+were published and emailed), and its manifest is the close record: when, by which run, under which
+rules, and the hashes of what was closed.
+
+Recomputing a closed month K (a late file, a re-run) restates ``payee_earnings/month=K``. The next
+statements computed for an open month N post, per payee and closed month K < N:
+
+    adjustment = restated earned(K) - posted(K)
+    posted(K)  = K's closed earned_cents + every adjustment for K posted in closed months between K and N
+
+so each difference is posted once, and a re-run without new data posts nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet, sql_string
+from fairstream_pipeline.lib.lake.storage import Lake, MissingPartitionError
+from fairstream_pipeline.lib.lake.tables import attach_month, publish_month
+from fairstream_pipeline.lib.ingestion.landing_zone import file_fingerprint
+from fairstream_pipeline.lib.months import following_month, previous_month
+from fairstream_pipeline.lib.payouts.engine import roll_statements
+from fairstream_pipeline.lib.payouts.rules import PayoutRules
+
+CLOSE = "period_close"
+ADJUSTMENTS = "payee_adjustments"
+STATEMENTS = "payee_statements"
+EARNINGS = "payee_earnings"
+
+
+def close_record(lake: Lake, month: str) -> dict[str, Any] | None:
+    """The close record of ``month`` (its ``period_close`` manifest), or None while it is open."""
+    return lake.manifest(CLOSE, month) if lake.exists(CLOSE, month) else None
+
+
+def next_open_month(lake: Lake, month: str) -> str:
+    """The first month after ``month`` that is not closed: where changes to ``month`` post."""
+    candidate = following_month(month)
+    while lake.exists(CLOSE, candidate):
+        candidate = following_month(candidate)
+    return candidate
+
+
+def closed_notice(lake: Lake, month: str, record: dict[str, Any]) -> str:
+    """What a re-run of a closed month says, in its metadata and its logs."""
+    return (
+        f"{month} is closed (at {record['closed_at']}); "
+        f"changes post as adjustments to {next_open_month(lake, month)}"
+    )
+
+
+@dataclass(frozen=True)
+class ClosedMonth:
+    """A closed month's record, and what a re-run of it says."""
+
+    record: dict[str, Any]
+    notice: str
+
+
+def closed_month(lake: Lake, month: str) -> ClosedMonth | None:
+    """The close of ``month`` with its notice, or None while the month is open."""
+    record = close_record(lake, month)
+    return ClosedMonth(record, closed_notice(lake, month, record)) if record else None
+
+
+def months_before(first_month: str, month: str) -> list[str]:
+    """``first_month`` .. the month before ``month``, in order."""
+    months, current = [], first_month
+    while current < month:
+        months.append(current)
+        current = following_month(current)
+    return months
+
+
+def closed_months_before(lake: Lake, first_month: str, month: str) -> list[str]:
+    return [k for k in months_before(first_month, month) if lake.exists(CLOSE, k)]
+
+
+def adjustment_basis(lake: Lake, first_month: str, month: str) -> str:
+    """A hash of what ``month``'s adjustments are computed from: which earlier months are closed,
+    and their ``payee_earnings`` as they are now. It changes when a closed month is restated or
+    another month closes, which makes an open month's draft stale."""
+    basis = [
+        [k, lake.content_hash(EARNINGS, k) if lake.exists(EARNINGS, k) else "missing"]
+        for k in closed_months_before(lake, first_month, month)
+    ]
+    return hashlib.sha256(json.dumps(basis).encode()).hexdigest()[:16]
+
+
+def adjustment_sources(lake: Lake, closed: list[str], posted_for: dict[str, list[str]]) -> list[str]:
+    """The closed months K whose adjustment may be non-zero: those whose earnings changed since
+    their close, and those already adjusted once (a restatement can come back to the closed
+    figures, which then needs a reversal). ``posted_for`` maps each closed month to the source
+    months its adjustments posted. Every other closed month has restated == posted: only zeros."""
+    adjusted = {k for sources in posted_for.values() for k in sources}
+    return [
+        k
+        for k in closed
+        if k in adjusted or lake.content_hash(EARNINGS, k) != lake.manifest(CLOSE, k)["earnings_hash"]
+    ]
+
+
+def post_adjustments(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: str, month: str) -> None:
+    """Create ``payee_adjustments(payee_id, source_month, cents)`` for the open ``month``: only
+    non-zero rows, from the closed months before it (one read of each one's manifests)."""
+    closed = closed_months_before(lake, first_month, month)
+    posted_for = {
+        c: lake.manifest(ADJUSTMENTS, c).get("source_months", []) for c in closed if lake.exists(ADJUSTMENTS, c)
+    }
+    sources = adjustment_sources(lake, closed, posted_for)
+    restated = [
+        f"SELECT {sql_string(k)} AS source_month, payee_id, sum(uc_cents)::BIGINT AS cents "
+        f"FROM {read_parquet(lake.parquet_glob(EARNINGS, k))} GROUP BY payee_id"
+        for k in sources
+    ]
+    posted = [
+        f"SELECT {sql_string(k)} AS source_month, payee_id, earned_cents::BIGINT AS cents "
+        f"FROM {read_parquet(lake.parquet_glob(STATEMENTS, k))}"
+        for k in sources
+    ]
+    wanted = ", ".join(sql_string(k) for k in sources)
+    posted += [
+        f"SELECT source_month, payee_id, cents FROM {read_parquet(lake.parquet_glob(ADJUSTMENTS, c))} "
+        f"WHERE source_month IN ({wanted})"
+        for c, posted_sources in posted_for.items()
+        if set(posted_sources) & set(sources)
+    ]
+    empty = "SELECT NULL::VARCHAR AS source_month, NULL::VARCHAR AS payee_id, NULL::BIGINT AS cents WHERE false"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE payee_adjustments AS
+        WITH restated AS ({' UNION ALL '.join(restated) or empty}),
+        posted AS (
+            SELECT source_month, payee_id, sum(cents) AS cents
+            FROM ({' UNION ALL '.join(posted) or empty}) GROUP BY ALL
+        )
+        SELECT payee_id, source_month, cents FROM (
+            SELECT payee_id, source_month,
+                   (coalesce(r.cents, 0) - coalesce(p.cents, 0))::BIGINT AS cents
+            FROM restated r FULL OUTER JOIN posted p USING (source_month, payee_id)
+        )
+        WHERE cents <> 0
+        ORDER BY payee_id, source_month
+        """
+    ).fetchall()
+
+
+def attach_previous_statements(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: str, month: str) -> None:
+    """``previous_statements``: last month's statements, or none in the first month."""
+    if month == first_month:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE previous_statements AS "
+            "SELECT NULL::VARCHAR AS payee_id, NULL::BIGINT AS closing_balance_cents WHERE false"
+        ).fetchall()
+        return
+    previous = previous_month(month)
+    if not lake.exists(STATEMENTS, previous):
+        raise MissingPartitionError(
+            f"payee_statements for {previous} is missing, so {month} has no opening balances: "
+            f"materialize {previous} first (backfills run months in order)."
+        )
+    attach_month(con, lake, previous, {"previous_statements": STATEMENTS})
+
+
+def draft_statements(
+    con: duckdb.DuckDBPyConnection, lake: Lake, first_month: str, month: str, rules: PayoutRules
+) -> dict[str, Any]:
+    """Rule 9 for the open ``month``: post its adjustments, roll its statements, and publish both
+    together. Leaves ``payee_statements`` and ``payee_adjustments`` on ``con``; returns the manifest
+    they were written with (and their row counts under ``rows``)."""
+    attach_month(con, lake, month, {"payee_earnings": EARNINGS})
+    attach_previous_statements(con, lake, first_month, month)
+    post_adjustments(con, lake, first_month, month)
+    source_months = [r[0] for r in con.execute("SELECT DISTINCT source_month FROM payee_adjustments ORDER BY 1").fetchall()]
+    roll_statements(con, rules)
+    manifest = {
+        "rules": rules.as_dict(),
+        "opening_from": "zero balances (first month)" if month == first_month else f"payee_statements {previous_month(month)}",
+        # What this draft was computed from, so that the landing-zone sensor and the close can tell
+        # when it is stale: a late file, new statements for the previous month, a restated or a
+        # newly closed earlier month.
+        "input_fingerprint": lake.manifest("landing_month", month)["input_fingerprint"],
+        "earnings_hash": lake.content_hash(EARNINGS, month),
+        "previous_statements_hash": None if month == first_month else lake.content_hash(STATEMENTS, previous_month(month)),
+        "adjustment_basis": adjustment_basis(lake, first_month, month),
+        "source_months": source_months,
+        # The audit of every posted adjustment: the restated month, the run, the changed files.
+        "restatements": [restatement(lake, k).as_dict() for k in source_months],
+    }
+    manifest["rows"] = publish_month(con, lake, month, [STATEMENTS, ADJUSTMENTS], manifest)
+    return manifest
+
+
+def _landing_files(lake: Lake, month: str) -> dict[str, str]:
+    """``relative_path -> fingerprint`` of the landing files the month was last ingested from."""
+    rows = duckdb.sql(
+        f"SELECT relative_path, size_bytes, mtime_ns FROM {read_parquet(lake.parquet_glob('landing_month', month))}"
+    ).fetchall()
+    return {path: file_fingerprint(path, size, mtime) for path, size, mtime in rows}
+
+
+@dataclass(frozen=True)
+class Restatement:
+    """Why a closed month posts an adjustment: who restated it and which landing files changed."""
+
+    source_month: str
+    closed_at: str
+    restated_by_run: str
+    restated_at: str
+    landing_at_close: str
+    landing_now: str
+    changed_files: list[dict[str, str]]  # {path, change: added|changed|removed, at_close, now}
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def restatement(lake: Lake, month: str) -> Restatement:
+    """The audit trail of a closed month's restatement: the close record against its earnings now."""
+    record = lake.manifest(CLOSE, month)
+    earnings = lake.manifest(EARNINGS, month)
+    before = record.get("landing_files", {})
+    after = _landing_files(lake, month)
+    changed = []
+    for path in sorted(set(before) | set(after)):
+        if before.get(path) != after.get(path):
+            kind = "added" if path not in before else "removed" if path not in after else "changed"
+            changed.append({"path": path, "change": kind, "at_close": before.get(path, ""), "now": after.get(path, "")})
+    return Restatement(
+        source_month=month,
+        closed_at=record["closed_at"],
+        restated_by_run=earnings.get("run_id", ""),
+        restated_at=earnings.get("computed_at", ""),
+        landing_at_close=record.get("landing_fingerprint", ""),
+        landing_now=earnings.get("input_fingerprint", ""),
+        changed_files=changed,
+    )
+
+
+def draft_problems(lake: Lake, first_month: str, month: str) -> list[str]:
+    """Why ``month``'s draft cannot be closed as it is (empty when it can)."""
+    if month != first_month and not lake.exists(CLOSE, previous_month(month)):
+        return [f"{previous_month(month)} is not closed: months close in order, close it first"]
+    if not lake.exists(STATEMENTS, month):
+        return [f"{month} has no draft: payee_statements/month={month} has not been computed"]
+    draft = lake.manifest(STATEMENTS, month)
+    problems = []
+    if draft.get("earnings_hash") != lake.content_hash(EARNINGS, month):
+        problems.append("payee_earnings changed after the draft statements were computed")
+    if month != first_month and draft.get("previous_statements_hash") != lake.content_hash(
+        STATEMENTS, previous_month(month)
+    ):
+        problems.append(f"the draft opened from other {previous_month(month)} statements than the closed ones")
+    if draft.get("adjustment_basis") != adjustment_basis(lake, first_month, month):
+        problems.append("an earlier month was restated or closed after the draft was computed")
+    if problems:
+        problems[-1] += f": recompute the draft (--select 'payee_statements' --partition {month}) and review it"
+    return problems
+
+
+def close_month(
+    con: duckdb.DuckDBPyConnection, lake: Lake, month: str, record: dict[str, Any]
+) -> dict[str, Any]:
+    """Publish ``period_close/month=M``: the month's earnings as closed, and the close record.
+
+    ``record`` holds what the caller knows (closed_at, the run, the rules, the checks); this adds
+    the hashes of the closed statements, adjustments and earnings and the landing files. Returns
+    the full record.
+    """
+    full = {
+        **record,
+        "statements_hash": lake.content_hash(STATEMENTS, month),
+        "adjustments_hash": lake.content_hash(ADJUSTMENTS, month),
+        "earnings_hash": lake.content_hash(EARNINGS, month),
+        "landing_fingerprint": lake.manifest("landing_month", month)["input_fingerprint"],
+        "landing_files": _landing_files(lake, month),
+    }
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {CLOSE} AS SELECT * FROM {read_parquet(lake.parquet_glob(EARNINGS, month))}"
+    ).fetchall()
+    rows = publish_month(con, lake, month, [CLOSE], full)
+    full["rows"] = rows[CLOSE]
+    return full

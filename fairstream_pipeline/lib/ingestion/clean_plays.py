@@ -1,0 +1,173 @@
+"""How ``clean_plays`` is stored and read: written once, integer-coded, by user bucket and UTC day.
+
+A month of clean plays is a folder ``clean_plays/month=M/<version>/`` holding:
+
+- ``users.parquet``: the month's user dictionary, one row per billed user: ``user_index``
+  (INTEGER, the user's rank by ``user_id``, from 0), ``user_id`` and ``bucket`` (its user bucket
+  of ``user_buckets``, ``lib.ingestion.user_buckets``);
+- ``tracks.parquet``: the month's track dictionary: ``track_index`` (INTEGER), ``track_id`` and
+  ``catalogued``. The catalog's tracks come first, ranked by id; tracks played but missing from
+  the catalog (they pay suspense) follow, ranked by id;
+- ``plays/bucket=K/day=YYYY-MM-DD/plays.parquet``: the clean plays of bucket K's users on that day:
+  ``user_index``, ``track_index`` (null for a track missing from the catalog),
+  ``uncatalogued_track_id`` (that track's id, else null) and ``ms_played``, sorted by every column;
+- ``files.parquet``: the month's event files (``file_index``, landing-relative ``source_file``,
+  ``folder_date``, ``num_rows``, ``size_bytes``, ``mtime_ns``);
+- ``removed.parquet``: every landing row that does not count (``file_index``,
+  ``file_row_number``, ``reason``): the quarantined rows (their full content is in
+  ``play_quarantine``) and the extra copies of exact duplicates (reason ``duplicate``).
+
+Each day's ingestion step writes its day's plays for every bucket at once; the track index of a
+track missing from the catalog is only known once every day is in, so those (about 1% of plays)
+carry their id and get their index when read. A shard of the allocation reads only its bucket's
+files (:func:`attach_coded_plays`), and counts on 4-byte integers instead of strings.
+
+The whole month is the sum of the files (the footers give the count, :func:`clean_play_count`),
+and the row accounting (``lib.ingestion.accounting``) checks it against the landing files and the removals.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet, sql_list, sql_string
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.ingestion.user_buckets import bucket_sql, check_buckets
+
+FILES = "files.parquet"
+REMOVED = "removed.parquet"
+USERS = "users.parquet"
+TRACKS = "tracks.parquet"
+PLAYS = "plays"
+PLAY_FILE = "plays.parquet"
+PLAY_COLUMNS = "user_index INTEGER, track_index INTEGER, uncatalogued_track_id VARCHAR, ms_played BIGINT"
+DICTIONARY = "_dictionary.json"  # how many users, tracks and buckets the folder's dictionaries hold
+
+
+def play_file(folder: Path, bucket: int, day: date) -> Path:
+    """Where the plays of ``bucket`` on ``day`` go, under a clean-plays (or day-step) folder."""
+    return Path(folder) / PLAYS / f"bucket={bucket}" / f"day={day.isoformat()}" / PLAY_FILE
+
+
+def play_files(folder: Path, bucket: int | None = None) -> list[Path]:
+    """The play files under ``folder``: of one bucket, or all of them."""
+    pattern = f"bucket={bucket}/day=*/{PLAY_FILE}" if bucket is not None else f"bucket=*/day=*/{PLAY_FILE}"
+    return sorted((Path(folder) / PLAYS).glob(pattern))
+
+
+def dictionary_record(folder: Path) -> dict:
+    return json.loads((Path(folder) / DICTIONARY).read_text())
+
+
+def _plays_relation(files: list[Path]) -> str:
+    """The rows of ``files`` with their ``day`` (from the folder names), or no rows."""
+    if not files:
+        nulls = ", ".join(f"NULL::{kind} AS {name}" for name, kind in (c.split() for c in PLAY_COLUMNS.split(", ")))
+        return f"(SELECT {nulls}, NULL::DATE AS day WHERE false)"
+    return (
+        f"(SELECT * EXCLUDE (bucket) FROM read_parquet({sql_list([str(f) for f in files])}, "
+        "hive_partitioning = true, hive_types = {'bucket': INTEGER, 'day': DATE}))"
+    )
+
+
+def attach_coded_plays(
+    con: duckdb.DuckDBPyConnection, lake: Lake, month: str, bucket: int = 0, buckets: int = 1
+) -> list[date]:
+    """The views the payout engine's shard stage reads, over ``bucket`` of ``buckets``, integer-coded;
+    returns the days that have plays.
+
+    Creates ``user_dictionary`` (the bucket's users: ``user_index``, ``user_id``),
+    ``track_dictionary`` (every track of the month), the view ``clean_plays`` (``user_id`` = the
+    user index, ``track_id`` = the track index, ``ms_played``, ``day``) and the view
+    ``billed_users`` with the same coded ``user_id`` (from the ``billed_users`` asset, the bucket's
+    users only). When ``buckets`` is the number the month was stored with, the shard reads only its
+    own files; otherwise it reads every file and keeps its users' rows.
+    """
+    check_buckets(buckets)
+    folder = lake.require("clean_plays", month)
+    stored = dictionary_record(folder)["buckets"]
+    if buckets == 1:
+        files, users_filter, keep_users = play_files(folder), "true", ""
+    elif buckets == stored:
+        files, users_filter, keep_users = play_files(folder, bucket), f"bucket = {int(bucket)}", ""
+    else:
+        files, users_filter = play_files(folder), f"{bucket_sql('user_id', buckets)} = {int(bucket)}"
+        keep_users = "SEMI JOIN user_dictionary d ON d.user_index = p.user_index"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE user_dictionary AS
+        SELECT user_index, user_id FROM {read_parquet(str(folder / USERS))} WHERE {users_filter};
+        CREATE OR REPLACE TEMP TABLE track_dictionary AS
+        SELECT track_index, track_id, catalogued FROM {read_parquet(str(folder / TRACKS))};
+        CREATE OR REPLACE TEMP TABLE uncatalogued_tracks AS
+        SELECT track_index, track_id FROM track_dictionary WHERE NOT catalogued;
+        CREATE OR REPLACE TEMP VIEW billed_users AS
+        SELECT d.user_index AS user_id, b.country, b.tier, b.net_cents
+        FROM {read_parquet(lake.parquet_glob('billed_users', month))} b JOIN user_dictionary d USING (user_id);
+        CREATE OR REPLACE TEMP VIEW clean_plays AS
+        SELECT p.user_index AS user_id, coalesce(p.track_index, u.track_index) AS track_id, p.ms_played, p.day
+        FROM {_plays_relation(files)} p
+        LEFT JOIN uncatalogued_tracks u ON u.track_id = p.uncatalogued_track_id
+        {keep_users};
+        """
+    ).fetchall()
+    return sorted({date.fromisoformat(f.parent.name.removeprefix("day=")) for f in files})
+
+
+def decode_shard(con: duckdb.DuckDBPyConnection) -> None:
+    """Give ``flagged_users``, ``user_streams`` and ``track_shares`` their ids back (after
+    ``payout_engine.allocate_shard`` ran on :func:`attach_coded_plays`' views)."""
+    for table, code, dictionary, key in (
+        ("flagged_users", "user_id", "user_dictionary", "user_index"),
+        ("user_streams", "user_id", "user_dictionary", "user_index"),
+        ("track_shares", "track_id", "track_dictionary", "track_index"),
+    ):
+        columns = [c[0] for c in con.execute(f"DESCRIBE {table}").fetchall()]
+        select = ", ".join(f"d.{code}" if c == code else f"x.{c}" for c in columns)
+        con.execute(
+            f"""
+            ALTER TABLE {table} RENAME TO coded_{table};
+            CREATE TEMP TABLE {table} AS
+            SELECT {select} FROM coded_{table} x JOIN {dictionary} d ON d.{key} = x.{code};
+            DROP TABLE coded_{table};
+            """
+        ).fetchall()
+
+
+def attach_clean_plays(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> None:
+    """The view ``clean_plays`` with its ids: ``user_id``, ``track_id``, ``ms_played``, ``day``."""
+    folder = lake.require("clean_plays", month)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP VIEW clean_plays AS
+        SELECT u.user_id, coalesce(t.track_id, p.uncatalogued_track_id) AS track_id, p.ms_played, p.day
+        FROM {_plays_relation(play_files(folder))} p
+        JOIN {read_parquet(str(folder / USERS))} u USING (user_index)
+        LEFT JOIN {read_parquet(str(folder / TRACKS))} t USING (track_index)
+        """
+    ).fetchall()
+
+
+def clean_play_count(lake: Lake, month: str) -> int:
+    """Rows in the month's play files (Parquet footers only)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in play_files(lake.require("clean_plays", month)))
+
+
+def write_plays(con: duckdb.DuckDBPyConnection, table: str, folder: Path, day: date, buckets: int) -> None:
+    """Write ``table`` (``bucket`` plus the play columns) as one file per bucket for ``day``, each
+    sorted by every column (the same plays give the same bytes). Every bucket gets its file, empty
+    or not, so that a shard's days are the month's days."""
+    names = ", ".join(c.split()[0] for c in PLAY_COLUMNS.split(", "))
+    for bucket in range(buckets):
+        target = play_file(folder, bucket, day)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(
+            f"COPY (SELECT {names} FROM {table} WHERE bucket = {bucket} ORDER BY ALL) "
+            f"TO {sql_string(target)} (FORMAT parquet, COMPRESSION zstd)"
+        ).fetchall()

@@ -1,0 +1,36 @@
+"""Which shard a user belongs to: a stable hash of ``user_id``, modulo the number of buckets.
+
+``user_bucket = first 8 bytes of md5(user_id as UTF-8), read as a big-endian unsigned 64-bit
+integer, mod B``. Computed in DuckDB as ``('0x' || substr(md5(user_id), 1, 16))::UBIGINT % B``
+(``md5`` returns the digest's lowercase hex; its first 16 hex digits are the first 8 bytes) and in
+Python by :func:`user_bucket`; the test pins both to fixed vectors. DuckDB's ``hash()`` is not used:
+it is not promised to be stable across versions, and a DuckDB upgrade must never move users
+between buckets of a month being restated.
+
+Every user-centric rule up to the per-user floor division is per user (``lib.payouts.engine``), so
+the buckets are disjoint shards of the month and their results add up exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+MAX_BUCKETS = 1024
+
+
+def check_buckets(buckets: int) -> int:
+    """``buckets`` if it is a usable number of buckets (1 to ``MAX_BUCKETS``), else a ValueError."""
+    if not isinstance(buckets, int) or isinstance(buckets, bool) or not 1 <= buckets <= MAX_BUCKETS:
+        raise ValueError(f"the number of user buckets must be an integer from 1 to {MAX_BUCKETS}, got {buckets!r}")
+    return buckets
+
+
+def user_bucket(user_id: str, buckets: int) -> int:
+    """The bucket of ``user_id`` among ``buckets`` (see the module doc)."""
+    digest = hashlib.md5(user_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % check_buckets(buckets)
+
+
+def bucket_sql(user_column: str, buckets: int) -> str:
+    """The DuckDB expression of :func:`user_bucket` on ``user_column`` (an INTEGER from 0 to B-1)."""
+    return f"CAST(('0x' || substr(md5({user_column}), 1, 16))::UBIGINT % {check_buckets(buckets)} AS INTEGER)"

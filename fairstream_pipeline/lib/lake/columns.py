@@ -1,0 +1,101 @@
+"""What each column of the lake's tables means, and a partition's columns as its files hold them.
+
+The UI shows these as each asset's column schema (``dagster/column_schema``), read from the
+Parquet files each materialization wrote, so the schema shown is the one on disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from fairstream_pipeline.lib.ingestion import clean_plays
+from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.lake.storage import Lake
+
+COLUMN_DESCRIPTIONS = {
+    "adjustment_cents": "What restated closed months post to this statement, in cents (sum of payee_adjustments).",
+    "attachment_csv": "The statement lines as CSV, attached to the email.",
+    "attachment_name": "The file name of the CSV attachment.",
+    "body_html": "The email's HTML body.",
+    "body_text": "The email's plain-text body.",
+    "bucket": "The user bucket (first 8 bytes of md5(user_id), big-endian, mod B).",
+    "catalogued": "Whether the track is in the month's catalog (false: a play of an unknown track).",
+    "cents": "The adjustment in cents: restated earned minus what was already posted (non-zero).",
+    "closing_balance_cents": "opening + earned + adjustment - paid, in cents; carried to next month.",
+    "contribution_pico": "The user's money for the month in pico-cents (10^-12 cent), exact.",
+    "counted_streams": "Streams that count for payment after the rules (min play, caps, flags).",
+    "country": "Billing country (ISO 3166-1 alpha-2).",
+    "day": "The UTC day of the plays.",
+    "earned_cents": "User-centric earnings for the month, in cents.",
+    "email": "Where the payee's statement is sent (empty: no address).",
+    "event_id": "The event's id as delivered.",
+    "file_index": "The landing file's index in files.parquet.",
+    "file_row_number": "The row's number in its landing file (from 0).",
+    "flagged": "Whether the user's streams were flagged (too many in a day) and not paid.",
+    "folder_date": "The UTC day of the landing folder.",
+    "kind": "The kind of message.",
+    "message_id": "The email's Message-ID, stable across re-renders.",
+    "month": "The payout month (YYYY-MM).",
+    "ms_played": "Milliseconds played.",
+    "mtime_ns": "The file's modification time (ns), part of its fingerprint.",
+    "name": "The payee's name in the catalog.",
+    "net_cents": "Net revenue in cents (after VAT and fees).",
+    "num_rows": "Rows in the file (Parquet footer).",
+    "opening_balance_cents": "Last month's closing balance, in cents (zero in the first month).",
+    "paid_cents": "Paid this month, in cents (all of it once the balance reaches the threshold).",
+    "payee_id": "The payee (__suspense__ and __unallocated__ hold money never paid).",
+    "plan": "The subscription plan.",
+    "played_at": "When the play started (UTC).",
+    "pool_pico": "The segment's royalty pool in pico-cents.",
+    "pr_cents": "Pro-rata earnings in cents, shown beside user-centric.",
+    "pr_pico": "Pro-rata money in pico-cents, exact.",
+    "pr_unallocated_pico": "Pro-rata money no stream could claim, in pico-cents.",
+    "pro_rata_cents": "What pro-rata would have paid this month, in cents (for comparison only).",
+    "problem": "Why the track's splits are invalid (empty: valid).",
+    "reason": "Why the row was removed or quarantined (docs/data-contract.md).",
+    "recipient": "The email address (empty: no address).",
+    "relative_path": "The landing file, relative to the landing zone.",
+    "residual_pico": "The segment's money left after user-centric floor division, in pico-cents.",
+    "share_ppm": "The payee's share of the track in parts per million.",
+    "size_bytes": "The file's size in bytes, part of its fingerprint.",
+    "source_file": "The landing file, relative to the landing zone.",
+    "source_month": "The closed month whose restatement this adjustment posts.",
+    "status": "Where the message is: pending, no_address, ...",
+    "streaming_users": "Billed users with at least one counted stream.",
+    "streams": "Counted streams.",
+    "subject": "The email's subject.",
+    "target_cents": "The segment's pool rounded down to cents: what its payees share exactly.",
+    "tier": "paid or free.",
+    "track_id": "The track.",
+    "track_index": "The track's index in tracks.parquet (integer-coded plays).",
+    "uc_cents": "User-centric earnings in cents.",
+    "uc_pico": "User-centric money in pico-cents, exact.",
+    "uc_unallocated_pico": "User-centric money no stream could claim, in pico-cents.",
+    "uncatalogued_track_id": "The track id of a play whose track is not in the catalog (else empty).",
+    "user_id": "The subscriber.",
+    "user_index": "The user's index in users.parquet (integer-coded plays).",
+    "users": "Billed users in the segment.",
+    "valid": "Whether the track's splits are valid (else it pays __suspense__).",
+    "worst_day": "The day with the most streams.",
+    "worst_day_streams": "Streams on the worst day.",
+}
+
+
+def partition_files(lake: Lake, asset: str, month: str) -> list[Path]:
+    """The files that hold an asset's rows for a month: clean plays are their coded play files."""
+    if asset == "clean_plays":
+        return clean_plays.play_files(lake.partition_dir(asset, month))
+    return [f for f in lake.partition_files(asset, month) if f.suffix == ".parquet"]
+
+
+def partition_columns(con: duckdb.DuckDBPyConnection, lake: Lake, asset: str, month: str) -> list[tuple[str, str, str]]:
+    """(name, type, description) of each column of an asset's month, read from its files' footers."""
+    files = [str(f) for f in partition_files(lake, asset, month)]
+    if not files:
+        return []
+    columns = [tuple(row[:2]) for row in con.execute(f"DESCRIBE SELECT * FROM {read_parquet(files)}").fetchall()]
+    if asset == "clean_plays":  # the play files' folders: plays/bucket=K/day=D/
+        columns += [("bucket", "INTEGER"), ("day", "DATE")]
+    return [(name, kind, COLUMN_DESCRIPTIONS.get(name, "")) for name, kind in columns]

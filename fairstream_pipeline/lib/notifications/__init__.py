@@ -1,0 +1,1 @@
+"""Statement emails, the outbox queue and the mail sender."""

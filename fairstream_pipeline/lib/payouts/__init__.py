@@ -1,0 +1,1 @@
+"""The payout rules and engine: allocation, shards, rounding, money checks and reports."""

@@ -1,0 +1,188 @@
+"""Money checks, computed from the inputs rather than from the engine's own intermediates.
+
+The segment targets are recomputed here from ``billed_users`` and ``ad_revenue``, so a corrupted
+``segment_pools`` or ``track_earnings`` cannot vouch for itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from fairstream_pipeline.lib.payouts.rules import PICO_PER_CENT, PPM, SPECIAL_PAYEES
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The outcome of one check: ``problems`` lists offending rows (empty when it passed)."""
+
+    checked: int
+    problems: list[tuple]
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+def expected_targets_sql(royalty_share_ppm: int) -> str:
+    """Every segment's target in cents, straight from ``billed_users`` and ``ad_revenue``."""
+    return f"""
+        SELECT country, tier, (sum(pool) // {PICO_PER_CENT})::BIGINT AS target_cents FROM (
+            SELECT country, tier,
+                   CASE WHEN tier = 'paid' THEN net_cents::HUGEINT * {royalty_share_ppm} * {PPM}
+                        ELSE 0::HUGEINT END AS pool
+            FROM billed_users
+            UNION ALL
+            SELECT country, 'free', net_cents::HUGEINT * {royalty_share_ppm} * {PPM} FROM ad_revenue
+        ) GROUP BY country, tier
+    """
+
+
+def segments_reconcile(con: duckdb.DuckDBPyConnection, model: str, royalty_share_ppm: int) -> Finding:
+    """Per segment, the payees' ``{model}_cents`` sum exactly to the target recomputed from inputs.
+
+    Problems are ``(country, tier, expected_cents, actual_cents)``.
+    """
+    rows = _rows(
+        con,
+        f"""
+        SELECT coalesce(t.country, e.country), coalesce(t.tier, e.tier),
+               coalesce(t.target_cents, 0), coalesce(e.cents, 0)
+        FROM ({expected_targets_sql(royalty_share_ppm)}) t
+        FULL OUTER JOIN (
+            SELECT country, tier, sum({model}_cents)::BIGINT AS cents FROM payee_earnings GROUP BY ALL
+        ) e ON t.country = e.country AND t.tier = e.tier
+        ORDER BY 1, 2
+        """,
+    )
+    return Finding(len(rows), [r for r in rows if r[2] != r[3]])
+
+
+def no_negative_earnings(con: duckdb.DuckDBPyConnection) -> Finding:
+    """No payee has a negative amount under either model."""
+    checked = _rows(con, "SELECT count(*) FROM payee_earnings")[0][0]
+    problems = _rows(
+        con,
+        "SELECT country, tier, payee_id, uc_cents, pr_cents FROM payee_earnings "
+        "WHERE uc_cents < 0 OR pr_cents < 0 ORDER BY 1, 2, 3 LIMIT 20",
+    )
+    return Finding(checked, problems)
+
+
+def totals_agree(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """The month's user-centric and pro-rata totals in cents."""
+    uc, pr = _rows(
+        con, "SELECT coalesce(sum(uc_cents), 0)::BIGINT, coalesce(sum(pr_cents), 0)::BIGINT FROM payee_earnings"
+    )[0]
+    return uc, pr
+
+
+def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int) -> Finding:
+    """Every statement: opening + earned + adjustment - paid = closing; earned and pro-rata equal the
+    payee's ``payee_earnings`` and the adjustment the sum of their ``payee_adjustments``; openings
+    equal last month's closings; nothing but a closing balance (a clawback) is negative; special
+    payees are never paid; a payment is the whole balance and reaches the threshold.
+
+    Problems are ``(payee_id, what is wrong)``.
+    """
+    special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
+    problems = _rows(
+        con,
+        f"""
+        WITH earned AS (
+            SELECT payee_id, sum(uc_cents)::BIGINT AS uc, sum(pr_cents)::BIGINT AS pr
+            FROM payee_earnings GROUP BY payee_id
+        ),
+        adjusted AS (SELECT payee_id, sum(cents)::BIGINT AS cents FROM payee_adjustments GROUP BY payee_id),
+        s AS (
+            SELECT st.*, coalesce(e.uc, 0) AS expected_earned, coalesce(e.pr, 0) AS expected_pr,
+                   coalesce(a.cents, 0) AS expected_adjustment,
+                   coalesce(p.closing_balance_cents, 0) AS expected_opening,
+                   st.opening_balance_cents + st.earned_cents + st.adjustment_cents AS due
+            FROM payee_statements st
+            LEFT JOIN earned e USING (payee_id)
+            LEFT JOIN adjusted a USING (payee_id)
+            LEFT JOIN previous_statements p USING (payee_id)
+        )
+        SELECT payee_id, problem FROM (
+            SELECT payee_id, CASE
+                WHEN due - paid_cents <> closing_balance_cents
+                    THEN 'opening + earned + adjustment - paid <> closing'
+                WHEN least(earned_cents, pro_rata_cents, paid_cents) < 0 THEN 'negative earned, pro-rata or paid'
+                WHEN earned_cents <> expected_earned THEN 'earned differs from payee_earnings'
+                WHEN pro_rata_cents <> expected_pr THEN 'pro_rata differs from payee_earnings'
+                WHEN adjustment_cents <> expected_adjustment THEN 'adjustment differs from payee_adjustments'
+                WHEN opening_balance_cents <> expected_opening THEN 'opening differs from last closing'
+                WHEN paid_cents > 0 AND payee_id IN ({special}) THEN 'a special payee was paid'
+                WHEN paid_cents > 0 AND (closing_balance_cents <> 0 OR paid_cents < {threshold_cents})
+                    THEN 'a payment must be the whole balance and reach the threshold'
+                WHEN paid_cents = 0 AND payee_id NOT IN ({special}) AND due >= {threshold_cents} AND due > 0
+                    THEN 'a balance at or over the threshold was not paid'
+            END AS problem FROM s
+        ) WHERE problem IS NOT NULL ORDER BY payee_id LIMIT 20
+        """,
+    )
+    missing = _rows(
+        con,
+        """SELECT payee_id, 'payee has earnings, an adjustment or a balance but no statement' FROM (
+               SELECT payee_id FROM payee_earnings WHERE uc_cents <> 0 OR pr_cents <> 0
+               UNION SELECT payee_id FROM payee_adjustments WHERE cents <> 0
+               UNION SELECT payee_id FROM previous_statements WHERE closing_balance_cents <> 0)
+           ANTI JOIN payee_statements USING (payee_id) ORDER BY payee_id LIMIT 20""",
+    )
+    checked = _rows(con, "SELECT count(*) FROM payee_statements")[0][0]
+    return Finding(checked, problems + missing)
+
+
+def held_cents(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """The month's user-centric cents held in ``__suspense__`` + ``__unallocated__``, and its total."""
+    special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
+    held, total = _rows(
+        con,
+        f"""SELECT coalesce(sum(uc_cents) FILTER (WHERE payee_id IN ({special})), 0)::BIGINT,
+                   coalesce(sum(uc_cents), 0)::BIGINT FROM payee_earnings""",
+    )[0]
+    return held, total
+
+
+def held_share_ok(held: int, total: int, max_held_share_ppm: int) -> bool:
+    """held / total <= max_held_share_ppm / 10^6, compared in integers."""
+    return held * PPM <= max_held_share_ppm * total
+
+
+def revenue_without_streams(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int, int]:
+    """(paying users, their net cents, ad net cents, counted streams) from ``billed_users``,
+    ``ad_revenue`` and ``segment_pools``: a month with revenue and no counted stream cannot be right."""
+    return _rows(
+        con,
+        """SELECT (SELECT count(*) FILTER (WHERE net_cents > 0) FROM billed_users),
+                  (SELECT coalesce(sum(net_cents), 0)::BIGINT FROM billed_users),
+                  (SELECT coalesce(sum(net_cents), 0)::BIGINT FROM ad_revenue),
+                  (SELECT coalesce(sum(counted_streams), 0)::BIGINT FROM segment_pools)""",
+    )[0]
+
+
+def suspense_tracks(con: duckdb.DuckDBPyConnection, limit: int = 10) -> list[tuple[str, str, int, int]]:
+    """The tracks whose money goes to ``__suspense__``, largest user-centric amount first, with why:
+    (track_id, reason, counted streams, user-centric cents before rounding, floored). Reads
+    ``track_earnings`` and ``track_splits``; a played track absent from ``track_splits`` is not in
+    the catalog."""
+    return _rows(
+        con,
+        f"""
+        WITH verdicts AS (
+            SELECT track_id, bool_or(valid) AS valid, min(problem) AS problem FROM track_splits GROUP BY track_id
+        )
+        SELECT e.track_id, coalesce(v.problem, 'not in the catalog') AS reason,
+               sum(e.streams)::BIGINT AS streams, (sum(e.uc_pico) // {PICO_PER_CENT})::BIGINT AS uc_cents
+        FROM track_earnings e LEFT JOIN verdicts v USING (track_id)
+        WHERE v.valid IS NULL OR NOT v.valid
+        GROUP BY e.track_id, v.problem
+        ORDER BY sum(e.uc_pico) DESC, e.track_id LIMIT {int(limit)}
+        """,
+    )

@@ -1,0 +1,366 @@
+"""The payout rules (v2) in DuckDB SQL, exactly as ``docs/payout-rules.md`` states them.
+
+Each stage reads views or tables of fixed names from the connection and creates its output tables:
+
+=========================  =============================================  =======================================
+stage                      reads                                          creates
+=========================  =============================================  =======================================
+:func:`validate_splits`    ``split_rows``, ``catalog_tracks``             ``track_splits``
+:func:`count_and_allocate` ``clean_plays``, ``billed_users``,             ``flagged_users``, ``user_streams``,
+                           ``ad_revenue``                                 ``segment_pools``, ``track_earnings``
+ = :func:`allocate_shard`  ``clean_plays``, ``billed_users`` (a shard's)  ``flagged_users``, ``user_streams``,
+                                                                          ``track_shares``
+ + :func:`price_segments`  ``user_streams``, ``track_shares`` (every      ``segment_pools``, ``track_earnings``
+                           shard's), ``ad_revenue``
+:func:`pay_payees`         ``segment_pools``, ``track_earnings``,         ``payee_earnings``
+                           ``track_splits``
+:func:`roll_statements`    ``payee_earnings``, ``previous_statements``,   ``payee_statements``
+                           ``payee_adjustments``
+=========================  =============================================  =======================================
+
+Money is integer pico-cents (10^-12 cent) in ``HUGEINT`` until it is rounded to integer cents once,
+per segment and payee. Every division is ``//`` on non-negative integers, i.e. it truncates. No
+value ever passes through a float: DuckDB turns ``/`` on integers or DECIMALs into a DOUBLE, so
+``/`` does not appear in this module. Pico-cent columns are written to Parquet as
+``DECIMAL(38,0)``, because DuckDB writes ``HUGEINT`` to Parquet as a DOUBLE.
+
+**Shards.** Rules 1-4 are per user: a play counts or not by its user's caps, a user is flagged by
+their own days, and a paid user's contribution is floor-divided over their own tracks. So the users
+can be split into disjoint shards (``lib.ingestion.user_buckets``), :func:`allocate_shard` run on each, and
+the shards' ``track_shares`` added up in integers: the sum is exact, whatever the number of shards.
+Rules 5-8 need the month's totals and stay in one merge (:func:`price_segments`, then
+:func:`pay_payees`).
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from fairstream_pipeline.lib.lake.faults import fault_point
+from fairstream_pipeline.lib.payouts.rules import PICO_PER_CENT, PPM, SPECIAL_PAYEES, SUSPENSE, UNALLOCATED, PayoutRules
+
+PICO_DECIMAL = "DECIMAL(38,0)"
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    con.execute(sql).fetchall()
+
+
+def validate_splits(con: duckdb.DuckDBPyConnection) -> None:
+    """Rule 7 (validity): a track's splits are valid when its payees are distinct, every share is
+    > 0 and the shares sum to exactly 1,000,000.
+
+    ``track_splits(track_id, payee_id, share_ppm, valid, problem)`` keeps every split row with its
+    track's verdict, plus one row (``payee_id`` null) for each catalog track without split rows.
+    """
+    _run(
+        con,
+        f"""
+        CREATE OR REPLACE TEMP TABLE track_splits AS
+        WITH verdicts AS (
+            SELECT track_id,
+                   CASE
+                       WHEN count(*) FILTER (WHERE payee_id IS NULL OR payee_id = '' OR share_ppm IS NULL) > 0
+                           THEN 'a split row has no payee or no share'
+                       WHEN count(DISTINCT payee_id) < count(*) THEN 'a payee is listed twice'
+                       WHEN min(share_ppm) <= 0 THEN 'a share is not positive'
+                       WHEN sum(share_ppm) <> {PPM}
+                           THEN 'shares sum to ' || sum(share_ppm) || ', not {PPM}'
+                   END AS problem
+            FROM split_rows GROUP BY track_id
+        )
+        SELECT s.track_id, s.payee_id, s.share_ppm::BIGINT AS share_ppm,
+               v.problem IS NULL AS valid, v.problem
+        FROM split_rows s JOIN verdicts v USING (track_id)
+        UNION ALL
+        SELECT t.track_id, NULL, NULL, false, 'no split rows'
+        FROM catalog_tracks t ANTI JOIN split_rows s USING (track_id)
+        ORDER BY track_id, payee_id NULLS FIRST
+        """,
+    )
+
+
+def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
+    """Rules 1-6 for the whole month in one go: :func:`allocate_shard` on every user, then
+    :func:`price_segments`. Creates ``flagged_users``, ``user_streams``, ``segment_pools`` and
+    ``track_earnings``."""
+    allocate_shard(con, rules)
+    price_segments(con, rules)
+    _run(con, "DROP TABLE track_shares")
+
+
+def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules, days: list | None = None) -> None:
+    """Rules 1-4 for a shard of users: counted streams, flagged users and the paid users' direct shares.
+
+    Reads ``clean_plays`` (``user_id``, ``track_id``, ``day``, ``ms_played``) and ``billed_users``,
+    both holding the shard's users only (or every user); creates ``flagged_users``,
+    ``user_streams`` (every billed user of the shard) and ``track_shares`` (``country``, ``tier``,
+    ``track_id``, ``streams``, ``direct_pico``: the shard's counted streams of the track in the
+    segment, and the sum of its paid users' ``floor(c_u * s(u,t) / S_u)``).
+
+    - Rule 1: a play counts when ``ms_played >= min_play_ms``, at most ``max_daily_plays_per_track``
+      per (user, track, UTC day); a user whose capped streams on one day exceed
+      ``max_daily_streams_per_user`` is flagged (worst day: most streams, earliest on a tie) and
+      none of their streams count.
+    - Rules 2-4: S_u, the contribution c_u and its floor division over the user's tracks.
+
+    The plays are capped one UTC day at a time (a day's aggregate fits in memory, and DuckDB reads
+    only that day's files); the capped (user, track, day) rows are then rolled up once into s(u,t),
+    which is consumed at once and never written. The roll-up is the one large aggregation; DuckDB
+    spills it to ``temp_directory`` when it outgrows the memory limit.
+    """
+    share = f"{rules.royalty_share_ppm}::HUGEINT * {PPM}"  # pico-cents per cent of revenue
+    _run(
+        con,
+        """
+        CREATE OR REPLACE TEMP TABLE capped_daily (user_id VARCHAR, track_id VARCHAR, streams BIGINT);
+        CREATE OR REPLACE TEMP TABLE busy_days (user_id VARCHAR, day DATE, streams BIGINT);
+        """,
+    )
+    if days is None:  # (the caller may know the days without a scan of the plays)
+        days = [row[0] for row in con.execute("SELECT DISTINCT day FROM clean_plays ORDER BY day").fetchall()]
+    for day in days:
+        fault_point("counting")
+        _run(
+            con,
+            f"""
+            CREATE OR REPLACE TEMP TABLE day_capped AS
+            SELECT user_id, track_id, least(count(*), {rules.max_daily_plays_per_track}) AS streams
+            FROM clean_plays
+            WHERE day = DATE '{day.isoformat()}' AND ms_played >= {rules.min_play_ms}
+            GROUP BY ALL;
+            INSERT INTO capped_daily SELECT * FROM day_capped;
+            INSERT INTO busy_days
+            SELECT user_id, DATE '{day.isoformat()}', sum(streams) FROM day_capped
+            GROUP BY user_id HAVING sum(streams) > {rules.max_daily_streams_per_user};
+            DROP TABLE day_capped;
+            """,
+        )
+    _run(
+        con,
+        f"""
+        CREATE OR REPLACE TEMP TABLE flagged_users AS
+        SELECT user_id, day AS worst_day, streams::BIGINT AS worst_day_streams FROM (
+            SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY streams DESC, day) AS rank
+            FROM busy_days
+        ) WHERE rank = 1;
+        DROP TABLE busy_days;
+        CREATE OR REPLACE TEMP TABLE user_stream_totals AS
+        SELECT user_id, sum(streams)::BIGINT AS streams
+        FROM capped_daily ANTI JOIN flagged_users USING (user_id) GROUP BY ALL;
+        CREATE OR REPLACE TEMP TABLE track_shares AS
+        SELECT b.country, b.tier, c.track_id, sum(c.streams)::BIGINT AS streams,
+               sum(CASE WHEN b.tier = 'paid'
+                        THEN (b.net_cents * {share} * c.streams) // t.streams ELSE 0 END)::HUGEINT AS direct_pico
+        FROM (
+            SELECT user_id, track_id, sum(streams) AS streams
+            FROM capped_daily ANTI JOIN flagged_users USING (user_id)
+            GROUP BY ALL
+        ) c
+        JOIN user_stream_totals t USING (user_id)
+        JOIN billed_users b USING (user_id)
+        GROUP BY ALL;
+        DROP TABLE capped_daily;
+        CREATE OR REPLACE TEMP TABLE user_streams AS
+        SELECT b.user_id, b.country, b.tier,
+               coalesce(t.streams, 0)::BIGINT AS streams,
+               f.user_id IS NOT NULL AS flagged,
+               CASE WHEN b.tier = 'paid' THEN b.net_cents * {share} ELSE 0::HUGEINT END AS contribution_pico
+        FROM billed_users b
+        LEFT JOIN user_stream_totals t USING (user_id)
+        LEFT JOIN flagged_users f USING (user_id);
+        DROP TABLE user_stream_totals;
+        """,
+    )
+
+
+def price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
+    """Rules 2-6 from ``user_streams``, ``track_shares`` and ``ad_revenue``: pools, targets and track money.
+
+    ``user_streams`` and ``track_shares`` may be the union of several shards' tables (views): a
+    (segment, track) then has one ``track_shares`` row per shard, added up here in integers.
+
+    ``segment_pools`` has one row per (country, tier) with the users, counted streams, the pool in
+    pico-cents, the target in cents, the residual R of silent and flagged users, and what goes to
+    ``__unallocated__`` under each model. ``track_earnings`` has one row per (segment, track) with
+    the segment's counted streams of the track and its user-centric and pro-rata pico-cents.
+    """
+    share = f"{rules.royalty_share_ppm}::HUGEINT * {PPM}"
+    _run(
+        con,
+        f"""
+        CREATE OR REPLACE TEMP TABLE segment_pools AS
+        WITH by_users AS (
+            SELECT country, tier, count(*) AS users,
+                   count(*) FILTER (WHERE streams > 0) AS streaming_users,
+                   sum(streams)::BIGINT AS counted_streams,
+                   sum(contribution_pico::HUGEINT)::HUGEINT AS paid_pool_pico,
+                   coalesce(sum(contribution_pico::HUGEINT) FILTER (WHERE streams = 0), 0)::HUGEINT AS silent_pico
+            FROM user_streams GROUP BY country, tier
+        ),
+        segments AS (
+            SELECT coalesce(u.country, a.country) AS country, coalesce(u.tier, 'free') AS tier,
+                   coalesce(u.users, 0) AS users, coalesce(u.streaming_users, 0) AS streaming_users,
+                   coalesce(u.counted_streams, 0)::BIGINT AS counted_streams,
+                   CASE WHEN coalesce(u.tier, 'free') = 'free'
+                        THEN coalesce(a.net_cents, 0) * {share}
+                        ELSE u.paid_pool_pico END AS pool_pico,
+                   CASE WHEN coalesce(u.tier, 'free') = 'paid' THEN u.silent_pico ELSE 0::HUGEINT END AS residual_pico
+            FROM by_users u
+            FULL OUTER JOIN (SELECT country, net_cents, 'free' AS tier FROM ad_revenue) a
+              ON u.country = a.country AND u.tier = a.tier
+        )
+        SELECT country, tier, users, streaming_users, counted_streams, pool_pico,
+               (pool_pico // {PICO_PER_CENT})::BIGINT AS target_cents,
+               residual_pico,
+               CASE WHEN counted_streams = 0 THEN pool_pico
+                    WHEN tier = 'paid' AND '{rules.residual_policy}' = 'retain' THEN residual_pico
+                    ELSE 0::HUGEINT END AS uc_unallocated_pico,
+               CASE WHEN counted_streams = 0 THEN pool_pico ELSE 0::HUGEINT END AS pr_unallocated_pico
+        FROM segments
+        ORDER BY country, tier
+        """,
+    )
+    redistribute_residual = "true" if rules.residual_policy == "pro_rata" else "false"
+    _run(
+        con,
+        f"""
+        CREATE OR REPLACE TEMP TABLE track_earnings AS
+        WITH tracks AS (  -- rule 4's direct shares and the counted streams, summed over the shards
+            SELECT country, tier, track_id, sum(streams)::BIGINT AS streams,
+                   sum(direct_pico::HUGEINT)::HUGEINT AS direct_pico
+            FROM track_shares GROUP BY ALL
+        )
+        SELECT s.country, s.tier, s.track_id, s.streams,
+               CASE WHEN s.tier = 'paid'
+                    THEN s.direct_pico
+                         + CASE WHEN {redistribute_residual}
+                                THEN (p.residual_pico * s.streams) // p.counted_streams ELSE 0 END
+                    ELSE (p.pool_pico * s.streams) // p.counted_streams  -- rule 5
+               END AS uc_pico,
+               (p.pool_pico * s.streams) // p.counted_streams AS pr_pico  -- rule 6
+        FROM tracks s
+        JOIN segment_pools p USING (country, tier)
+        ORDER BY country, tier, track_id
+        """,
+    )
+
+
+def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
+    """Rules 7-8: split each track's money among its payees, then round to cents once.
+
+    Each payee's pico-cents are floored to cents; the cents still missing to reach the segment's
+    target go one each to the payees with the largest remainders, ties by ascending ``payee_id``
+    (byte order, which is DuckDB's default string order). ``payee_earnings`` has one row per
+    (segment, payee) with a non-zero amount.
+    """
+    _run(
+        con,
+        f"""
+        CREATE OR REPLACE TEMP TABLE payee_pico AS
+        WITH valid_splits AS (SELECT track_id, payee_id, share_ppm FROM track_splits WHERE valid),
+        shares AS (
+            SELECT e.country, e.tier, s.payee_id,
+                   (e.uc_pico * s.share_ppm) // {PPM} AS uc_pico,
+                   (e.pr_pico * s.share_ppm) // {PPM} AS pr_pico
+            FROM track_earnings e JOIN valid_splits s USING (track_id)
+            UNION ALL
+            SELECT country, tier, '{SUSPENSE}', uc_pico, pr_pico
+            FROM track_earnings ANTI JOIN (SELECT DISTINCT track_id FROM valid_splits) USING (track_id)
+            UNION ALL
+            SELECT country, tier, '{UNALLOCATED}', uc_unallocated_pico, pr_unallocated_pico
+            FROM segment_pools WHERE uc_unallocated_pico > 0 OR pr_unallocated_pico > 0
+        )
+        SELECT country, tier, payee_id, sum(uc_pico) AS uc_pico, sum(pr_pico) AS pr_pico
+        FROM shares GROUP BY ALL
+        """,
+    )
+    rounded = {}
+    for model in ("uc", "pr"):
+        rounded[model] = f"""
+            SELECT country, tier, payee_id,
+                   (floor_cents + CASE WHEN rank <= deficit THEN 1 ELSE 0 END)::BIGINT AS {model}_cents
+            FROM (
+                SELECT p.country, p.tier, p.payee_id,
+                       p.{model}_pico // {PICO_PER_CENT} AS floor_cents,
+                       row_number() OVER (
+                           PARTITION BY p.country, p.tier
+                           ORDER BY p.{model}_pico % {PICO_PER_CENT} DESC, p.payee_id
+                       ) AS rank,
+                       s.target_cents - sum(p.{model}_pico // {PICO_PER_CENT})
+                           OVER (PARTITION BY p.country, p.tier) AS deficit
+                FROM payee_pico p JOIN segment_pools s USING (country, tier)
+            )
+        """
+    _run(
+        con,
+        f"""
+        CREATE OR REPLACE TEMP TABLE payee_earnings AS
+        SELECT country, tier, payee_id, uc.uc_cents, pr.pr_cents
+        FROM ({rounded['uc']}) uc JOIN ({rounded['pr']}) pr USING (country, tier, payee_id)
+        WHERE uc.uc_cents <> 0 OR pr.pr_cents <> 0
+        ORDER BY country, tier, payee_id
+        """,
+    )
+
+
+def roll_statements(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
+    """Rule 9: opening + earned + adjustment; pay it all when it reaches the threshold, else carry it.
+
+    ``previous_statements`` is last month's ``payee_statements`` (empty in the first month) and
+    ``payee_adjustments`` this month's adjustments for restated closed months. A balance may be
+    negative (a clawback): it carries over and is recovered from future earnings.
+    ``__suspense__`` and ``__unallocated__`` are never paid; their balance accumulates.
+    """
+    special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
+    _run(
+        con,
+        f"""
+        CREATE OR REPLACE TEMP TABLE payee_statements AS
+        WITH month AS (
+            SELECT payee_id, sum(uc_cents)::BIGINT AS earned, sum(pr_cents)::BIGINT AS pro_rata
+            FROM payee_earnings GROUP BY payee_id
+        ),
+        adjusted AS (SELECT payee_id, sum(cents)::BIGINT AS adjustment FROM payee_adjustments GROUP BY payee_id),
+        joined AS (
+            SELECT payee_id,
+                   coalesce(p.closing_balance_cents, 0)::BIGINT AS opening_balance_cents,
+                   coalesce(m.earned, 0)::BIGINT AS earned_cents,
+                   coalesce(a.adjustment, 0)::BIGINT AS adjustment_cents,
+                   coalesce(m.pro_rata, 0)::BIGINT AS pro_rata_cents
+            FROM month m
+            FULL OUTER JOIN previous_statements p USING (payee_id)
+            FULL OUTER JOIN adjusted a USING (payee_id)
+        )
+        SELECT payee_id, opening_balance_cents, earned_cents, adjustment_cents, pro_rata_cents, paid_cents,
+               opening_balance_cents + earned_cents + adjustment_cents - paid_cents AS closing_balance_cents
+        FROM (
+            SELECT *,
+                   CASE WHEN payee_id NOT IN ({special})
+                             AND opening_balance_cents + earned_cents + adjustment_cents >= {rules.payout_threshold_cents}
+                             AND opening_balance_cents + earned_cents + adjustment_cents > 0
+                        THEN opening_balance_cents + earned_cents + adjustment_cents ELSE 0 END::BIGINT AS paid_cents
+            FROM joined
+        )
+        WHERE opening_balance_cents <> 0 OR earned_cents <> 0 OR adjustment_cents <> 0 OR pro_rata_cents <> 0
+        ORDER BY payee_id
+        """,
+    )
+
+
+def lake_columns(table: str) -> str:
+    """The ``SELECT`` list that writes ``table`` to Parquet without losing a pico-cent."""
+    pico = {
+        "segment_pools": ("pool_pico", "residual_pico", "uc_unallocated_pico", "pr_unallocated_pico"),
+        "user_streams": ("contribution_pico",),
+        "track_earnings": ("uc_pico", "pr_pico"),
+        "track_shares": ("direct_pico",),
+    }.get(table, ())
+    if not pico:
+        return "*"
+    return f"* REPLACE ({', '.join(f'CAST({c} AS {PICO_DECIMAL}) AS {c}' for c in pico)})"
+
+
+def lake_view(table: str) -> str:
+    """The ``SELECT`` list that reads ``table`` back from Parquet with pico-cents as ``HUGEINT``."""
+    return lake_columns(table).replace(PICO_DECIMAL, "HUGEINT")

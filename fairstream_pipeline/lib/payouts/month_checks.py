@@ -1,0 +1,106 @@
+"""The blocking money checks of a month, evaluated on what is in the lake.
+
+The Dagster asset checks report these findings, and ``period_close`` evaluates them again on the
+draft it is asked to close, so a month never closes on a draft whose checks fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.lake.tables import attach_month
+from fairstream_pipeline.lib.payouts.checks import (
+    Finding,
+    no_negative_earnings,
+    revenue_without_streams,
+    segments_reconcile,
+    statements_balance,
+    totals_agree,
+)
+from fairstream_pipeline.lib.payouts.report import cents
+from fairstream_pipeline.lib.close.period_close import (
+    ADJUSTMENTS,
+    CLOSE,
+    EARNINGS,
+    STATEMENTS,
+    attach_previous_statements,
+    close_record,
+)
+
+def earnings_findings(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> dict[str, Finding]:
+    """The blocking checks of ``payee_earnings``: UC and PR reconcile per segment to the targets
+    recomputed from the inputs, nothing is negative, and both models share the same total."""
+    royalty_share_ppm = lake.manifest(EARNINGS, month)["rules"]["royalty_share_ppm"]
+    attach_month(
+        con, lake, month, {"payee_earnings": EARNINGS, "billed_users": "billed_users", "ad_revenue": "ad_revenue"}
+    )
+    uc_total, pr_total = totals_agree(con)
+    return {
+        "uc_cents_reconcile_per_segment": segments_reconcile(con, "uc", royalty_share_ppm),
+        "pr_cents_reconcile_per_segment": segments_reconcile(con, "pr", royalty_share_ppm),
+        "no_negative_earnings": no_negative_earnings(con),
+        "uc_total_equals_pr_total": Finding(
+            1, [] if uc_total == pr_total else [("uc_total_cents", uc_total, "pr_total_cents", pr_total)]
+        ),
+    }
+
+
+def statements_finding(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: str, month: str) -> Finding:
+    """``statements_balance_check``: every statement balances against its inputs.
+
+    A closed month is checked against the earnings it was closed with (``period_close``), not the
+    restated ones, and its statements must still be the bytes that were closed.
+    """
+    record = close_record(lake, month)
+    attach_month(
+        con,
+        lake,
+        month,
+        {
+            "payee_statements": STATEMENTS,
+            "payee_adjustments": ADJUSTMENTS,
+            "payee_earnings": CLOSE if record else EARNINGS,
+        },
+    )
+    attach_previous_statements(con, lake, first_month, month)
+    threshold = lake.manifest(STATEMENTS, month)["rules"]["payout_threshold_cents"]
+    finding = statements_balance(con, threshold)
+    if record and lake.content_hash(STATEMENTS, month) != record["statements_hash"]:
+        finding = Finding(
+            finding.checked,
+            [("(all)", f"the statements of closed {month} changed after the close")] + finding.problems,
+        )
+    return finding
+
+
+@dataclass(frozen=True)
+class StreamsFinding:
+    """``month_has_counted_streams``: revenue with no counted stream means the plays are missing."""
+
+    month: str
+    paying_users: int
+    subscription_cents: int
+    ad_cents: int
+    counted_streams: int
+
+    @property
+    def passed(self) -> bool:
+        return self.counted_streams > 0 or (self.subscription_cents == 0 and self.ad_cents == 0)
+
+    @property
+    def message(self) -> str:
+        return (
+            f"{self.month} has revenue (subscriptions {cents(self.subscription_cents)} EUR from "
+            f"{self.paying_users:,} paying users, ad revenue {cents(self.ad_cents)} EUR) but "
+            f"{self.counted_streams:,} counted streams"
+        )
+
+
+def streams_finding(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> StreamsFinding:
+    attach_month(
+        con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue", "segment_pools": "segment_pools"}
+    )
+    return StreamsFinding(month, *revenue_without_streams(con))

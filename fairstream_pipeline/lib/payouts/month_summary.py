@@ -1,0 +1,90 @@
+"""A short plain-text summary of computed months, read from the lake (``fairstream summary``)."""
+
+from __future__ import annotations
+
+import duckdb
+
+from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.lake.tables import attach_month
+from fairstream_pipeline.lib.markdown import payee_label
+from fairstream_pipeline.lib.payouts.report import cents, compare_models, percent
+from fairstream_pipeline.lib.close.period_close import (
+    ADJUSTMENTS,
+    close_record,
+    next_open_month,
+)
+
+
+def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
+    """Ingestion accounting, UC beside PR, and the statements of one month, as text."""
+    plays = lake.manifest("clean_plays", month)
+    quarantined = ", ".join(f"{reason} {n:,}" for reason, n in plays["quarantined"].items())
+    con = duckdb.connect()
+    attach_month(con, lake, month, {"payee_earnings": "payee_earnings", "payee_directory": "payee_directory"})
+    comparison = compare_models(con, top=top, names_view="payee_directory")
+    flagged = lake.row_count("flagged_users", month)
+    statements = con.execute(
+        f"""SELECT count(*), count(*) FILTER (WHERE paid_cents > 0),
+                   coalesce(sum(paid_cents), 0)::BIGINT, coalesce(sum(opening_balance_cents), 0)::BIGINT,
+                   coalesce(sum(closing_balance_cents), 0)::BIGINT, coalesce(sum(adjustment_cents), 0)::BIGINT,
+                   count(*) FILTER (WHERE closing_balance_cents < 0)
+            FROM {read_parquet(lake.parquet_glob('payee_statements', month))}"""
+    ).fetchall()[0]
+    record = close_record(lake, month)
+    status = (
+        f"closed at {record['closed_at']} by run {record['closed_by_run']} (statements {record['statements_hash']}); "
+        f"changes post to {next_open_month(lake, month)}"
+        if record
+        else "open: a draft, not paid or emailed until it is closed"
+    )
+    lines = [
+        f"== {month} ({status})",
+        f"plays: {plays['rows_read']:,} rows read, {plays['clean_plays']:,} clean, "
+        f"{plays['duplicates_dropped']:,} exact duplicates dropped; quarantined: {quarantined}",
+        f"flagged users: {flagged:,}",
+        f"money: user-centric {cents(comparison.uc_total_cents)} EUR, pro-rata "
+        f"{cents(comparison.pr_total_cents)} EUR over {comparison.payees:,} payees; "
+        f"top 1% ({comparison.top_1pct_payees}) take {percent(comparison.uc_top_1pct_cents, comparison.uc_total_cents)} "
+        f"UC vs {percent(comparison.pr_top_1pct_cents, comparison.pr_total_cents)} PR",
+        f"moved: the top 1% by pro-rata hold {percent(comparison.pr_top_1pct_cents, comparison.pr_total_cents)} "
+        f"pro-rata and {percent(comparison.pr_top_1pct_uc_cents, comparison.uc_total_cents)} user-centric: "
+        + (
+            f"{comparison.moved_share_points:.2f} points move to other payees under user-centric"
+            if comparison.moved_share_points is not None
+            else "no money"
+        ),
+    ]
+    for payee, (uc, _) in comparison.special_cents.items():
+        lines.append(f"held: {payee} {cents(uc)} EUR")
+    lines.append("top payees (UC / PR, EUR):")
+    lines += [
+        f"  {payee_label(payee, comparison.names.get(payee)):<40} {cents(uc):>12} / {cents(pr):>12}"
+        for payee, uc, pr in comparison.top_payees
+    ]
+    lines.append(
+        f"statements: {statements[0]:,} payees, {statements[1]:,} paid {cents(statements[2])} EUR; "
+        f"opening balances {cents(statements[3])} EUR, carried over {cents(statements[4])} EUR"
+        + (f" ({statements[6]:,} negative)" if statements[6] else "")
+    )
+    if lake.exists(ADJUSTMENTS, month):
+        adjustments = con.execute(
+            f"""SELECT source_month, count(*), sum(cents)::BIGINT
+                FROM {read_parquet(lake.parquet_glob(ADJUSTMENTS, month))} GROUP BY 1 ORDER BY 1"""
+        ).fetchall()
+        lines += [
+            f"adjustments for {source}: {payees:,} payees, net {cents(net)} EUR (late data for {source})"
+            for source, payees, net in adjustments
+        ] or ["adjustments: none"]
+    if lake.exists("statement_notifications", month):
+        by_status = dict(
+            con.execute(
+                f"SELECT status, count(*) FROM {read_parquet(lake.parquet_glob('statement_notifications', month))} "
+                "GROUP BY status"
+            ).fetchall()
+        )
+        lines.append(
+            f"statement emails: {by_status.get('pending', 0):,} to send, "
+            f"{by_status.get('no_address', 0):,} payees without an address"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,250 @@
+"""What a finance reviewer reads about a month: user-centric beside pro-rata, in integer cents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.payouts.rules import SPECIAL_PAYEES
+
+
+def percent(part: int, whole: int) -> str:
+    """``part / whole`` as a percentage with two decimals, computed in integers (truncated)."""
+    if whole == 0:
+        return "n/a"
+    sign = "-" if (part < 0) != (whole < 0) and part != 0 else ""
+    basis_points = abs(part) * 10_000 // abs(whole)
+    return f"{sign}{basis_points // 100}.{basis_points % 100:02d}%"
+
+
+def cents(amount: int) -> str:
+    """Integer cents as ``1,234.56`` (EUR)."""
+    sign = "-" if amount < 0 else ""
+    whole, rest = divmod(abs(amount), 100)
+    return f"{sign}{whole:,}.{rest:02d}"
+
+
+def eur(amount: int) -> str:
+    """Integer cents as money a reviewer reads: ``1,234.56 EUR`` (``-15.00 EUR``)."""
+    return f"{cents(amount)} EUR"
+
+
+def percent_number(part: int, whole: int) -> float | None:
+    """``part / whole`` in percent with two decimals (truncated in integers, as :func:`percent`),
+    as a number so the UI can plot it across months; ``None`` when ``whole`` is zero."""
+    if whole == 0:
+        return None
+    basis_points = abs(part) * 10_000 // abs(whole)
+    return (-1 if (part < 0) != (whole < 0) and part != 0 else 1) * basis_points / 100
+
+
+@dataclass(frozen=True)
+class PayeeChange:
+    """One payee under both models: what user-centric pays compared with pro-rata."""
+
+    payee_id: str
+    name: str | None
+    uc_cents: int
+    pr_cents: int
+
+    @property
+    def change_cents(self) -> int:
+        return self.uc_cents - self.pr_cents
+
+    @property
+    def change_percent(self) -> str:
+        """UC - PR in percent of PR (``n/a`` for a payee pro-rata pays nothing)."""
+        return percent(self.change_cents, self.pr_cents)
+
+
+@dataclass(frozen=True)
+class ModelComparison:
+    uc_total_cents: int
+    pr_total_cents: int
+    payees: int
+    top_1pct_payees: int
+    uc_top_1pct_cents: int  # the top 1% ranked by user-centric, their user-centric cents
+    pr_top_1pct_cents: int  # the top 1% ranked by pro-rata, their pro-rata cents
+    special_cents: dict[str, tuple[int, int]]
+    top_payees: list[tuple[str, int, int]]  # (payee_id, uc_cents, pr_cents), by uc desc
+    pr_top_1pct_uc_cents: int = 0  # the top 1% ranked by pro-rata, their user-centric cents
+    names: dict[str, str] = field(default_factory=dict)  # payee_id -> name, for the payees listed here
+    winners: list[PayeeChange] = field(default_factory=list)  # biggest UC - PR first
+    losers: list[PayeeChange] = field(default_factory=list)  # most negative UC - PR first
+
+    @property
+    def moved_share_points(self) -> float | None:
+        """How much of the month's money the top 1% of payees by pro-rata lose under user-centric,
+        in percentage points: their PR share minus their UC share (positive: UC moves money away
+        from the most streamed)."""
+        pr, uc = (percent_number(c, self.pr_total_cents) for c in (self.pr_top_1pct_cents, self.pr_top_1pct_uc_cents))
+        return None if pr is None or uc is None else round(pr - uc, 2)
+
+
+def compare_models(con: duckdb.DuckDBPyConnection, top: int = 10, names_view: str | None = None) -> ModelComparison:
+    """Totals, the top payees, the share of the top 1% of payees and the biggest winners and losers
+    of user-centric against pro-rata, from ``payee_earnings``.
+
+    The top 1% is ``ceil(1% of real payees)``, ranked separately under each model (ties by
+    ``payee_id``); the moved share holds the pro-rata top 1% fixed and compares their two shares.
+    The special payees (suspense, unallocated) are reported on their own and never ranked.
+    ``names_view`` (``payee_id``, ``name``), when given, names the payees listed.
+    """
+    special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE payee_totals AS
+        SELECT payee_id, sum(uc_cents)::BIGINT AS uc, sum(pr_cents)::BIGINT AS pr
+        FROM payee_earnings GROUP BY payee_id
+        """
+    ).fetchall()
+    uc_total, pr_total = con.execute(
+        "SELECT coalesce(sum(uc), 0)::BIGINT, coalesce(sum(pr), 0)::BIGINT FROM payee_totals"
+    ).fetchall()[0]
+    payees = con.execute(f"SELECT count(*) FROM payee_totals WHERE payee_id NOT IN ({special})").fetchall()[0][0]
+    top_n = -(-payees // 100)  # ceil(1%)
+    (uc_top,), (pr_top_uc, pr_top) = (
+        con.execute(
+            f"""SELECT {columns} FROM (
+                    SELECT uc, pr FROM payee_totals WHERE payee_id NOT IN ({special})
+                    ORDER BY {model} DESC, payee_id LIMIT {top_n})"""
+        ).fetchall()[0]
+        for model, columns in (
+            ("uc", "coalesce(sum(uc), 0)::BIGINT"),
+            ("pr", "coalesce(sum(uc), 0)::BIGINT, coalesce(sum(pr), 0)::BIGINT"),
+        )
+    )
+    specials = {
+        payee: (uc, pr)
+        for payee, uc, pr in con.execute(
+            f"SELECT payee_id, uc, pr FROM payee_totals WHERE payee_id IN ({special}) ORDER BY payee_id"
+        ).fetchall()
+    }
+    top_payees = con.execute(
+        f"""SELECT payee_id, uc, pr FROM payee_totals WHERE payee_id NOT IN ({special})
+            ORDER BY uc DESC, payee_id LIMIT {top}"""
+    ).fetchall()
+    changes = {
+        direction: con.execute(
+            f"""SELECT payee_id, uc, pr FROM payee_totals
+                WHERE payee_id NOT IN ({special}) AND uc {'>' if direction == 'DESC' else '<'} pr
+                ORDER BY uc - pr {direction}, payee_id LIMIT {top}"""
+        ).fetchall()
+        for direction in ("DESC", "ASC")
+    }
+    con.execute("DROP TABLE payee_totals").fetchall()
+    listed = sorted({p for p, *_ in top_payees} | {p for rows in changes.values() for p, *_ in rows})
+    names = {}
+    if names_view and listed:
+        names = dict(
+            con.execute(
+                f"SELECT payee_id, name FROM {names_view} WHERE payee_id IN (SELECT unnest(?)) AND name IS NOT NULL",
+                [listed],
+            ).fetchall()
+        )
+    winners, losers = (
+        [PayeeChange(p, names.get(p), uc, pr) for p, uc, pr in changes[direction]] for direction in ("DESC", "ASC")
+    )
+    return ModelComparison(
+        uc_total_cents=uc_total,
+        pr_total_cents=pr_total,
+        payees=payees,
+        top_1pct_payees=top_n,
+        uc_top_1pct_cents=uc_top,
+        pr_top_1pct_cents=pr_top,
+        special_cents=specials,
+        top_payees=top_payees,
+        pr_top_1pct_uc_cents=pr_top_uc,
+        names=names,
+        winners=winners,
+        losers=losers,
+    )
+
+
+@dataclass(frozen=True)
+class StatementSummary:
+    """A month's statements in totals: what is paid, what carries over, what is held."""
+
+    payees: int
+    paid_payees: int
+    paid_cents: int
+    carried_payees: int  # real payees below the threshold with a positive balance to carry
+    carried_cents: int
+    negative_payees: int  # real payees owing money (a clawback carried over)
+    negative_cents: int
+    held_cents: int  # what the special payees (suspense, unallocated) hold, never paid
+    opening_cents: int
+    earned_cents: int
+    adjustment_cents: int
+    adjusted_payees: int
+
+
+def summarize_statements(con: duckdb.DuckDBPyConnection) -> StatementSummary:
+    """Totals of the ``payee_statements`` view; the special payees count only as held."""
+    special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
+    row = con.execute(
+        f"""SELECT count(*) FILTER (WHERE NOT held),
+                   count(*) FILTER (WHERE NOT held AND paid_cents > 0),
+                   coalesce(sum(paid_cents), 0)::BIGINT,
+                   count(*) FILTER (WHERE NOT held AND paid_cents = 0 AND closing_balance_cents > 0),
+                   coalesce(sum(closing_balance_cents) FILTER (WHERE NOT held AND closing_balance_cents > 0), 0)::BIGINT,
+                   count(*) FILTER (WHERE NOT held AND closing_balance_cents < 0),
+                   coalesce(sum(closing_balance_cents) FILTER (WHERE NOT held AND closing_balance_cents < 0), 0)::BIGINT,
+                   coalesce(sum(closing_balance_cents) FILTER (WHERE held), 0)::BIGINT,
+                   coalesce(sum(opening_balance_cents), 0)::BIGINT,
+                   coalesce(sum(earned_cents), 0)::BIGINT,
+                   coalesce(sum(adjustment_cents), 0)::BIGINT,
+                   count(*) FILTER (WHERE adjustment_cents <> 0)
+            FROM (SELECT *, payee_id IN ({special}) AS held FROM payee_statements)"""
+    ).fetchall()[0]
+    return StatementSummary(*row)
+
+
+def carried_over(
+    con: duckdb.DuckDBPyConnection, names_view: str, negative: bool = False, limit: int = 20
+) -> list[tuple]:
+    """Real payees whose balance carries over, largest first: below the threshold (positive), or
+    owing money (``negative``). Rows: (payee_id, name, opening, earned, adjustment, closing)."""
+    special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
+    return con.execute(
+        f"""SELECT s.payee_id, n.name, s.opening_balance_cents, s.earned_cents, s.adjustment_cents,
+                   s.closing_balance_cents
+            FROM payee_statements s LEFT JOIN {names_view} n USING (payee_id)
+            WHERE s.payee_id NOT IN ({special}) AND s.paid_cents = 0
+              AND s.closing_balance_cents {'<' if negative else '>'} 0
+            ORDER BY abs(s.closing_balance_cents) DESC, s.payee_id LIMIT {int(limit)}"""
+    ).fetchall()
+
+
+def largest_adjustments(con: duckdb.DuckDBPyConnection, names_view: str, limit: int = 20) -> list[tuple]:
+    """The month's ``payee_adjustments``, largest first: (payee_id, name, source_month, cents)."""
+    return con.execute(
+        f"""SELECT a.payee_id, n.name, a.source_month, a.cents
+            FROM payee_adjustments a LEFT JOIN {names_view} n USING (payee_id)
+            ORDER BY abs(a.cents) DESC, a.payee_id, a.source_month LIMIT {int(limit)}"""
+    ).fetchall()
+
+
+def adjustments_by_source(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """Per source month of ``payee_adjustments``: payees, net, credits and debits in cents."""
+    return con.execute(
+        """SELECT source_month, count(*), sum(cents)::BIGINT,
+                  coalesce(sum(cents) FILTER (WHERE cents > 0), 0)::BIGINT,
+                  coalesce(sum(cents) FILTER (WHERE cents < 0), 0)::BIGINT
+           FROM payee_adjustments GROUP BY 1 ORDER BY 1"""
+    ).fetchall()
+
+
+def attach_payee_names(con: duckdb.DuckDBPyConnection, lake: Lake, month: str, view: str = "payee_names") -> str:
+    """A view (``payee_id``, ``name``) of the month's ``payee_directory``, empty when the month has
+    none (statements rolled from earnings alone): names are shown when known, never required."""
+    source = (
+        f"SELECT payee_id, name FROM {read_parquet(lake.parquet_glob('payee_directory', month))}"
+        if lake.exists("payee_directory", month)
+        else "SELECT NULL::VARCHAR AS payee_id, NULL::VARCHAR AS name WHERE false"
+    )
+    con.execute(f"CREATE OR REPLACE VIEW {view} AS {source}").fetchall()
+    return view

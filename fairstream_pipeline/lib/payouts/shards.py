@@ -1,0 +1,80 @@
+"""Where a month's user-bucket shards keep their results between the shard steps and the merge.
+
+Each shard step runs rules 1-4 (``payout_engine.allocate_shard``) on one user bucket and writes
+``user_streams``, ``flagged_users`` and ``track_shares`` as Parquet under
+
+    <warehouse>/_shards/month=M/run=<run id>/bucket=<k>/<table>.parquet
+
+(the warehouse is shared storage when shards run on other machines), and passes the folder on to
+the merge as its output: a re-execution from failure hands the merge the parent run's folders for
+the buckets it did not run again. The merge reads every bucket's files back as one table each, and
+then removes every shard folder of the month. A folder left by a killed run is removed by the next
+fresh run of the month (the month lock guarantees that no other run of the month is alive).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+
+from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet, sql_string
+from fairstream_pipeline.lib.lake.tables import PARQUET_OPTIONS
+from fairstream_pipeline.lib.payouts.engine import lake_columns, lake_view
+from fairstream_pipeline.lib.lake.scratch import RunScratch
+
+SHARD_TABLES = ("user_streams", "flagged_users", "track_shares")
+SHARD_RECORD = "_shard.json"  # which bucket of how many the folder holds, and its row counts
+
+
+class ShardStore(RunScratch):
+    """One run's shard folders for one month (``<warehouse>/_shards/month=M/run=R/bucket=k``)."""
+
+    def __init__(self, warehouse: str | Path, month: str, run_id: str):
+        super().__init__(warehouse, "_shards", month, run_id)
+
+    def bucket_dir(self, bucket: int) -> Path:
+        return self.part_dir(f"bucket={bucket}")
+
+    def write(self, con: duckdb.DuckDBPyConnection, bucket: int, buckets: int) -> tuple[Path, dict[str, int]]:
+        """Write the connection's shard tables for ``bucket`` of ``buckets`` (replacing a previous
+        attempt's); return the folder, which the step passes on to the merge, and the row counts."""
+        folder = self.part_dir(f"bucket={bucket}", fresh=True)
+        rows = {}
+        for table in SHARD_TABLES:
+            con.execute(
+                f"COPY (SELECT {lake_columns(table)} FROM {table} ORDER BY ALL) "
+                f"TO {sql_string(str(folder / f'{table}.parquet'))} ({PARQUET_OPTIONS})"
+            ).fetchall()
+            rows[table] = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        (folder / SHARD_RECORD).write_text(json.dumps({"bucket": bucket, "buckets": buckets, "rows": rows}))
+        return folder, rows
+
+
+def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path]) -> int:
+    """A table per shard table holding the rows of every shard folder; returns the number of buckets.
+
+    The folders come from the shard steps' outputs (a re-execution from failure passes the parent
+    run's folders for the buckets it did not re-run). Fails naming what is missing when the folders
+    are not exactly buckets 0..B-1 of one B.
+    """
+    records = []
+    for folder in map(Path, folders):
+        record = folder / SHARD_RECORD
+        if not record.is_file():
+            raise FileNotFoundError(f"shard results missing for the merge: {record}")
+        records.append(json.loads(record.read_text()))
+    sizes = {r["buckets"] for r in records}
+    buckets = sizes.pop() if len(sizes) == 1 else None
+    if buckets is None or sorted(r["bucket"] for r in records) != list(range(buckets)):
+        raise ValueError(f"the shards do not cover one set of buckets: {sorted((r['bucket'], r['buckets']) for r in records)}")
+    for table in SHARD_TABLES:
+        files = [str(Path(folder) / f"{table}.parquet") for folder in folders]
+        # A table with nullable columns whatever B is: DuckDB keeps a single file's NOT NULL
+        # columns but not those of several files, and the published bytes must not depend on B.
+        source = f"SELECT {lake_view(table)} FROM {read_parquet(files)}"
+        columns = con.execute(f"DESCRIBE {source}").fetchall()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(f'{c[0]} {c[1]}' for c in columns)})").fetchall()
+        con.execute(f"INSERT INTO {table} {source}").fetchall()
+    return buckets
