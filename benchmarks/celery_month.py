@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(folder, ignore_errors=True)
     home.mkdir(parents=True)
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    pg = (("HOST", "127.0.0.1"), ("PORT", "5432"), ("USER", "postgres"), ("PASSWORD", "postgres"), ("DB", "fairstream_bench"))
+    for name, default in pg:  # this process's settings too: prepare_instance reads them
+        os.environ.setdefault(f"FAIRSTREAM_PG_{name}", default)
     env = dict(
         os.environ,
         DAGSTER_HOME=str(home),
@@ -54,9 +57,6 @@ def main(argv: list[str] | None = None) -> int:
         FAIRSTREAM_FIRST_MONTH=args.month,
         FAIRSTREAM_USER_BUCKETS=str(args.buckets),
     )
-    pg = (("HOST", "127.0.0.1"), ("PORT", "5432"), ("USER", "postgres"), ("PASSWORD", "postgres"), ("DB", "fairstream_bench"))
-    for name, default in pg:
-        env.setdefault(f"FAIRSTREAM_PG_{name}", default)
     prepare_instance(args.workers, env)
     with LocalWorkers(args.workers, env, home / "celery", vhost=f"fairstream_bench_{uuid.uuid4().hex[:6]}") as workers:
         run_config = {"execution": {"config": {"celery": workers.executor_config()}}}

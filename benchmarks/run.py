@@ -41,7 +41,7 @@ def machine() -> dict:
 
 def ensure_landing(root: Path, month: str, events: int, users: int, seed: int) -> Path:
     """The landing zone for these arguments, generated once and reused after."""
-    from fairstream_pipeline.lib.sample_data import generate_month
+    from fairstream_pipeline.sample import generate_month
 
     landing = root / f"landing-{events}-u{users}-s{seed}"
     marker = landing / f"_bench-{month}.json"

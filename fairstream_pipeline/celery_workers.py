@@ -25,8 +25,9 @@ from pathlib import Path
 
 import yaml
 
+from fairstream_pipeline.settings import get_settings
+
 BIN = Path(sys.executable).parent
-RABBITMQCTL = os.environ.get("FAIRSTREAM_RABBITMQCTL") or shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
 WORKER_APP = "dagster_celery.app"
 READY_TIMEOUT = 60.0
 
@@ -35,9 +36,14 @@ class WorkerError(RuntimeError):
     """RabbitMQ or a worker is not there, or a worker did not start."""
 
 
+def rabbitmqctl_path() -> str:
+    """``FAIRSTREAM_RABBITMQCTL``, else the ``rabbitmqctl`` on PATH, else ``/usr/sbin/rabbitmqctl``."""
+    return get_settings().rabbitmqctl or shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+
+
 def rabbitmqctl(*args: str) -> str:
     try:
-        done = subprocess.run([RABBITMQCTL, "-q", *args], capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run([rabbitmqctl_path(), "-q", *args], capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise WorkerError(f"rabbitmqctl {' '.join(args)} could not run: {exc}") from exc
     if done.returncode != 0:
@@ -203,21 +209,22 @@ class LocalWorkers:
 
 
 def prepare_instance(slots: int, env: dict[str, str]) -> None:
-    """The demo's PostgreSQL instance: its database (created if missing), its schema (created now,
-    before the workers would race to), and a ``duckdb_heavy`` slot per worker (README "Pools")."""
+    """The demo's PostgreSQL instance (``FAIRSTREAM_PG_*`` of this process, which ``env`` passes on to
+    the workers): its database (created if missing), its schema (created now, before the workers
+    would race to), and a ``duckdb_heavy`` slot per worker (README "Pools")."""
     import psycopg2
     from psycopg2 import sql
 
-    params = dict(
-        host=env["FAIRSTREAM_PG_HOST"], port=int(env["FAIRSTREAM_PG_PORT"]), user=env["FAIRSTREAM_PG_USER"],
-        password=env.get("FAIRSTREAM_PG_PASSWORD", ""), connect_timeout=10,
+    settings = get_settings()
+    connection = psycopg2.connect(
+        host=settings.pg_host, port=settings.pg_port, user=settings.pg_user,
+        password=settings.pg_password.get_secret_value(), dbname="postgres", connect_timeout=10,
     )
-    connection = psycopg2.connect(dbname="postgres", **params)
     connection.autocommit = True
     with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (env["FAIRSTREAM_PG_DB"],))
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.pg_db,))
         if cursor.fetchone() is None:
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(env["FAIRSTREAM_PG_DB"])))
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.pg_db)))
     connection.close()
     subprocess.run([str(BIN / "dagster"), "instance", "concurrency", "set", "duckdb_heavy", str(slots)],
                    env=env, check=True, stdout=subprocess.DEVNULL)

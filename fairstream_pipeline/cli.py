@@ -4,7 +4,7 @@ Subcommands:
 
 * ``fairstream sample --month 2026-10 --users 5000 --seed 7 --out data/landing [--events N] [--tracks N]``
   writes one deterministic month of landing-zone data (see
-  :mod:`fairstream_pipeline.lib.sample_data`). It prints a short human summary on stderr and the
+  :mod:`fairstream_pipeline.sample`). It prints a short human summary on stderr and the
   JSON summary on stdout, so ``fairstream sample ... > summary.json`` captures just the JSON.
 * ``fairstream summary 2026-09 2026-10`` prints what the pipeline computed for those months
   (accounting, user-centric beside pro-rata, statements), read from ``FAIRSTREAM_WAREHOUSE_DIR``.
@@ -28,7 +28,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fairstream_pipeline.lib import sample_data
+from fairstream_pipeline import sample as sample_data
 
 
 def _month(value: str) -> str:
@@ -190,11 +190,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:
-    import os
-
     from fairstream_pipeline.lib.app_db.schema import upgrade
+    from fairstream_pipeline.settings import get_settings
 
-    url = os.environ.get("FAIRSTREAM_DATABASE_URL")
+    url = get_settings().database_url.get_secret_value()
     if not url:
         print("FAIRSTREAM_DATABASE_URL is not set", file=sys.stderr)
         return 1
@@ -205,9 +204,9 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
 def _cmd_summary(args: argparse.Namespace) -> int:
     from fairstream_pipeline.lib.lake.storage import Lake, MissingPartitionError
     from fairstream_pipeline.lib.payouts.month_summary import summarize_month
-    from fairstream_pipeline.settings import setting
+    from fairstream_pipeline.settings import get_settings
 
-    lake = Lake(args.warehouse or setting("FAIRSTREAM_WAREHOUSE_DIR"))
+    lake = Lake(args.warehouse or get_settings().warehouse_dir)
     for month in args.months:
         try:
             print(summarize_month(lake, month))

@@ -31,7 +31,7 @@ from typing import TextIO
 
 import dagster as dg
 
-from fairstream_pipeline.lib.alerting.alerts import DEFAULT_UI_BASE_URL, run_url
+from fairstream_pipeline.lib.alerting.alerts import run_url
 from fairstream_pipeline.lib.alerting.health import DEFAULT_HEARTBEAT_TOLERANCE_SECONDS
 from fairstream_pipeline.lib.alerting.run_progress import (
     failure_lines,
@@ -43,6 +43,7 @@ from fairstream_pipeline.lib.alerting.run_progress import (
     split_step_key,
     step_line,
 )
+from fairstream_pipeline.settings import get_settings
 
 E = dg.DagsterEventType
 JOB = "monthly_payout_job"
@@ -105,7 +106,7 @@ def run_month(
     run = instance.get_run_by_id(run_id)
     if launched.returncode != 0 or run is None:
         raise RunCommandError(f"`dagster job launch` failed (exit {launched.returncode}); see {log}:\n{_tail(log)}")
-    url = run_url(os.environ.get("FAIRSTREAM_UI_BASE_URL") or DEFAULT_UI_BASE_URL, run_id)
+    url = run_url(get_settings().ui_base_url, run_id)
     print(f"== {month}: {JOB} run {run_id}, {queue.how}\n   {url}", file=out, flush=True)
     return follow_run(instance, run_id, month, out, started, queue.keep_served)
 

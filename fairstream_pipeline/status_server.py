@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import threading
 from datetime import datetime, timedelta, timezone
@@ -40,7 +39,7 @@ from fairstream_pipeline.lib.notifications import outbox_queue
 from fairstream_pipeline.lib.app_db.store import transaction
 from fairstream_pipeline.lib.alerting.health import check_payout, completed_months, health_report
 from fairstream_pipeline.lib.months import parse_month
-from fairstream_pipeline.settings import first_month, setting
+from fairstream_pipeline.settings import first_month, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +129,7 @@ class PipelineCollector(Collector):
 
     def _months(self) -> Iterator[GaugeMetricFamily]:
         now, first = datetime.now(timezone.utc), first_month()
-        closed = completed_months(setting("FAIRSTREAM_WAREHOUSE_DIR"), first, now)
+        closed = completed_months(get_settings().warehouse_dir, first, now)
         overdue = GaugeMetricFamily("fairstream_payout_overdue",
                                     "1 when the month due by now (the 3rd) is not closed.")
         overdue.add_metric([], 0 if check_payout(now, first, closed).ok else 1)
@@ -174,7 +173,8 @@ def serve(host: str, port: int, window_days: float = 30.0) -> None:
     """Serve /health and /metrics until interrupted."""
     instance = dg.DagsterInstance.get()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PipelineCollector(instance, os.environ.get("FAIRSTREAM_DATABASE_URL", ""), window_days))
+    database_url = get_settings().database_url.get_secret_value()
+    registry.register(PipelineCollector(instance, database_url, window_days))
     server = ThreadingHTTPServer((host, port), make_handler(registry, instance))
     print(f"fairstream status on http://{host}:{server.server_port} (/health, /metrics)", flush=True)
     # SIGTERM (Kubernetes, systemd) stops it like Ctrl-C, whatever the parent left the signal at

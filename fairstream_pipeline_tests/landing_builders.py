@@ -1,4 +1,5 @@
-"""Write small, hand-made landing zones for tests (the same layout as docs/data-contract.md)."""
+"""Write small, hand-made landing zones for tests, with the contract's layout and schemas
+(``lib/ingestion/landing_zone.py``, docs/data-contract.md)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fairstream_pipeline.lib.ingestion.landing_zone import (
+    LANDING_AD_REVENUE,
+    LANDING_EVENTS,
+    LANDING_PAYEES,
+    LANDING_RIGHTS_SPLITS,
+    LANDING_SUBSCRIPTIONS,
+    LANDING_TRACKS,
+    SUCCESS_MARKER,
+    LandingTable,
+)
 from fairstream_pipeline.lib.months import days_of_month
-
-EVENT_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("user_id", pa.string()),
-        ("track_id", pa.string()),
-        ("played_at", pa.timestamp("us", tz="UTC")),
-        ("ms_played", pa.int64()),
-    ]
-)
-SUBSCRIPTION_SCHEMA = pa.schema(
-    [("user_id", pa.string()), ("plan", pa.string()), ("country", pa.string()), ("net_cents", pa.int64())]
-)
-AD_REVENUE_SCHEMA = pa.schema([("country", pa.string()), ("net_cents", pa.int64())])
-TRACK_SCHEMA = pa.schema([("track_id", pa.string()), ("title", pa.string()), ("artist_name", pa.string())])
-SPLIT_SCHEMA = pa.schema([("track_id", pa.string()), ("payee_id", pa.string()), ("share_ppm", pa.int64())])
-PAYEE_SCHEMA = pa.schema([("payee_id", pa.string()), ("name", pa.string()), ("email", pa.string())])
 
 
 def utc(text: str) -> datetime:
@@ -34,7 +28,8 @@ def utc(text: str) -> datetime:
     return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
 
 
-def _write(path: Path, rows: list[tuple], schema: pa.Schema) -> Path:
+def _write(path: Path, rows: list[tuple], table: LandingTable) -> Path:
+    schema = table.arrow_schema
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(zip(*rows)) if rows else [[] for _ in schema]
     pq.write_table(pa.table([pa.array(c, f.type) for c, f in zip(columns, schema)], schema=schema), path)
@@ -52,10 +47,10 @@ class Landing:
         converted = [
             (e, u, t, utc(p) if isinstance(p, str) else p, ms) for e, u, t, p, ms in rows
         ]
-        return _write(self.root / "listening_events" / f"date={day}" / name, converted, EVENT_SCHEMA)
+        return _write(LANDING_EVENTS.path(self.root, day) / name, converted, LANDING_EVENTS)
 
     def event_table(self, day: str, table: pa.Table, name: str = "part-0.parquet") -> Path:
-        path = self.root / "listening_events" / f"date={day}" / name
+        path = LANDING_EVENTS.path(self.root, day) / name
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path)
         return path
@@ -65,19 +60,18 @@ class Landing:
         for day in days_of_month(month):
             if day.isoformat() in except_days:
                 continue
-            folder = self.root / "listening_events" / f"date={day.isoformat()}"
+            folder = LANDING_EVENTS.path(self.root, day.isoformat())
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "_SUCCESS").touch()
+            (folder / SUCCESS_MARKER).touch()
 
     def subscriptions(self, month: str, rows: list[tuple], name: str = "part-0.parquet") -> Path:
         """Rows are ``(user_id, plan, country, net_cents)``."""
-        return _write(self.root / "subscriptions" / f"month={month}" / name, rows, SUBSCRIPTION_SCHEMA)
+        return _write(LANDING_SUBSCRIPTIONS.path(self.root, month) / name, rows, LANDING_SUBSCRIPTIONS)
 
     def ad_revenue(self, month: str, rows: list[tuple], name: str = "part-0.parquet") -> Path:
         """Rows are ``(country, net_cents)``."""
-        return _write(self.root / "ad_revenue" / f"month={month}" / name, rows, AD_REVENUE_SCHEMA)
+        return _write(LANDING_AD_REVENUE.path(self.root, month) / name, rows, LANDING_AD_REVENUE)
 
     def catalog(self, tracks: list[tuple], splits: list[tuple], payees: list[tuple]) -> None:
-        _write(self.root / "catalog" / "tracks.parquet", tracks, TRACK_SCHEMA)
-        _write(self.root / "catalog" / "rights_splits.parquet", splits, SPLIT_SCHEMA)
-        _write(self.root / "catalog" / "payees.parquet", payees, PAYEE_SCHEMA)
+        for table, rows in ((LANDING_TRACKS, tracks), (LANDING_RIGHTS_SPLITS, splits), (LANDING_PAYEES, payees)):
+            _write(table.path(self.root), rows, table)

@@ -363,7 +363,7 @@ def alert_on_failure(instance: dg.DagsterInstance, result: dg.ExecuteInProcessRe
         dagster_event=result.get_run_failure_event(),
         resources={"alerts": alerts},
     ).for_run_failure()
-    assert payout_failure_alert(context) is None
+    assert payout_failure_alert()(context) is None
 
 
 def test_a_failed_run_is_alerted_once_with_job_partition_step_error_and_link(webhook):

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.sample_data import generate_month
+from fairstream_pipeline.sample import generate_month
 from fairstream_pipeline_tests.celery_workers import CeleryCluster
 from fairstream_pipeline_tests.conftest import TEST_SETTINGS
 from fairstream_pipeline_tests.postgres import PG

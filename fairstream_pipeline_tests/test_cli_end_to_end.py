@@ -10,8 +10,8 @@ import duckdb
 import pytest
 
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.settings import DEFAULTS
-from fairstream_pipeline.lib.sample_data import generate_month
+from fairstream_pipeline.settings import Settings
+from fairstream_pipeline.sample import generate_month
 from fairstream_pipeline_tests.conftest import TEST_SETTINGS
 
 MONTHS = ("2026-09", "2026-10")
@@ -85,7 +85,7 @@ def test_both_months_succeed_and_every_blocking_check_passes(two_months):
             assert f"Asset check '{check}' on '{asset}' passed" in run.stderr, (month, check)
         assert "RUN_SUCCESS" in run.stderr
         # The default B: the clean plays in 8 buckets, one allocation step per bucket.
-        assert lake.manifest("clean_plays", month)["user_buckets"] == int(DEFAULTS["FAIRSTREAM_USER_BUCKETS"]) == 8
+        assert lake.manifest("clean_plays", month)["user_buckets"] == Settings.model_fields["user_buckets"].default == 8
         assert "count_and_allocate.allocate_user_bucket[bucket_7]" in run.stderr
 
 

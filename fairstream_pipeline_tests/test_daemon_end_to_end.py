@@ -31,7 +31,7 @@ import pytest
 
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone
-from fairstream_pipeline.lib.sample_data import generate_month
+from fairstream_pipeline.sample import generate_month
 from fairstream_pipeline_tests.conftest import TEST_SETTINGS
 from fairstream_pipeline_tests.dagster_services import (
     BIN,

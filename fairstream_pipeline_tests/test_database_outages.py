@@ -31,7 +31,7 @@ import pytest
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.notifications.statement_email import STATEMENT_KIND
 from fairstream_pipeline.lib.payouts.rules import SPECIAL_PAYEES
-from fairstream_pipeline.lib.sample_data import generate_month
+from fairstream_pipeline.sample import generate_month
 from fairstream_pipeline.lib.alerting.storage_outage import OUTAGE_RERUN_TAG, RERUN_OF_TAG
 from fairstream_pipeline_tests.conftest import TEST_SETTINGS
 from fairstream_pipeline_tests.dagster_services import (

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.sample_data import generate_month
+from fairstream_pipeline.sample import generate_month
 
 MONTH = "2024-01"  # the first partition, so the whole chain runs from zero balances
 

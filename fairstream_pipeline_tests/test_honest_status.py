@@ -155,7 +155,7 @@ def test_the_failure_sensor_tick_says_alerts_are_not_configured():
         dagster_event=result.get_run_failure_event(),
         resources={"alerts": AlertsResource()},
     ).for_run_failure()
-    tick = payout_failure_alert(context)
+    tick = payout_failure_alert()(context)
     assert isinstance(tick, dg.SkipReason)
     assert tick.skip_message == (
         f"{ALERTS_NOT_CONFIGURED}; not sent: FairStream run failed: monthly_payout for {MONTH} at "
@@ -175,14 +175,14 @@ def test_the_sensor_metadata_names_its_channels(monkeypatch):
 
 
 def test_health_warns_when_no_alert_channel_is_configured():
-    assert check_alerts({}) == Check(False, ALERTS_NOT_CONFIGURED, {"channels": []}, warning=True)
-    assert check_alerts({}).to_dict() == {
+    assert check_alerts("", "") == Check(False, ALERTS_NOT_CONFIGURED, {"channels": []}, warning=True)
+    assert check_alerts("", "").to_dict() == {
         "ok": False, "detail": ALERTS_NOT_CONFIGURED, "warning": True, "channels": []
     }
-    assert check_alerts({"FAIRSTREAM_ALERT_WEBHOOK_URL": "http://h", "FAIRSTREAM_SMTP_HOST": "smtp"}) == Check(
+    assert check_alerts(webhook_url="http://h", smtp_host="smtp") == Check(
         True, "failure alerts go to webhook and email", {"channels": ["webhook", "email"]}
     )
-    assert check_alerts({"FAIRSTREAM_SMTP_HOST": "smtp"}).detail == "failure alerts go to email"
+    assert check_alerts(webhook_url="", smtp_host="smtp").detail == "failure alerts go to email"
 
 
 def test_fairstream_health_prints_the_warning_and_it_does_not_fail_the_command(tmp_path):

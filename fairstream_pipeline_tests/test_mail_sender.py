@@ -41,12 +41,12 @@ from fairstream_pipeline.lib.notifications.mail_sender import (
     RelayMisconfigured,
     TRANSIENT,
     TRANSPORT,
-    RelaySettings,
     SenderSettings,
     classify,
     retry_delay,
     send_outbox,
 )
+from fairstream_pipeline.lib.notifications.smtp import SmtpSettings
 from fairstream_pipeline_tests.conftest import step_failure_messages
 from fairstream_pipeline_tests.postgres import PG
 from fairstream_pipeline_tests.smtp_server import DROP, HANG, ScriptedRelay
@@ -146,8 +146,8 @@ def statuses(url: str) -> dict[str, int]:
     return dict(query(url, "SELECT status, count(*) FROM notification_outbox GROUP BY status"))
 
 
-def relay_settings(relay: ScriptedRelay, timeout: float = 5.0) -> RelaySettings:
-    return RelaySettings(relay.host, relay.port, starttls=False, mail_from=MAIL_FROM, timeout_seconds=timeout)
+def relay_settings(relay: ScriptedRelay, timeout: float = 5.0) -> SmtpSettings:
+    return SmtpSettings(relay.host, relay.port, starttls=False, mail_from=MAIL_FROM, timeout_seconds=timeout)
 
 
 def send(url: str, relay: ScriptedRelay, settings: SenderSettings = FAST, **kwargs):
@@ -379,7 +379,8 @@ def test_a_relay_answering_421_to_everything_opens_the_breaker_and_unattempted_r
 
 CRASHING_SENDER = """
 import os, sys
-from fairstream_pipeline.lib.notifications.mail_sender import RelaySettings, SenderSettings, send_outbox
+from fairstream_pipeline.lib.notifications.mail_sender import SenderSettings, send_outbox
+from fairstream_pipeline.lib.notifications.smtp import SmtpSettings
 url, port, crash_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 accepted = []
 
@@ -390,7 +391,7 @@ def crash_after_accept(message):
 
 send_outbox(
     url,
-    RelaySettings("127.0.0.1", port, starttls=False, mail_from="statements@fairstream.test", timeout_seconds=5),
+    SmtpSettings("127.0.0.1", port, starttls=False, mail_from="statements@fairstream.test", timeout_seconds=5),
     SenderSettings(batch_size=10, rate_per_second=0),
     worker="crashing-sender",
     after_accept=crash_after_accept,

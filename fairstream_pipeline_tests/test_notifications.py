@@ -1,5 +1,7 @@
 """Statement emails: rendering, publication to the app database and the outbox, against PostgreSQL."""
 
+import dataclasses
+
 import dagster as dg
 import psycopg2
 import pyarrow as pa
@@ -7,7 +9,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from fairstream_pipeline.defs.resources import AppDatabaseResource
-from fairstream_pipeline.lib.notifications.statement_email import Statement, message_id, render_statement
+from fairstream_pipeline.lib.app_db.store import OUTBOX_COLUMNS
+from fairstream_pipeline.lib.notifications.message import MESSAGE_FIELDS, Message
+from fairstream_pipeline.lib.notifications.outbox_queue import OutboxMessage
+from fairstream_pipeline.lib.notifications.statement_email import (
+    TEMPLATES,
+    Statement,
+    message_id,
+    render_statement,
+)
 from fairstream_pipeline_tests.payout_cases import MonthCase, Plays
 from fairstream_pipeline_tests.postgres import PG
 
@@ -89,6 +99,22 @@ def test_an_unpaid_statement_says_it_carries_over_and_a_missing_email_is_no_addr
     assert "w&lt;1&gt;" in message.body_html and "w<1>" not in message.body_html
     assert message_id("2026-09", "w<1>", "monthly_statement", "x.example") == message.message_id
     assert message_id("2026-10", "w<1>", "monthly_statement", "x.example") != message.message_id
+
+
+def test_one_message_type_from_the_renderer_to_the_outbox_row_and_the_sender():
+    assert [f.name for f in dataclasses.fields(OutboxMessage)] == [*MESSAGE_FIELDS, "id", "attempts"]
+    assert (*MESSAGE_FIELDS, "status") == OUTBOX_COLUMNS  # the outbox insert and the lake table
+    message = render_statement(Statement("2026-10", "A", "Ana", "a@example.org", 0, 1, 1, 0, 1, ()), 1000, "x.example")
+    assert type(message) is Message and len(message.as_row()) == len(OUTBOX_COLUMNS)
+    claimed = OutboxMessage(*message.as_row()[:-1], id=7, attempts=1)
+    assert claimed.as_row() == message.as_row() and (claimed.id, claimed.attempts) == (7, 1)
+
+
+def test_the_templates_ship_with_the_package_and_only_the_html_one_is_autoescaped():
+    assert sorted(p.name for p in TEMPLATES.iterdir()) == ["statement.html.j2", "statement.txt.j2"]
+    message = render_statement(Statement("2026-10", "<i>", "A & B", "a@example.org", 0, 1, 1, 0, 1, ()), 1000, "x")
+    assert message.body_text.startswith("Hello A & B,\n") and "(payee <i>)." in message.body_text
+    assert "<p>Hello A &amp; B,</p>" in message.body_html and "(payee &lt;i&gt;)." in message.body_html
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import pytest
 
 from fairstream_pipeline.defs.resources import AppDatabaseResource
 from fairstream_pipeline.lib.app_db.store import dispose_engines
-from fairstream_pipeline.lib.notifications.mail_sender import RelaySettings, SenderSettings, send_outbox
+from fairstream_pipeline.lib.notifications.mail_sender import SenderSettings, send_outbox
+from fairstream_pipeline.lib.notifications.smtp import SmtpSettings
 from fairstream_pipeline.lib.notifications.statement_email import message_id
 from fairstream_pipeline_tests.postgres import PG
 from fairstream_pipeline_tests.smtp_server import ScriptedRelay
@@ -30,8 +31,8 @@ def app_url(fresh_database):
 
 def two_senders(url: str, relay: ScriptedRelay) -> None:
     """Two senders drain the outbox at the same time, as a manual run beside the sensor's would."""
-    settings = RelaySettings(relay.host, relay.port, starttls=False, mail_from="statements@fairstream.test",
-                             timeout_seconds=5)
+    settings = SmtpSettings(relay.host, relay.port, starttls=False, mail_from="statements@fairstream.test",
+                            timeout_seconds=5)
     start = threading.Barrier(2)
 
     def sender(name: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 from fairstream_pipeline.lib.ingestion import clean_plays
 from fairstream_pipeline.lib.ingestion.accounting import account_for_event_rows
 from fairstream_pipeline.lib.ingestion.clean_plays import attach_clean_plays, attach_coded_plays
-from fairstream_pipeline.lib.ingestion.monthly_tables import ingest_billed_users
+from fairstream_pipeline.lib.ingestion.monthly_tables import BILLED_USERS, ingest_monthly_table
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone, fingerprint
 from fairstream_pipeline.lib.ingestion.plays import ingest_plays
@@ -38,7 +38,7 @@ def month(tmp_path) -> Lake:
     lake, zone = Lake(tmp_path / "warehouse"), LandingZone(landing.root)
     con = duckdb.connect()
     with lake.write_partition("billed_users", MONTH) as out:
-        ingest_billed_users(con, zone, MONTH, out.file())
+        ingest_monthly_table(con, zone, MONTH, out.file(), BILLED_USERS)
     with lake.write_partitions([("clean_plays", MONTH), ("play_quarantine", MONTH)]) as (clean, quarantine):
         result = ingest_plays(
             con, zone, MONTH, lake.parquet_glob("billed_users", MONTH), 3, tmp_path / "scratch",

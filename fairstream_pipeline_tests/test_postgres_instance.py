@@ -4,7 +4,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from fairstream_pipeline.lib.sample_data import generate_month
+from fairstream_pipeline.sample import generate_month
 from fairstream_pipeline_tests.postgres import PG, connect_admin
 from fairstream_pipeline_tests.test_cli_end_to_end import BLOCKING_CHECKS, DAGSTER, materialize, project_env
 

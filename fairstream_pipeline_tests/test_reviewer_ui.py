@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.markdown import payee_label
-from fairstream_pipeline.lib.sample_data import generate_month
+from fairstream_pipeline.sample import generate_month
 from fairstream_pipeline_tests.dagster_services import BIN, GraphQL, GraphQLError, Service, free_port
 from fairstream_pipeline_tests.test_cli_end_to_end import project_env
 

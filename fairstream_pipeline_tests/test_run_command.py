@@ -17,7 +17,7 @@ from fairstream_pipeline.lib.alerting.run_progress import (
     progress_bar,
     split_step_key,
 )
-from fairstream_pipeline.lib.sample_data import generate_month
+from fairstream_pipeline.sample import generate_month
 from fairstream_pipeline_tests.conftest import TEST_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Tests of the sample landing-zone generator (fairstream_pipeline.lib.sample_data) and its CLI."""
+"""Tests of the sample landing-zone generator (fairstream_pipeline.sample) and its CLI."""
 
 from __future__ import annotations
 
@@ -14,36 +14,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from fairstream_pipeline import cli
-from fairstream_pipeline.lib import sample_data
-from fairstream_pipeline.lib.sample_data import generate_month
+from fairstream_pipeline.lib.ingestion.landing_zone import LANDING_TABLES
+from fairstream_pipeline.sample import events as sample_events
+from fairstream_pipeline.sample import generate_month
 
 MONTH = "2026-10"
 SMALL = dict(users=2000, seed=7, events=120_000)
 
-CONTRACT = {
-    "listening_events": pa.schema(
-        [
-            ("event_id", pa.string()),
-            ("user_id", pa.string()),
-            ("track_id", pa.string()),
-            ("played_at", pa.timestamp("us", tz="UTC")),
-            ("ms_played", pa.int64()),
-        ]
-    ),
-    "subscriptions": pa.schema(
-        [("user_id", pa.string()), ("plan", pa.string()), ("country", pa.string()), ("net_cents", pa.int64())]
-    ),
-    "ad_revenue": pa.schema([("country", pa.string()), ("net_cents", pa.int64())]),
-    "catalog/tracks.parquet": pa.schema(
-        [("track_id", pa.string()), ("title", pa.string()), ("artist_name", pa.string())]
-    ),
-    "catalog/rights_splits.parquet": pa.schema(
-        [("track_id", pa.string()), ("payee_id", pa.string()), ("share_ppm", pa.int64())]
-    ),
-    "catalog/payees.parquet": pa.schema(
-        [("payee_id", pa.string()), ("name", pa.string()), ("email", pa.string())]
-    ),
-}
+# The contract's schema of each dataset folder or catalog file (test_landing_contract pins the contract).
+CONTRACT = {(t.name if t.partition else t.location): t.arrow_schema for t in LANDING_TABLES}
 
 
 def tree_sha256(root: Path, under: str = "") -> str:
@@ -539,7 +518,7 @@ def test_each_anomalous_row_is_anomalous_in_exactly_one_way(db):
 
 
 def test_small_part_files_split_days_and_keep_counts(tmp_path, monkeypatch):
-    monkeypatch.setattr(sample_data, "MAX_ROWS_PER_PART", 700)
+    monkeypatch.setattr(sample_events, "MAX_ROWS_PER_PART", 700)
     s = generate_month(tmp_path, MONTH, users=200, seed=5, events=40_000)
     day = tmp_path / "listening_events" / f"date={MONTH}-09"
     parts = sorted(day.glob("*.parquet"))

@@ -20,7 +20,7 @@ from fairstream_pipeline.defs.resources import (
     WarehouseResource,
 )
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.sample_data import generate_month
+from fairstream_pipeline.sample import generate_month
 from fairstream_pipeline.lib.payouts.shards import ShardStore, attach_shards
 from fairstream_pipeline.lib.ingestion.user_buckets import user_bucket
 from fairstream_pipeline_tests.conftest import step_failure_messages

@@ -23,7 +23,7 @@ import dagster as dg
 from dagster_celery import celery_executor
 from dagster_celery.executor import CELERY_CONFIG
 
-from fairstream_pipeline.settings import setting
+from fairstream_pipeline.settings import get_settings
 
 
 def _requirements(executor_config):
@@ -42,9 +42,9 @@ def in_process_or_celery(init_context: dg.InitExecutorContext) -> dg.Executor:
     """Every step in the run's process (``in_process``), or each on a Celery worker (``celery``)."""
     config = init_context.executor_config
     if "celery" in config:
-        chosen = dict(config["celery"])
-        chosen["broker"] = chosen.get("broker") or setting("FAIRSTREAM_CELERY_BROKER")
-        chosen["backend"] = chosen.get("backend") or setting("FAIRSTREAM_CELERY_BACKEND")
+        chosen, settings = dict(config["celery"]), get_settings()
+        chosen["broker"] = chosen.get("broker") or settings.celery_broker
+        chosen["backend"] = chosen.get("backend") or settings.celery_backend
         executor_def = celery_executor
     else:
         chosen, executor_def = config["in_process"], dg.in_process_executor

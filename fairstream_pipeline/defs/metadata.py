@@ -8,22 +8,13 @@ from typing import Iterator
 import dagster as dg
 import duckdb
 
-from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.lake.columns import partition_columns
 from fairstream_pipeline.lib.ingestion.landing_zone import LandingZoneError
+from fairstream_pipeline.lib.lake.columns import partition_columns
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.lake.tables import Rows
 from fairstream_pipeline.lib.markdown import (
     markdown_table as markdown_table,  # re-exported for the domains
 )
-
-OWNERS = ["team:royalties"]
-LAKE_KINDS = {"duckdb", "parquet"}
-
-
-def lake_out(description: str, code_version: str) -> dg.AssetOut:
-    """An output of a graph asset that lives in the lake (its steps pass nothing but paths)."""
-    return dg.AssetOut(
-        description=description, owners=OWNERS, kinds=LAKE_KINDS, code_version=code_version, dagster_type=dg.Nothing
-    )
 
 
 def lake_metadata(lake: Lake, asset: str, month: str) -> dict[str, dg.MetadataValue]:
@@ -45,10 +36,9 @@ def plottable(value: float | None) -> dg.MetadataValue:
     return dg.MetadataValue.null() if value is None else dg.MetadataValue.float(value)
 
 
-def preview(con: duckdb.DuckDBPyConnection, query: str, limit: int = 10) -> dg.MetadataValue:
-    """A Markdown table of the first ``limit`` rows of ``query``."""
-    relation = con.sql(f"SELECT * FROM ({query}) LIMIT {limit}")
-    return dg.MetadataValue.md(markdown_table(relation.columns, relation.fetchall()))
+def preview(rows: Rows) -> dg.MetadataValue:
+    """The first rows of a table (as a ``lib`` function read them) as a Markdown table."""
+    return dg.MetadataValue.md(markdown_table(rows.columns, rows.rows))
 
 
 @contextmanager

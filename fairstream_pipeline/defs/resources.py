@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from fairstream_pipeline.lib.close.month_lock import (
     PostgresMonthLocks,
 )
 from fairstream_pipeline.lib.payouts.rules import PayoutRules
-from fairstream_pipeline.settings import setting
+from fairstream_pipeline.settings import env_name, get_settings
 
 
 class LandingZoneResource(dg.ConfigurableResource):
@@ -170,23 +169,27 @@ class AppDatabaseResource(dg.ConfigurableResource):
         return transaction(self.url)
 
 
+def env_var(field: str, default: Any = "") -> Any:
+    """``dg.EnvVar`` of the setting ``field`` when its variable is set, else ``default``: Dagster
+    then resolves it in the run's process, so a secret never becomes a literal in the config."""
+    return dg.EnvVar(env_name(field)) if field in get_settings().model_fields_set else default
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """The resources configured from the environment (see the README)."""
-    warehouse = setting("FAIRSTREAM_WAREHOUSE_DIR")
-    threads = setting("FAIRSTREAM_DUCKDB_THREADS")
+    settings = get_settings()
+    warehouse = settings.warehouse_dir
     return {
-        "landing_zone": LandingZoneResource(root=setting("FAIRSTREAM_LANDING_DIR")),
+        "landing_zone": LandingZoneResource(root=settings.landing_dir),
         "warehouse": WarehouseResource(root=warehouse),
         "duckdb": DuckDBEngine(
-            memory_limit=setting("FAIRSTREAM_DUCKDB_MEMORY_LIMIT"),
-            threads=int(threads) if threads else None,
-            temp_directory=setting("FAIRSTREAM_DUCKDB_TEMP_DIR") or str(Path(warehouse) / ".duckdb_tmp"),
+            memory_limit=settings.duckdb_memory_limit,
+            threads=settings.duckdb_threads,
+            temp_directory=settings.duckdb_temp_dir or str(Path(warehouse) / ".duckdb_tmp"),
         ),
         "payout_rules": PayoutRulesResource(),
         # The URL holds a password: read it from the environment at run time, never as a literal.
-        "app_database": AppDatabaseResource(
-            url=dg.EnvVar("FAIRSTREAM_DATABASE_URL") if os.environ.get("FAIRSTREAM_DATABASE_URL") else ""
-        ),
+        "app_database": AppDatabaseResource(url=env_var("database_url")),
     }
 
 

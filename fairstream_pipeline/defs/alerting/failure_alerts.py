@@ -7,8 +7,8 @@ payload, channels and retry budget are described in :mod:`fairstream_pipeline.li
 
 Once per failure: Dagster's run-status cursor hands each failed run to the sensor exactly once, and
 moves on even when the sensor raises (the error shows on the sensor tick, not as a second alert).
-A run that Dagster's automatic run retries will re-launch (``lib.alerting.alerts.will_be_retried`` with the
-instance's ``run_retries`` settings), or that ``rerun_after_database_outage`` will run again, gets
+A run that Dagster's automatic run retries will re-launch (its ``dagster/will_retry`` tag, else
+``lib.alerting.alerts.will_be_retried`` with the instance's ``run_retries`` settings), or that ``rerun_after_database_outage`` will run again, gets
 no alert; the retry that finally fails gets it. A tick
 that exceeds Dagster's sensor timeout (60 s, ``DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS``) is evaluated
 again: with both channels hanging (27 s each at worst) and several failed runs in one tick, an
@@ -26,18 +26,15 @@ the UI, a schedule, a sensor or a backfill. A run started from a shell with
 ``dagster asset materialize -m ...`` has no such origin: this sensor does not see it (and Dagster
 does not retry it).
 
-The channels are the ``alerts`` resource's (``defs/alerting/resources.py``).
+The channels are the ``alerts`` resource's (``defs/alerting/resources.py``), read when the
+definitions load (``payout_failure_alert()``), never at import.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
-from fairstream_pipeline.defs.alerting.resources import (
-    AlertsResource,
-    _env,
-    alerts_from_env,
-)
+from fairstream_pipeline.defs.alerting.resources import AlertsResource, alerts_from_env
 from fairstream_pipeline.defs.alerting.run_failures import (
     RERUNNABLE_JOB_NAMES,
     outage_rerun_decision,
@@ -111,8 +108,9 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertsReso
     return None
 
 
-def failure_alert_sensor(channels: list[str]) -> dg.SensorDefinition:
-    """``payout_failure_alert``, its metadata naming the configured ``channels`` (or none)."""
+def payout_failure_alert() -> dg.SensorDefinition:
+    """``payout_failure_alert``, its metadata naming the channels configured now (or none)."""
+    channels = alerts_from_env().channels
     return dg.run_failure_sensor(
         name="payout_failure_alert",
         minimum_interval_seconds=30,
@@ -125,11 +123,6 @@ def failure_alert_sensor(channels: list[str]) -> dg.SensorDefinition:
     )(alert_on_run_failure)
 
 
-payout_failure_alert = failure_alert_sensor(
-    lib.alert_channels(_env("FAIRSTREAM_ALERT_WEBHOOK_URL"), _env("FAIRSTREAM_SMTP_HOST"))
-)
-
-
 @dg.definitions
 def alerting() -> dg.Definitions:
-    return dg.Definitions(sensors=[failure_alert_sensor(alerts_from_env().channels)])
+    return dg.Definitions(sensors=[payout_failure_alert()])

@@ -1,43 +1,22 @@
 """The ``alerts`` resource: where failure and dead-letter alerts go (webhook and/or email).
 
-Configuration (environment, read when the code location loads; empty means the default):
-
-=================================  ==========================  ===============================
-``FAIRSTREAM_UI_BASE_URL``         ``http://127.0.0.1:3000``   base of the run link
-``FAIRSTREAM_ALERT_WEBHOOK_URL``   (empty: webhook off)        secret, passed as ``dg.EnvVar``
-``FAIRSTREAM_SMTP_HOST``           (empty: email off)
-``FAIRSTREAM_SMTP_PORT``           ``587``
-``FAIRSTREAM_SMTP_STARTTLS``       ``true``                    true/false, yes/no, 1/0
-``FAIRSTREAM_SMTP_USER``           (empty: no login)           secret, passed as ``dg.EnvVar``
-``FAIRSTREAM_SMTP_PASSWORD``       (empty)                     secret, passed as ``dg.EnvVar``
-``FAIRSTREAM_ALERT_FROM``          (empty)                     needed for email
-``FAIRSTREAM_ALERT_TO``            (empty)                     comma-separated, needed for email
-=================================  ==========================  ===============================
+Configured from ``fairstream_pipeline.settings`` when the code location loads: ``FAIRSTREAM_UI_BASE_URL``,
+``FAIRSTREAM_ALERT_WEBHOOK_URL`` (empty: webhook off), ``FAIRSTREAM_SMTP_HOST`` (empty: email off),
+``_PORT``, ``_STARTTLS``, ``_USER``, ``_PASSWORD``, ``FAIRSTREAM_ALERT_FROM`` and ``FAIRSTREAM_ALERT_TO``
+(comma-separated). The secrets (webhook URL, SMTP user and password) are passed as ``dg.EnvVar``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Mapping
 
 import dagster as dg
 
+from fairstream_pipeline.defs.resources import env_var
 from fairstream_pipeline.lib.alerting import alerts as lib
-from fairstream_pipeline.settings import parse_flag
-
-ENV_DEFAULTS = {
-    "FAIRSTREAM_UI_BASE_URL": lib.DEFAULT_UI_BASE_URL,
-    "FAIRSTREAM_ALERT_WEBHOOK_URL": "",
-    "FAIRSTREAM_SMTP_HOST": "",
-    "FAIRSTREAM_SMTP_PORT": "587",
-    "FAIRSTREAM_SMTP_STARTTLS": "true",
-    "FAIRSTREAM_SMTP_USER": "",
-    "FAIRSTREAM_SMTP_PASSWORD": "",
-    "FAIRSTREAM_ALERT_FROM": "",
-    "FAIRSTREAM_ALERT_TO": "",
-}
-SECRETS = ("FAIRSTREAM_ALERT_WEBHOOK_URL", "FAIRSTREAM_SMTP_USER", "FAIRSTREAM_SMTP_PASSWORD")
+from fairstream_pipeline.lib.notifications.smtp import SmtpSettings
+from fairstream_pipeline.settings import get_settings
 
 
 class AlertsResource(dg.ConfigurableResource):
@@ -65,18 +44,23 @@ class AlertsResource(dg.ConfigurableResource):
             timeout_seconds=self.timeout_seconds,
         )
 
-    def smtp(self) -> lib.SmtpSettings | None:
+    def smtp(self) -> SmtpSettings | None:
         if not self.smtp_host:
             return None
-        return lib.SmtpSettings(
+        return SmtpSettings(
             host=self.smtp_host,
             port=self.smtp_port,
             starttls=self.smtp_starttls,
             user=self.smtp_user,
             password=self.smtp_password,
-            sender=self.alert_from,
-            recipients=tuple(a.strip() for a in self.alert_to.split(",") if a.strip()),
+            mail_from=self.alert_from,
+            timeout_seconds=self.timeout_seconds,
         )
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """The addresses of ``alert_to``."""
+        return tuple(a.strip() for a in self.alert_to.split(",") if a.strip())
 
     @property
     def channels(self) -> list[str]:
@@ -105,43 +89,25 @@ class AlertsResource(dg.ConfigurableResource):
             text=text,
             webhook_url=self.webhook_url,
             smtp=self.smtp(),
+            recipients=self.recipients,
             budget=self.budget(),
             log=log or dg.get_dagster_logger(),
         )
 
 
-def _env(name: str) -> str:
-    return os.environ.get(name) or ENV_DEFAULTS[name]
-
-
-def _bool_setting(name: str) -> bool:
-    return parse_flag(name, _env(name))
-
-
-def _int_setting(name: str) -> int:
-    value = _env(name)
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{name}: expected an integer, got {value!r}") from None
-
-
 def alerts_from_env() -> AlertsResource:
-    """The ``alerts`` resource configured from the environment; secrets stay ``dg.EnvVar``."""
-
-    def secret(name: str) -> Any:
-        return dg.EnvVar(name) if os.environ.get(name) else ""
-
+    """The ``alerts`` resource from the settings; the secrets stay ``dg.EnvVar``."""
+    settings = get_settings()
     return AlertsResource(
-        webhook_url=secret("FAIRSTREAM_ALERT_WEBHOOK_URL"),
-        smtp_host=_env("FAIRSTREAM_SMTP_HOST"),
-        smtp_port=_int_setting("FAIRSTREAM_SMTP_PORT"),
-        smtp_starttls=_bool_setting("FAIRSTREAM_SMTP_STARTTLS"),
-        smtp_user=secret("FAIRSTREAM_SMTP_USER"),
-        smtp_password=secret("FAIRSTREAM_SMTP_PASSWORD"),
-        alert_from=_env("FAIRSTREAM_ALERT_FROM"),
-        alert_to=_env("FAIRSTREAM_ALERT_TO"),
-        ui_base_url=_env("FAIRSTREAM_UI_BASE_URL"),
+        webhook_url=env_var("alert_webhook_url"),
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_starttls=settings.smtp_starttls,
+        smtp_user=env_var("smtp_user"),
+        smtp_password=env_var("smtp_password"),
+        alert_from=settings.alert_from,
+        alert_to=settings.alert_to,
+        ui_base_url=settings.ui_base_url,
     )
 
 

@@ -4,13 +4,14 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from fairstream_pipeline.defs.metadata import OWNERS, lake_metadata
+from fairstream_pipeline.defs.metadata import lake_metadata
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import (
     DuckDBEngine,
     LandingZoneResource,
     WarehouseResource,
 )
+from fairstream_pipeline.defs.specs import monthly_asset
 from fairstream_pipeline.lib.ingestion.accounting import account_for_event_rows
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import attach_month
@@ -31,6 +32,7 @@ from fairstream_pipeline.lib.close.period_close import (
     closed_month,
     draft_problems,
     next_open_month,
+    statement_payments,
 )
 from fairstream_pipeline.settings import auto_close
 
@@ -112,13 +114,11 @@ def _close_metadata(lake: Lake, month: str, record: dict, status: str) -> dict:
     }
 
 
-@dg.asset(
-    partitions_def=monthly_partitions,
-    deps=[STATEMENTS, "payee_adjustments", EARNINGS],
-    group_name=CLOSE_GROUP,
-    owners=OWNERS,
-    kinds={"parquet"},
+@monthly_asset(
+    group=CLOSE_GROUP,
     code_version="period-close-v1",
+    kinds={"parquet"},
+    deps=[STATEMENTS, "payee_adjustments", EARNINGS],
     output_required=False,
     check_specs=[
         dg.AssetCheckSpec(
@@ -198,9 +198,7 @@ def period_close(
     statements = lake.manifest(STATEMENTS, month)
     with duckdb.connect() as con:
         attach_month(con, lake, month, {"payee_statements": STATEMENTS})
-        payees_paid, paid = con.execute(
-            "SELECT count(*) FILTER (WHERE paid_cents > 0), coalesce(sum(paid_cents), 0)::BIGINT FROM payee_statements"
-        ).fetchall()[0]
+        payees_paid, paid = statement_payments(con)
         record = close_month(
             con,
             lake,

@@ -1,39 +1,43 @@
 """Ingestion assets: the month's landing-zone files become validated tables in the lake."""
 
+from collections.abc import Callable
+
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fairstream_pipeline.defs.ingestion.listening_events import INGESTION
 from fairstream_pipeline.defs.metadata import (
-    LAKE_KINDS,
-    OWNERS,
     contract_failures,
     lake_metadata,
     markdown_table,
     preview,
 )
-from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import (
     DuckDBEngine,
     LandingZoneResource,
     WarehouseResource,
 )
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE, WAIT_FOR_COMPLETE_MONTH
-from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
-from fairstream_pipeline.lib.ingestion.monthly_tables import ingest_ad_revenue, ingest_billed_users
+from fairstream_pipeline.defs.specs import monthly_asset
 from fairstream_pipeline.lib.ingestion.landing_zone import MonthIncompleteError, fingerprint
+from fairstream_pipeline.lib.ingestion.monthly_tables import (
+    AD_REVENUE,
+    BILLED_USERS,
+    MonthlyTable,
+    MonthlyTableResult,
+    ingest_monthly_table,
+)
+from fairstream_pipeline.lib.lake.tables import file_rows
 from fairstream_pipeline.lib.months import days_of_month
 from fairstream_pipeline.lib.payouts.report import eur
 
 
-@dg.asset(
-    partitions_def=monthly_partitions,
-    group_name=INGESTION,
-    owners=OWNERS,
+@monthly_asset(
+    group=INGESTION,
+    code_version="landing-month-v1",
     kinds={"parquet"},
     retry_policy=WAIT_FOR_COMPLETE_MONTH,
-    code_version="landing-month-v1",
 )
 def landing_month(
     context: dg.AssetExecutionContext,
@@ -85,78 +89,80 @@ def landing_month(
     )
 
 
-@dg.asset(
-    partitions_def=monthly_partitions,
-    group_name=INGESTION,
-    owners=OWNERS,
-    kinds=LAKE_KINDS,
-    code_version="billed-users-v1",
-    deps=[landing_month],
-    retry_policy=READ_LANDING_ZONE,
-)
-def billed_users(
-    context: dg.AssetExecutionContext,
-    landing_zone: LandingZoneResource,
-    warehouse: WarehouseResource,
-    duckdb: DuckDBEngine,
-) -> dg.MaterializeResult:
-    """Every user billed this month, with plan, tier (free/paid), country and net cents.
+def monthly_table_asset(
+    table: MonthlyTable,
+    code_version: str,
+    description: str,
+    preview_rows: int,
+    metadata: Callable[[MonthlyTableResult, dg.MetadataValue], dict],
+) -> dg.AssetsDefinition:
+    """The asset of a monthly landing table (``lib.ingestion.monthly_tables``): its month validated
+    and written to the lake; its ``metadata`` given the result and a preview of its first rows."""
 
-    Read from ``subscriptions/month=M``. A user listed twice, a negative ``net_cents``, a null or
-    a malformed country fails the month with the file, row and user named.
-    """
-    month = context.partition_key
-    with contract_failures(), duckdb.connect() as con, warehouse.lake().write_partition(
-        "billed_users", month
-    ) as out:
-        result = ingest_billed_users(con, landing_zone.zone(), month, out.file())
-        out.manifest.update(rows=result.rows, input_fingerprint=fingerprint(result.files))
-        shown = preview(con, f"SELECT * FROM {read_parquet(out.file())}")
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": result.rows,
-            "users_by_tier": dg.MetadataValue.md(
-                markdown_table(
-                    ["tier", "users", "net revenue"],
-                    [(t, f"{n:,}", eur(result.net_cents_by_tier[t])) for t, n in result.users_by_tier.items()],
-                )
-            ),
-            "input_files": len(result.files),
-            "preview": shown,
-            **lake_metadata(warehouse.lake(), "billed_users", month),
-        }
+    @monthly_asset(
+        name=table.asset,
+        description=description,
+        group=INGESTION,
+        code_version=code_version,
+        deps=[landing_month],
+        retry_policy=READ_LANDING_ZONE,
     )
+    def monthly_table(
+        context: dg.AssetExecutionContext,
+        landing_zone: LandingZoneResource,
+        warehouse: WarehouseResource,
+        duckdb: DuckDBEngine,
+    ) -> dg.MaterializeResult:
+        month = context.partition_key
+        with contract_failures(), duckdb.connect() as con, warehouse.lake().write_partition(
+            table.asset, month
+        ) as out:
+            result = ingest_monthly_table(con, landing_zone.zone(), month, out.file(), table)
+            out.manifest.update(rows=result.rows, input_fingerprint=fingerprint(result.files))
+            shown = preview(file_rows(con, out.file(), limit=preview_rows))
+        return dg.MaterializeResult(
+            metadata={**metadata(result, shown), **lake_metadata(warehouse.lake(), table.asset, month)}
+        )
+
+    return monthly_table
 
 
-@dg.asset(
-    partitions_def=monthly_partitions,
-    group_name=INGESTION,
-    owners=OWNERS,
-    kinds=LAKE_KINDS,
-    code_version="ad-revenue-v1",
-    deps=[landing_month],
-    retry_policy=READ_LANDING_ZONE,
+def _billed_users_metadata(result: MonthlyTableResult, shown: dg.MetadataValue) -> dict:
+    return {
+        "dagster/row_count": result.rows,
+        "users_by_tier": dg.MetadataValue.md(
+            markdown_table(
+                ["tier", "users", "net revenue"],
+                [(t, f"{n:,}", eur(result.net_cents_by_tier[t])) for t, n in result.rows_by_tier.items()],
+            )
+        ),
+        "input_files": len(result.files),
+        "preview": shown,
+    }
+
+
+def _ad_revenue_metadata(result: MonthlyTableResult, shown: dg.MetadataValue) -> dict:
+    return {
+        "dagster/row_count": result.rows,
+        "net_cents": result.net_cents,
+        "net_revenue": eur(result.net_cents),
+        "per_country": shown,
+    }
+
+
+billed_users = monthly_table_asset(
+    BILLED_USERS,
+    "billed-users-v1",
+    "Every user billed this month, with plan, tier (free/paid), country and net cents.\n\n"
+    "Read from ``subscriptions/month=M``. A user listed twice, a negative ``net_cents``, a null or\n"
+    "a malformed country fails the month with the file, row and user named.",
+    10,
+    _billed_users_metadata,
 )
-def ad_revenue(
-    context: dg.AssetExecutionContext,
-    landing_zone: LandingZoneResource,
-    warehouse: WarehouseResource,
-    duckdb: DuckDBEngine,
-) -> dg.MaterializeResult:
-    """The month's free-tier music ad revenue per country, in cents (``ad_revenue/month=M``)."""
-    month = context.partition_key
-    with contract_failures(), duckdb.connect() as con, warehouse.lake().write_partition(
-        "ad_revenue", month
-    ) as out:
-        result = ingest_ad_revenue(con, landing_zone.zone(), month, out.file())
-        out.manifest.update(rows=result.countries, input_fingerprint=fingerprint(result.files))
-        shown = preview(con, f"SELECT * FROM {read_parquet(out.file())}", limit=50)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": result.countries,
-            "net_cents": result.net_cents,
-            "net_revenue": eur(result.net_cents),
-            "per_country": shown,
-            **lake_metadata(warehouse.lake(), "ad_revenue", month),
-        }
-    )
+ad_revenue = monthly_table_asset(
+    AD_REVENUE,
+    "ad-revenue-v1",
+    "The month's free-tier music ad revenue per country, in cents (``ad_revenue/month=M``).",
+    50,
+    _ad_revenue_metadata,
+)

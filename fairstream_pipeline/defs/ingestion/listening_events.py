@@ -18,19 +18,17 @@ import dagster as dg
 from fairstream_pipeline.defs.metadata import (
     contract_failures,
     lake_metadata,
-    lake_out,
     markdown_table,
     preview,
 )
-from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import (
     DuckDBEngine,
     LandingZoneResource,
     WarehouseResource,
 )
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE
-from fairstream_pipeline.lib.ingestion.clean_plays import attach_clean_plays, dictionary_record
-from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
+from fairstream_pipeline.defs.specs import lake_out, monthly_graph_asset
+from fairstream_pipeline.lib.ingestion.clean_plays import attach_clean_plays, clean_plays_preview, dictionary_record
 from fairstream_pipeline.lib.ingestion.landing_zone import fingerprint
 from fairstream_pipeline.lib.lake.memory import RssSampler
 from fairstream_pipeline.lib.ingestion.plays import (
@@ -40,6 +38,7 @@ from fairstream_pipeline.lib.ingestion.plays import (
     plan_plays,
 )
 from fairstream_pipeline.lib.lake.scratch import RunScratch
+from fairstream_pipeline.lib.lake.tables import file_rows
 from fairstream_pipeline.settings import user_buckets
 
 INGESTION = "ingestion"
@@ -142,10 +141,10 @@ def merge_event_days(
         dictionary = dictionary_record(clean_out.staging_dir)
         clean_out.manifest.update(rows=result.clean_plays, user_buckets=dictionary["buckets"], **accounting)
         quarantine_out.manifest.update(rows=result.quarantined_total, **accounting)
-        quarantine_preview = preview(con, f"SELECT * FROM {read_parquet(quarantine_out.file())}", limit=20)
+        quarantine_preview = preview(file_rows(con, quarantine_out.file(), limit=20))
     with duckdb.connect() as con:
         attach_clean_plays(con, lake, month)
-        clean_preview = preview(con, "SELECT user_id, track_id, day, ms_played FROM clean_plays")
+        clean_preview = preview(clean_plays_preview(con))
     store.remove_month()
     per_reason = dg.MetadataValue.md(
         markdown_table(
@@ -188,14 +187,10 @@ def merge_event_days(
     )
 
 
-@dg.graph_multi_asset(
+@monthly_graph_asset(
     name="ingest_listening_events",
-    partitions_def=monthly_partitions,
-    group_name=INGESTION,  # (an AssetOut's group_name is ignored by graph_multi_asset)
-    ins={
-        "billed_users": dg.AssetIn(dagster_type=dg.Nothing),
-        "landing_month": dg.AssetIn(dagster_type=dg.Nothing),
-    },
+    group=INGESTION,
+    ins=["billed_users", "landing_month"],
     outs={
         "clean_plays": lake_out(
             "The month's valid, de-duplicated plays: one row per event, from users billed this month, "

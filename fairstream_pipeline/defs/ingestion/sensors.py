@@ -8,12 +8,12 @@ from fairstream_pipeline.defs.payouts.jobs import monthly_payout_job
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import LandingZoneResource, WarehouseResource
 from fairstream_pipeline.lib.ingestion.landing_watch import observe, plan
-from fairstream_pipeline.settings import setting
+from fairstream_pipeline.settings import get_settings
 
 
 @dg.sensor(
     job=monthly_payout_job,
-    minimum_interval_seconds=int(setting("FAIRSTREAM_SENSOR_INTERVAL_SECONDS")),
+    minimum_interval_seconds=get_settings().sensor_interval_seconds,  # fixed when the sensor is defined
     description=(
         "Watches the landing zone. Requests monthly_payout_job for a month once every day has "
         "_SUCCESS, and again when a file of an already computed month is added or changed: an open "

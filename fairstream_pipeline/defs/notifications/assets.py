@@ -4,24 +4,23 @@ Without an app database (FAIRSTREAM_DATABASE_URL empty) ``published_statements``
 ``statement_outbox`` record no materialization: they log a warning and record an observation with
 the status ``NOT_CONFIGURED`` instead, and the run still succeeds. ``statement_outbox`` is then
 skipped in a run that also holds ``published_statements``, so that step records the outbox's
-observation too. Nor does ``publish_closed_months`` request them (``DATABASE_AT_LOAD``).
+observation too. Nor does ``publish_closed_months`` request them (``notification_assets``).
 """
 
-import os
 from collections.abc import Iterator
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fairstream_pipeline.defs.metadata import OWNERS, lake_metadata, markdown_table
-from fairstream_pipeline.defs.partitions import monthly_partitions
+from fairstream_pipeline.defs.metadata import lake_metadata, markdown_table
 from fairstream_pipeline.defs.resources import (
     AppDatabaseResource,
     DuckDBEngine,
     WarehouseResource,
 )
 from fairstream_pipeline.defs.retries import WRITE_DATABASE
+from fairstream_pipeline.defs.specs import monthly_asset
 from fairstream_pipeline.lib.app_db.store import (
     OUTBOX_COLUMNS,
     ClosedStatementsDiffer,
@@ -35,10 +34,16 @@ from fairstream_pipeline.lib.close.period_close import (
     STATEMENTS,
     close_record,
 )
-from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import attach_month
 from fairstream_pipeline.lib.markdown import md_text
+from fairstream_pipeline.lib.notifications.closed_statements import (
+    adjustment_rows,
+    published_line_rows,
+    published_statement_rows,
+    rendered_messages,
+    statement_rows,
+)
 from fairstream_pipeline.lib.notifications.statement_email import (
     STATEMENT_CSV_FOLDER,
     Statement,
@@ -46,8 +51,7 @@ from fairstream_pipeline.lib.notifications.statement_email import (
     render_statement,
     write_statement_csvs,
 )
-from fairstream_pipeline.lib.payouts.rules import RULES_VERSION, SPECIAL_PAYEES
-from fairstream_pipeline.settings import setting
+from fairstream_pipeline.settings import get_settings
 
 NOTIFICATIONS = "notifications"
 # The closed month: its statements and adjustments, and its statement lines as closed (period_close
@@ -73,11 +77,6 @@ AFTER_PUBLICATION = (
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("after the statements are rendered and published")
-# Without an app database when the code location loads there is nothing for publish_closed_months
-# to publish or queue: those two assets then have no condition. (A run that skips them would leave
-# period_close "updated since last handled", and a monthly_payout_job run records no asset
-# selection for executed_with_root_target to see, so every month would get a second, empty run.)
-DATABASE_AT_LOAD = bool(os.environ.get("FAIRSTREAM_DATABASE_URL"))
 MESSAGE_COLUMNS = OUTBOX_COLUMNS  # the lake table has the outbox's columns, in the same order
 NOT_CONFIGURED = "not configured: FAIRSTREAM_DATABASE_URL is empty, nothing was written"
 OUTBOX_NEEDS_PUBLICATION = "statement_outbox needs published_statements, which was not written"
@@ -110,41 +109,10 @@ def _closed(context: dg.AssetExecutionContext, lake: Lake) -> dict:
     return record
 
 
-def _statements(con) -> list[tuple]:
-    """The month's statements of real payees: id, name, email, the five amounts, the lines, the
-    adjustment and its lines."""
-    special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
-    rows = con.execute(
-        f"""
-        WITH lines AS (
-            SELECT payee_id, list((country, tier, uc_cents, pr_cents) ORDER BY country, tier) AS lines
-            FROM closed_earnings GROUP BY payee_id
-        ),
-        adjustments AS (
-            SELECT payee_id, list((source_month, cents) ORDER BY source_month) AS adjustments
-            FROM payee_adjustments GROUP BY payee_id
-        )
-        SELECT s.payee_id, d.name, d.email, s.opening_balance_cents, s.earned_cents, s.pro_rata_cents,
-               s.paid_cents, s.closing_balance_cents, coalesce(l.lines, []), s.adjustment_cents,
-               coalesce(a.adjustments, [])
-        FROM payee_statements s
-        LEFT JOIN payee_directory d USING (payee_id)
-        LEFT JOIN lines l USING (payee_id)
-        LEFT JOIN adjustments a USING (payee_id)
-        WHERE s.payee_id NOT IN ({special})
-        ORDER BY s.payee_id
-        """
-    ).fetchall()
-    return rows
-
-
-@dg.asset(
-    partitions_def=monthly_partitions,
-    deps=CLOSED_DEPS,
-    group_name=NOTIFICATIONS,
-    owners=OWNERS,
-    kinds={"duckdb", "parquet"},
+@monthly_asset(
+    group=NOTIFICATIONS,
     code_version="statement-email-v2",
+    deps=CLOSED_DEPS,
     automation_condition=AFTER_CLOSE,
 )
 def statement_notifications(
@@ -170,7 +138,7 @@ def statement_notifications(
             data_version=dg.DataVersion(lake.content_hash("statement_notifications", month)),
         )
     threshold = record["rules"]["payout_threshold_cents"]
-    domain = setting("FAIRSTREAM_MESSAGE_ID_DOMAIN")
+    domain = get_settings().message_id_domain
     with duckdb.connect() as con:
         attach_month(con, lake, month, STATEMENT_INPUTS)
         messages = [
@@ -184,7 +152,7 @@ def statement_notifications(
                 threshold,
                 domain,
             )
-            for payee, name, email, *amounts, lines, adjustment, adjustments in _statements(con)
+            for payee, name, email, *amounts, lines, adjustment, adjustments in statement_rows(con)
         ]
         columns = list(zip(*[m.as_row() for m in messages])) if messages else [[] for _ in MESSAGE_COLUMNS]
         table = pa.table({name: pa.array(values, pa.string()) for name, values in zip(MESSAGE_COLUMNS, columns)})
@@ -214,15 +182,13 @@ def statement_notifications(
     )
 
 
-@dg.asset(
-    partitions_def=monthly_partitions,
-    deps=CLOSED_DEPS,
-    group_name=NOTIFICATIONS,
-    owners=OWNERS,
-    kinds={"postgres"},
-    retry_policy=WRITE_DATABASE,
+@monthly_asset(
+    group=NOTIFICATIONS,
     code_version="published-statements-v2",
-    automation_condition=AFTER_CLOSE if DATABASE_AT_LOAD else None,
+    kinds={"postgres"},
+    deps=CLOSED_DEPS,
+    retry_policy=WRITE_DATABASE,
+    automation_condition=AFTER_CLOSE,  # without an app database at load: none (notification_assets)
     output_required=False,
 )
 def published_statements(
@@ -243,23 +209,10 @@ def published_statements(
         return
     with duckdb.connect() as con:
         attach_month(con, lake, month, STATEMENT_INPUTS)
-        statements = con.execute(
-            f"""SELECT '{month}', s.payee_id, d.name, d.email, s.opening_balance_cents, s.earned_cents,
-                       s.adjustment_cents, s.pro_rata_cents, s.paid_cents, s.closing_balance_cents,
-                       '{RULES_VERSION}', ?::TIMESTAMPTZ, ?
-                FROM payee_statements s LEFT JOIN payee_directory d USING (payee_id) ORDER BY s.payee_id""",
-            [record["closed_at"], record["statements_hash"]],
-        ).fetchall()
-        lines = con.execute(
-            f"""SELECT '{month}', e.payee_id, country, tier, uc_cents, pr_cents
-                FROM closed_earnings e SEMI JOIN payee_statements s USING (payee_id)
-                ORDER BY e.payee_id, country, tier"""
-        ).fetchall()
+        statements = published_statement_rows(con, month, record["closed_at"], record["statements_hash"])
+        lines = published_line_rows(con, month)
         adjustments = [
-            (month, payee, source, amount, adjustment_reason(source))
-            for payee, source, amount in con.execute(
-                "SELECT payee_id, source_month, cents FROM payee_adjustments ORDER BY payee_id, source_month"
-            ).fetchall()
+            (month, payee, source, amount, adjustment_reason(source)) for payee, source, amount in adjustment_rows(con)
         ]
     revision = app_database.ensure_schema()
     try:
@@ -284,15 +237,13 @@ def published_statements(
     )
 
 
-@dg.asset(
-    partitions_def=monthly_partitions,
-    deps=["statement_notifications", "published_statements"],
-    group_name=NOTIFICATIONS,
-    owners=OWNERS,
-    kinds={"postgres"},
-    retry_policy=WRITE_DATABASE,
+@monthly_asset(
+    group=NOTIFICATIONS,
     code_version="statement-outbox-v1",
-    automation_condition=AFTER_PUBLICATION if DATABASE_AT_LOAD else None,
+    kinds={"postgres"},
+    deps=["statement_notifications", "published_statements"],
+    retry_policy=WRITE_DATABASE,
+    automation_condition=AFTER_PUBLICATION,  # likewise
     output_required=False,
 )
 def statement_outbox(
@@ -311,9 +262,7 @@ def statement_outbox(
         yield not_configured(context, "statement_outbox")
         return
     with duckdb.connect() as con:
-        rows = con.execute(
-            f"SELECT * FROM {read_parquet(lake.parquet_glob('statement_notifications', month))} ORDER BY payee_id"
-        ).fetchall()
+        rows = rendered_messages(con, lake, month)
     app_database.ensure_schema()
     with app_database.transaction() as cursor:
         new = enqueue_messages(cursor, rows)
@@ -341,3 +290,19 @@ publish_closed_months = dg.AutomationConditionSensorDefinition(
         "publish together (monthly_payout_job, close_month_job, --select '*') request nothing."
     ),
 )
+
+
+@dg.definitions
+def notification_assets() -> dg.Definitions:
+    """This module's assets and sensor. Without an app database when the code location loads there
+    is nothing for publish_closed_months to publish or queue: ``published_statements`` and
+    ``statement_outbox`` then have no condition. (A run that skips them would leave period_close
+    "updated since last handled", and a monthly_payout_job run records no asset selection for
+    executed_with_root_target to see, so every month would get a second, empty run.)"""
+    publication = [published_statements, statement_outbox]
+    if not get_settings().database_url.get_secret_value():
+        publication = [
+            asset.map_asset_specs(lambda spec: spec.replace_attributes(automation_condition=None))
+            for asset in publication
+        ]
+    return dg.Definitions(assets=[statement_notifications, *publication], sensors=[publish_closed_months])

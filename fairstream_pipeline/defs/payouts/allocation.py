@@ -21,22 +21,21 @@ import dagster as dg
 from fairstream_pipeline.defs.metadata import (
     contract_failures,
     lake_metadata,
-    lake_out,
     markdown_table,
     preview,
 )
-from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.payouts.assets import CODE_VERSION, PAYOUTS, month_rules
 from fairstream_pipeline.defs.resources import (
     DuckDBEngine,
     PayoutRulesResource,
     WarehouseResource,
 )
+from fairstream_pipeline.defs.specs import lake_out, monthly_graph_asset
 from fairstream_pipeline.lib.ingestion.clean_plays import attach_coded_plays, decode_shard
 from fairstream_pipeline.lib.lake.tables import attach_month, publish_month
 from fairstream_pipeline.lib.lake.memory import RssSampler
 from fairstream_pipeline.lib.payouts.engine import allocate_shard, price_segments
-from fairstream_pipeline.lib.payouts.report import eur
+from fairstream_pipeline.lib.payouts.report import eur, flagged_users_preview, segment_summary, stream_totals
 from fairstream_pipeline.lib.payouts.rules import PayoutRules
 from fairstream_pipeline.lib.close.period_close import closed_month
 from fairstream_pipeline.lib.payouts.shards import ShardStore, attach_shards
@@ -108,18 +107,16 @@ def allocate_user_bucket(
         days = attach_coded_plays(con, lake, month, bucket, buckets)
         allocate_shard(con, rules, days)
         decode_shard(con)
-        users, streams, flagged = con.execute(
-            "SELECT count(*), coalesce(sum(streams), 0)::BIGINT, count(*) FILTER (WHERE flagged) FROM user_streams"
-        ).fetchall()[0]
+        totals = stream_totals(con)
         folder, rows = store.write(con, bucket, buckets)
     return dg.Output(
         str(folder),
         metadata={
             "bucket": bucket,
             "buckets": buckets,
-            "users": users,
-            "counted_streams": streams,
-            "flagged_users": flagged,
+            "users": totals.users,
+            "counted_streams": totals.counted_streams,
+            "flagged_users": totals.flagged_users,
             "track_share_rows": rows["track_shares"],
             "seconds": round(time.monotonic() - started, 3),
             "peak_rss_mib": round(rss.peak() / 2**20, 1),
@@ -152,23 +149,16 @@ def merge_user_buckets(
         attach_month(con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue"})
         buckets = attach_shards(con, shards)
         price_segments(con, rules)
-        total_streams, streaming_users, flagged = con.execute(
-            """SELECT coalesce(sum(streams), 0)::BIGINT, count(*) FILTER (WHERE streams > 0),
-                      count(*) FILTER (WHERE flagged) FROM user_streams"""
-        ).fetchall()[0]
+        totals = stream_totals(con)
         rows = publish_month(
             con,
             lake,
             month,
             ["user_streams", "flagged_users", "segment_pools", "track_earnings"],
-            {"rules": rules.as_dict(), "counted_streams": total_streams, "user_buckets": buckets},
+            {"rules": rules.as_dict(), "counted_streams": totals.counted_streams, "user_buckets": buckets},
         )
-        flagged_preview = preview(con, "SELECT * FROM flagged_users ORDER BY worst_day_streams DESC", limit=20)
-        pools = con.execute(
-            """SELECT country, tier, users, counted_streams, target_cents,
-                      (residual_pico // 1000000000000)::BIGINT, (uc_unallocated_pico // 1000000000000)::BIGINT
-               FROM segment_pools ORDER BY country, tier"""
-        ).fetchall()
+        flagged_preview = preview(flagged_users_preview(con, limit=20))
+        pools = segment_summary(con)
     ShardStore(warehouse.root, month, context.run_id).remove_month()
     common = {"payout_rules": dg.MetadataValue.json(rules.as_dict()), "user_buckets": buckets}
     yield dg.Output(
@@ -176,9 +166,9 @@ def merge_user_buckets(
         "user_streams",
         metadata={
             "dagster/row_count": rows["user_streams"],
-            "counted_streams": total_streams,
-            "streaming_users": streaming_users,
-            "flagged_users": flagged,
+            "counted_streams": totals.counted_streams,
+            "streaming_users": totals.streaming_users,
+            "flagged_users": totals.flagged_users,
             **lake_metadata(lake, "user_streams", month),
             **common,
         },
@@ -216,15 +206,10 @@ def merge_user_buckets(
     )
 
 
-@dg.graph_multi_asset(
+@monthly_graph_asset(
     name="count_and_allocate",
-    partitions_def=monthly_partitions,
-    group_name=PAYOUTS,  # (an AssetOut's group_name is ignored by graph_multi_asset)
-    ins={
-        "clean_plays": dg.AssetIn(dagster_type=dg.Nothing),
-        "billed_users": dg.AssetIn(dagster_type=dg.Nothing),
-        "ad_revenue": dg.AssetIn(dagster_type=dg.Nothing),
-    },
+    group=PAYOUTS,
+    ins=["clean_plays", "billed_users", "ad_revenue"],
     outs={
         "user_streams": lake_out(
             "Each billed user of the month: segment, counted streams S_u, whether flagged, and their "

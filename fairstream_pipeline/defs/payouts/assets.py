@@ -5,8 +5,6 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from fairstream_pipeline.defs.metadata import (
-    LAKE_KINDS,
-    OWNERS,
     contract_failures,
     lake_metadata,
     plottable,
@@ -20,7 +18,8 @@ from fairstream_pipeline.defs.resources import (
     WarehouseResource,
 )
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE
-from fairstream_pipeline.lib.ingestion.monthly_tables import ingest_catalog
+from fairstream_pipeline.defs.specs import monthly_asset, monthly_spec
+from fairstream_pipeline.lib.ingestion.monthly_tables import ingest_catalog, snapshot_payee_directory
 from fairstream_pipeline.lib.lake.storage import MissingPartitionError
 from fairstream_pipeline.lib.lake.tables import attach_month, publish_month
 from fairstream_pipeline.lib.ingestion.landing_zone import fingerprint
@@ -39,11 +38,14 @@ from fairstream_pipeline.lib.payouts.report import (
     attach_payee_names,
     carried_over,
     compare_models,
+    directory_without_email,
     eur,
+    invalid_tracks,
     largest_adjustments,
     percent,
     percent_number,
     summarize_statements,
+    tracks_by_verdict,
 )
 from fairstream_pipeline.lib.payouts.rules import RULES_VERSION, PayoutRules
 from fairstream_pipeline.lib.close.period_close import (
@@ -58,17 +60,8 @@ CATALOG, PAYOUTS = "catalog", "payouts"
 CODE_VERSION = f"payout-rules-{RULES_VERSION}"
 
 
-def _spec(key: str, description: str, deps: list, group: str = PAYOUTS, **kwargs) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        key,
-        deps=deps,
-        description=description,
-        group_name=group,
-        owners=OWNERS,
-        kinds=LAKE_KINDS,
-        code_version=CODE_VERSION,
-        **kwargs,
-    )
+def _spec(key: str, description: str, deps: list, group: str = PAYOUTS) -> dg.AssetSpec:
+    return monthly_spec(key, description, deps, group=group, code_version=CODE_VERSION)
 
 
 def _rules_metadata(rules: PayoutRules) -> dict:
@@ -109,7 +102,6 @@ def month_rules(
             group=CATALOG,
         ),
     ],
-    partitions_def=monthly_partitions,
     name="snapshot_catalog",
     retry_policy=READ_LANDING_ZONE,
 )
@@ -124,10 +116,7 @@ def snapshot_catalog(
     with contract_failures(), duckdb.connect() as con:
         catalog = ingest_catalog(con, landing_zone.zone())
         validate_splits(con)
-        con.execute(
-            "CREATE TEMP TABLE payee_directory AS "
-            "SELECT payee_id, name, email FROM catalog_payees ORDER BY payee_id"
-        ).fetchall()
+        snapshot_payee_directory(con)
         rows = publish_month(
             con,
             warehouse.lake(),
@@ -135,19 +124,9 @@ def snapshot_catalog(
             ["track_splits", "payee_directory"],
             {"input_fingerprint": fingerprint(catalog.files)},
         )
-        verdicts = con.execute(
-            """SELECT coalesce(problem, 'valid'), count(DISTINCT track_id) FROM track_splits
-               GROUP BY ALL ORDER BY 2 DESC, 1"""
-        ).fetchall()
-        invalid = preview(
-            con,
-            "SELECT track_id, problem, list(payee_id) AS payees, list(share_ppm) AS shares "
-            "FROM track_splits WHERE NOT valid GROUP BY track_id, problem ORDER BY track_id",
-            limit=20,
-        )
-        no_email = con.execute(
-            "SELECT count(*) FROM payee_directory WHERE email IS NULL OR email = ''"
-        ).fetchall()[0][0]
+        verdicts = tracks_by_verdict(con)
+        invalid = preview(invalid_tracks(con, limit=20))
+        no_email = directory_without_email(con)
     yield dg.MaterializeResult(
         asset_key="track_splits",
         metadata={
@@ -168,13 +147,10 @@ def snapshot_catalog(
     )
 
 
-@dg.asset(
-    partitions_def=monthly_partitions,
-    deps=["segment_pools", "track_earnings", "track_splits", "payee_directory"],
-    group_name=PAYOUTS,
-    owners=OWNERS,
-    kinds=LAKE_KINDS,
+@monthly_asset(
+    group=PAYOUTS,
     code_version=CODE_VERSION,
+    deps=["segment_pools", "track_earnings", "track_splits", "payee_directory"],
 )
 def payee_earnings(
     context: dg.AssetExecutionContext,
@@ -314,7 +290,6 @@ STATEMENT_DEPS = [*ADJUSTMENT_DEPS, dg.AssetDep(STATEMENTS, partition_mapping=PR
             deps=ADJUSTMENT_DEPS,
         ),
     ],
-    partitions_def=monthly_partitions,
     name="roll_statements",
 )
 def roll_statements_month(

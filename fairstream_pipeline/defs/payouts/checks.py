@@ -13,7 +13,13 @@ from fairstream_pipeline.lib.payouts.month_checks import (
     streams_finding,
 )
 from fairstream_pipeline.lib.months import previous_month
-from fairstream_pipeline.lib.payouts.checks import Finding, suspense_tracks, totals_agree
+from fairstream_pipeline.lib.payouts.checks import (
+    Finding,
+    payees_without_email,
+    suspense_cents,
+    suspense_tracks,
+    totals_agree,
+)
 from fairstream_pipeline.lib.payouts.report import eur, percent, percent_number
 
 SUSPENSE_WARN_BASIS_POINTS = 100  # 1% of the month's user-centric money
@@ -86,9 +92,7 @@ def payee_earnings_money_checks(
             passed=findings["uc_total_equals_pr_total"].passed,
             metadata={"uc_total_cents": uc_total, "pr_total_cents": pr_total},
         )
-        suspense = con.execute(
-            "SELECT coalesce(sum(uc_cents), 0)::BIGINT FROM payee_earnings WHERE payee_id = '__suspense__'"
-        ).fetchall()[0][0]
+        suspense = suspense_cents(con)
         attach_month(con, lake, month, {"track_earnings": "track_earnings", "track_splits": "track_splits"})
         tracks = suspense_tracks(con)
     share = percent(suspense, uc_total)
@@ -178,13 +182,7 @@ def payees_in_splits_have_email(
     month, lake = context.partition_key, warehouse.lake()
     with duckdb.connect() as con:
         attach_month(con, lake, month, {"payee_directory": "payee_directory", "track_splits": "track_splits"})
-        missing = con.execute(
-            """SELECT s.payee_id, CASE WHEN d.payee_id IS NULL THEN 'not in payees.parquet' ELSE 'no email' END
-               FROM (SELECT DISTINCT payee_id FROM track_splits WHERE payee_id IS NOT NULL) s
-               LEFT JOIN payee_directory d USING (payee_id)
-               WHERE d.payee_id IS NULL OR d.email IS NULL OR trim(d.email) = ''
-               ORDER BY s.payee_id"""
-        ).fetchall()
+        missing = payees_without_email(con)
     metadata = {"payees_without_email": len(missing)}
     if missing:
         metadata["payees"] = dg.MetadataValue.md(markdown_table(["payee", "problem"], missing[:50]))

@@ -8,9 +8,10 @@ configured channel; a channel that is not configured is off:
 * webhook (``webhook_url``): one HTTP ``POST`` of ``{"subject": ..., **fields, "text": ...}`` as
   JSON (``Content-Type: application/json``), where ``text`` is one human line (Slack-compatible).
   Any 2xx answer is delivered.
-* email (``SmtpSettings.host``): one plain-text message, subject ``subject``, body the ``text`` line,
-  a blank line, then one ``key: value`` line per field. STARTTLS when ``starttls`` (port 587);
-  ``LOGIN`` when a user is set. Implicit TLS (port 465) is not supported.
+* email (``lib.notifications.smtp.SmtpSettings``, to ``recipients``): one plain-text message,
+  subject ``subject``, body the ``text`` line, a blank line, then one ``key: value`` line per field.
+  STARTTLS when ``starttls`` (port 587); ``LOGIN`` when a user is set. Implicit TLS (port 465) is
+  not supported.
 
 Retry budget (``RetryBudget``, the same for both channels): at most ``attempts`` (4) tries, each
 with a ``timeout_seconds`` (5 s) socket timeout. Before retry ``k`` (1, 2, 3) it sleeps
@@ -29,14 +30,19 @@ absent), the failed step keys, the error (per failed step: a ``dg.Failure``'s de
 error message; without a failed step, the run failure's own message), the run id and the link
 ``{ui_base_url}/runs/{run_id}``.
 
-Retried runs. ``will_be_retried`` mirrors Dagster's automatic run retries (instance setting
-``run_retries``): a failed run is re-launched when retries are enabled, it did not fail because of a
-step failure unless ``retry_on_asset_or_op_failure`` allows it (tag
-``dagster/retry_on_asset_or_op_failure`` overrides the instance), and it is retry number
-``dagster/retry_number`` (0 for the original run) below the maximum (tag ``dagster/max_retries``
-overrides the instance's ``max_retries``; an unreadable value means no retry, as in Dagster). When
-Dagster has already recorded its decision in the tag ``dagster/will_retry`` that decision wins.
-Dagster also skips the retry of a run whose backfill was cancelled; that case is not modelled.
+Retried runs. Dagster records its decision in the run tag ``dagster/will_retry``; with retries enabled
+``will_be_retried`` returns it whenever it is there. It may not be there yet when a run-failure
+sensor reads the run: Dagster stores the failure event first, then the run's status, and only then
+adds the tag (``DagsterInstance.handle_new_event``); the sensor reads the run as soon as it sees the
+event, and a process that dies in between leaves the tag to the daemon's next retry pass. Without
+the tag, ``will_be_retried`` makes the same decision as Dagster (instance setting ``run_retries``):
+retried when retries are enabled, the run did not fail because of a step failure unless
+``retry_on_asset_or_op_failure`` allows it (tag ``dagster/retry_on_asset_or_op_failure`` overrides
+the instance), and it is retry number ``dagster/retry_number`` (0 for the original run) below the
+maximum (tag ``dagster/max_retries`` overrides the instance's ``max_retries``; an unreadable value
+means no retry, as in Dagster). Dagster counts the run's group where this reads
+``dagster/retry_number`` (they differ only after a manual re-execution), and skips the retry of a
+run whose backfill was cancelled; neither is modelled.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ import urllib.request
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Callable, Mapping, Sequence
+
+from fairstream_pipeline.lib.notifications.smtp import SmtpSettings, open_session
 
 logger = logging.getLogger(__name__)
 
@@ -196,19 +204,6 @@ def post_json(
     return with_retries("webhook", attempt, webhook_error_is_transient, budget, sleep=sleep, rng=rng, log=log)
 
 
-@dataclass(frozen=True)
-class SmtpSettings:
-    """Where and how alert email is sent."""
-
-    host: str
-    port: int = 587
-    starttls: bool = True
-    user: str = ""
-    password: str = ""
-    sender: str = ""
-    recipients: tuple[str, ...] = ()
-
-
 def smtp_error_is_transient(error: BaseException) -> bool:
     """Connection errors, timeouts and SMTP 4xx replies are retried; 5xx and TLS errors are not."""
     if isinstance(error, (smtplib.SMTPNotSupportedError, ssl.SSLError)):
@@ -220,11 +215,13 @@ def smtp_error_is_transient(error: BaseException) -> bool:
     return isinstance(error, OSError)  # includes SMTPServerDisconnected, refused, timeouts
 
 
-def build_email(settings: SmtpSettings, subject: str, text: str, fields: Mapping[str, Any]) -> EmailMessage:
+def build_email(
+    settings: SmtpSettings, recipients: Sequence[str], subject: str, text: str, fields: Mapping[str, Any]
+) -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = subject
-    message["From"] = settings.sender
-    message["To"] = ", ".join(settings.recipients)
+    message["From"] = settings.mail_from
+    message["To"] = ", ".join(recipients)
     lines = [text, ""] + [f"{key}: {format_value(value)}" for key, value in fields.items()]
     message.set_content("\n".join(lines) + "\n")
     return message
@@ -232,6 +229,7 @@ def build_email(settings: SmtpSettings, subject: str, text: str, fields: Mapping
 
 def send_email(
     settings: SmtpSettings,
+    recipients: Sequence[str],
     message: EmailMessage,
     *,
     budget: RetryBudget = RetryBudget(),
@@ -239,17 +237,14 @@ def send_email(
     rng: random.Random | None = None,
     log: logging.Logger = logger,
 ) -> int:
-    """Send ``message`` through ``settings`` within the retry budget; return the attempts used."""
-    if not settings.sender or not settings.recipients:
+    """Send ``message`` through ``settings`` within the retry budget (each try with the budget's
+    timeout); return the attempts used."""
+    if not settings.mail_from or not recipients:
         problem = ValueError("email alerts need FAIRSTREAM_ALERT_FROM and FAIRSTREAM_ALERT_TO")
         raise DeliveryError("email", 0, problem)
 
     def attempt() -> None:
-        with smtplib.SMTP(settings.host, settings.port, timeout=budget.timeout_seconds) as smtp:
-            if settings.starttls:
-                smtp.starttls(context=ssl.create_default_context())
-            if settings.user:
-                smtp.login(settings.user, settings.password)
+        with open_session(settings, budget.timeout_seconds) as smtp:
             refused = smtp.send_message(message)
         if refused:
             log.warning("alert email refused for %s", ", ".join(sorted(refused)))
@@ -278,6 +273,7 @@ def send_alert(
     text: str | None = None,
     webhook_url: str = "",
     smtp: SmtpSettings | None = None,
+    recipients: Sequence[str] = (),
     budget: RetryBudget = RetryBudget(),
     sleep: Sleep = time.sleep,
     rng: random.Random | None = None,
@@ -299,7 +295,8 @@ def send_alert(
             failures.append(exc)
     if smtp is not None:
         try:
-            send_email(smtp, build_email(smtp, subject, text, fields), budget=budget, sleep=sleep, rng=rng, log=log)
+            message = build_email(smtp, recipients, subject, text, fields)
+            send_email(smtp, recipients, message, budget=budget, sleep=sleep, rng=rng, log=log)
             delivered.append("email")
         except DeliveryError as exc:
             failures.append(exc)
@@ -367,7 +364,9 @@ def will_be_retried(
     max_retries: int,
     retry_on_asset_or_op_failure: bool,
 ) -> bool:
-    """Whether Dagster's automatic run retries will re-launch this failed run (see the module doc).
+    """Whether Dagster's automatic run retries will re-launch this failed run: its
+    ``dagster/will_retry`` tag, else the same decision made from the other tags (see the module doc
+    for why the tag alone is not enough).
 
     ``tags`` are the failed run's tags; the keyword arguments are the instance's ``run_retries``
     settings (``DagsterInstance.run_retries_enabled``, ``run_retries_max_retries``,

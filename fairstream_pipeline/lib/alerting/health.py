@@ -9,6 +9,9 @@ would not fix it. Each warning's detail is in ``warnings`` and on stderr as ``wa
 * ``postgres``: a psycopg2 connection (``connect_timeout`` 3 s, then ``SELECT 1``) to
   ``FAIRSTREAM_PG_HOST``/``PORT`` (default 5432)/``USER``/``PASSWORD``/``DB``. Without
   ``FAIRSTREAM_PG_HOST`` it is ok: "not configured (embedded instance)".
+
+The settings come from ``fairstream_pipeline.settings``; one that does not parse (``FAIRSTREAM_PG_PORT:
+expected an integer, got 'x'``) fails the postgres, payout and alerts checks with its message.
 * ``daemon``: the newest heartbeat of any daemon in the instance of ``DAGSTER_HOME`` is younger than
   the tolerance (default 120 s; the daemon beats every ~30 s). No heartbeat at all is not ok. When
   the PostgreSQL check failed the instance is not opened (it would only retry and fail).
@@ -28,14 +31,16 @@ reads the daemon heartbeats (``fairstream_pipeline.instance_status``).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
-from typing import Any, Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping
 
 from fairstream_pipeline.lib.alerting.alerts import ALERTS_NOT_CONFIGURED, alert_channels
 from fairstream_pipeline.lib.months import month_key, next_month_start, parse_month, previous_month
 from fairstream_pipeline.lib.payouts.rules import PAYOUT_DUE_DAY
+
+if TYPE_CHECKING:
+    from fairstream_pipeline.settings import Settings
 
 DEFAULT_HEARTBEAT_TOLERANCE_SECONDS = 120.0
 PG_CONNECT_TIMEOUT_SECONDS = 3
@@ -137,9 +142,9 @@ def check_heartbeats(now: datetime, heartbeats: Mapping[str, float], tolerance_s
     )
 
 
-def check_alerts(environ: Mapping[str, str]) -> Check:
+def check_alerts(webhook_url: str, smtp_host: str) -> Check:
     """Whether the failure alerts have a channel (a warning when not)."""
-    channels = alert_channels(environ.get("FAIRSTREAM_ALERT_WEBHOOK_URL", ""), environ.get("FAIRSTREAM_SMTP_HOST", ""))
+    channels = alert_channels(webhook_url, smtp_host)
     if not channels:
         return Check(False, ALERTS_NOT_CONFIGURED, {"channels": []}, warning=True)
     return Check(True, f"failure alerts go to {' and '.join(channels)}", {"channels": channels})
@@ -158,22 +163,16 @@ class PostgresTarget:
         return f"{self.host}:{self.port}/{self.dbname}"
 
 
-def postgres_target(environ: Mapping[str, str]) -> PostgresTarget | None:
+def postgres_target(settings: Settings) -> PostgresTarget | None:
     """The instance's PostgreSQL from ``FAIRSTREAM_PG_*``, or ``None`` when no host is set."""
-    host = environ.get("FAIRSTREAM_PG_HOST", "")
-    if not host:
+    if not settings.pg_host:
         return None
-    port = environ.get("FAIRSTREAM_PG_PORT") or "5432"
-    try:
-        port_number = int(port)
-    except ValueError:
-        raise ValueError(f"FAIRSTREAM_PG_PORT: expected an integer, got {port!r}") from None
     return PostgresTarget(
-        host=host,
-        port=port_number,
-        user=environ.get("FAIRSTREAM_PG_USER", ""),
-        password=environ.get("FAIRSTREAM_PG_PASSWORD", ""),
-        dbname=environ.get("FAIRSTREAM_PG_DB", ""),
+        host=settings.pg_host,
+        port=settings.pg_port,
+        user=settings.pg_user,
+        password=settings.pg_password.get_secret_value(),
+        dbname=settings.pg_db,
     )
 
 
@@ -225,14 +224,14 @@ def completed_months(warehouse: str, first_month: str, now: datetime) -> list[st
     return [m for m in months_between(first_month, last_closed_month(now)) if lake.exists("period_close", m)]
 
 
-def probe_payout(now: datetime) -> Check:
-    from fairstream_pipeline.settings import first_month, setting
+def probe_payout(now: datetime, warehouse: str) -> Check:
+    from fairstream_pipeline.settings import first_month
 
     try:
         first = first_month()
     except ValueError as exc:
         return Check(False, str(exc))
-    return check_payout(now, first, completed_months(setting("FAIRSTREAM_WAREHOUSE_DIR"), first, now))
+    return check_payout(now, first, completed_months(warehouse, first, now))
 
 
 def health_report(
@@ -245,15 +244,21 @@ def health_report(
     ``read_heartbeats`` returns ``{daemon_type: unix timestamp}`` from the Dagster instance (see
     ``fairstream_pipeline.instance_status``); it may raise when the instance cannot be read.
     """
+    from fairstream_pipeline.settings import get_settings
+
     try:
-        postgres = probe_postgres(postgres_target(os.environ))
-    except ValueError as exc:
-        postgres = Check(False, str(exc))
+        settings = get_settings()
+    except ValueError as exc:  # a setting that does not parse: every check that needs one says so
+        postgres = payout = alerts = Check(False, str(exc))
+    else:
+        postgres = probe_postgres(postgres_target(settings))
+        payout = probe_payout(now, settings.warehouse_dir)
+        alerts = check_alerts(settings.alert_webhook_url.get_secret_value(), settings.smtp_host)
     checks = {
         "postgres": postgres,
         "daemon": probe_daemon(now, heartbeat_tolerance_seconds, postgres, read_heartbeats),
-        "payout": probe_payout(now),
-        "alerts": check_alerts(os.environ),
+        "payout": payout,
+        "alerts": alerts,
     }
     return {
         "ok": all(c.healthy for c in checks.values()),

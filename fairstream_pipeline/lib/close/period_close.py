@@ -155,21 +155,34 @@ def post_adjustments(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: st
     ).fetchall()
 
 
-def attach_previous_statements(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: str, month: str) -> None:
-    """``previous_statements``: last month's statements, or none in the first month."""
-    if month == first_month:
+def opening_month(first_month: str, month: str) -> str | None:
+    """The month whose closing balances open ``month``: the month before it, or None for the first
+    month, which opens from zero balances."""
+    return None if month == first_month else previous_month(month)
+
+
+def attach_previous_statements(
+    con: duckdb.DuckDBPyConnection, lake: Lake, first_month: str, month: str
+) -> str | None:
+    """``previous_statements``: the statements of :func:`opening_month` (none in the first month).
+
+    Any other month needs its previous month's statements: without them it has no opening balances
+    and ``MissingPartitionError`` names the month to compute first. Returns the month opened from.
+    """
+    previous = opening_month(first_month, month)
+    if previous is None:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE previous_statements AS "
             "SELECT NULL::VARCHAR AS payee_id, NULL::BIGINT AS closing_balance_cents WHERE false"
         ).fetchall()
-        return
-    previous = previous_month(month)
+        return None
     if not lake.exists(STATEMENTS, previous):
         raise MissingPartitionError(
             f"payee_statements for {previous} is missing, so {month} has no opening balances: "
             f"materialize {previous} first (backfills run months in order)."
         )
     attach_month(con, lake, previous, {"previous_statements": STATEMENTS})
+    return previous
 
 
 def draft_statements(
@@ -179,19 +192,19 @@ def draft_statements(
     together. Leaves ``payee_statements`` and ``payee_adjustments`` on ``con``; returns the manifest
     they were written with (and their row counts under ``rows``)."""
     attach_month(con, lake, month, {"payee_earnings": EARNINGS})
-    attach_previous_statements(con, lake, first_month, month)
+    previous = attach_previous_statements(con, lake, first_month, month)
     post_adjustments(con, lake, first_month, month)
     source_months = [r[0] for r in con.execute("SELECT DISTINCT source_month FROM payee_adjustments ORDER BY 1").fetchall()]
     roll_statements(con, rules)
     manifest = {
         "rules": rules.as_dict(),
-        "opening_from": "zero balances (first month)" if month == first_month else f"payee_statements {previous_month(month)}",
+        "opening_from": "zero balances (first month)" if previous is None else f"payee_statements {previous}",
         # What this draft was computed from, so that the landing-zone sensor and the close can tell
         # when it is stale: a late file, new statements for the previous month, a restated or a
         # newly closed earlier month.
         "input_fingerprint": lake.manifest("landing_month", month)["input_fingerprint"],
         "earnings_hash": lake.content_hash(EARNINGS, month),
-        "previous_statements_hash": None if month == first_month else lake.content_hash(STATEMENTS, previous_month(month)),
+        "previous_statements_hash": None if previous is None else lake.content_hash(STATEMENTS, previous),
         "adjustment_basis": adjustment_basis(lake, first_month, month),
         "source_months": source_months,
         # The audit of every posted adjustment: the restated month, the run, the changed files.
@@ -249,23 +262,30 @@ def restatement(lake: Lake, month: str) -> Restatement:
 
 def draft_problems(lake: Lake, first_month: str, month: str) -> list[str]:
     """Why ``month``'s draft cannot be closed as it is (empty when it can)."""
-    if month != first_month and not lake.exists(CLOSE, previous_month(month)):
-        return [f"{previous_month(month)} is not closed: months close in order, close it first"]
+    previous = opening_month(first_month, month)
+    if previous is not None and not lake.exists(CLOSE, previous):
+        return [f"{previous} is not closed: months close in order, close it first"]
     if not lake.exists(STATEMENTS, month):
         return [f"{month} has no draft: payee_statements/month={month} has not been computed"]
     draft = lake.manifest(STATEMENTS, month)
     problems = []
     if draft.get("earnings_hash") != lake.content_hash(EARNINGS, month):
         problems.append("payee_earnings changed after the draft statements were computed")
-    if month != first_month and draft.get("previous_statements_hash") != lake.content_hash(
-        STATEMENTS, previous_month(month)
-    ):
-        problems.append(f"the draft opened from other {previous_month(month)} statements than the closed ones")
+    if previous is not None and draft.get("previous_statements_hash") != lake.content_hash(STATEMENTS, previous):
+        problems.append(f"the draft opened from other {previous} statements than the closed ones")
     if draft.get("adjustment_basis") != adjustment_basis(lake, first_month, month):
         problems.append("an earlier month was restated or closed after the draft was computed")
     if problems:
         problems[-1] += f": recompute the draft (--select 'payee_statements' --partition {month}) and review it"
     return problems
+
+
+def statement_payments(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """What ``payee_statements`` pays: (payees paid, cents paid)."""
+    payees, paid = con.execute(
+        "SELECT count(*) FILTER (WHERE paid_cents > 0), coalesce(sum(paid_cents), 0)::BIGINT FROM payee_statements"
+    ).fetchall()[0]
+    return payees, paid
 
 
 def close_month(

@@ -36,6 +36,7 @@ import duckdb
 
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet, sql_list, sql_string
 from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.lake.tables import Rows, first_rows
 from fairstream_pipeline.lib.ingestion.user_buckets import bucket_sql, check_buckets
 
 FILES = "files.parquet"
@@ -150,6 +151,12 @@ def attach_clean_plays(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -
         LEFT JOIN {read_parquet(str(folder / TRACKS))} t USING (track_index)
         """
     ).fetchall()
+
+
+def clean_plays_preview(con: duckdb.DuckDBPyConnection, limit: int = 10) -> Rows:
+    """The first rows of the ``clean_plays`` view of :func:`attach_clean_plays` (any order):
+    ``user_id``, ``track_id``, ``day``, ``ms_played``."""
+    return first_rows(con, "SELECT user_id, track_id, day, ms_played FROM clean_plays", limit)
 
 
 def clean_play_count(lake: Lake, month: str) -> int:

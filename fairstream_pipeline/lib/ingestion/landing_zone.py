@@ -1,7 +1,9 @@
 """The landing-zone contract: where each input lives, which columns it must have, and when a month is complete.
 
-See ``docs/data-contract.md``. Everything here reads only directory listings and Parquet footers,
-so it is cheap even for a 200-million-play month.
+``LANDING_TABLES`` is the contract's one definition (files, columns, types): the ingestion checks
+against it and the sample generator and the tests' builders write from it. See
+``docs/data-contract.md``. Everything here reads only directory listings and Parquet footers, so it
+is cheap even for a 200-million-play month.
 """
 
 from __future__ import annotations
@@ -37,21 +39,112 @@ class MonthIncompleteError(LandingZoneError):
         )
 
 
-# Logical column kinds of the contract, and the Arrow types each accepts.
+# Logical column kinds of the contract; each has a DuckDB type and the Arrow type our writers use.
 STRING, INT64, TIMESTAMP = "string", "int64", "timestamp"
-
-EVENT_COLUMNS = {
-    "event_id": STRING,
-    "user_id": STRING,
-    "track_id": STRING,
-    "played_at": TIMESTAMP,
-    "ms_played": INT64,
+_KIND_TYPES = {
+    STRING: ("VARCHAR", pa.string()),
+    INT64: ("BIGINT", pa.int64()),
+    TIMESTAMP: ("TIMESTAMPTZ", pa.timestamp("us", tz="UTC")),
 }
-SUBSCRIPTION_COLUMNS = {"user_id": STRING, "plan": STRING, "country": STRING, "net_cents": INT64}
-AD_REVENUE_COLUMNS = {"country": STRING, "net_cents": INT64}
-TRACK_COLUMNS = {"track_id": STRING, "title": STRING, "artist_name": STRING}
-SPLIT_COLUMNS = {"track_id": STRING, "payee_id": STRING, "share_ppm": INT64}
-PAYEE_COLUMNS = {"payee_id": STRING, "name": STRING, "email": STRING}
+CATALOG_DIR = "catalog"
+_KEY_PATTERNS = {"date": "YYYY-MM-DD", "month": "YYYY-MM"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a landing table; ``nullable`` when the contract allows a null value in it."""
+
+    name: str
+    kind: str
+    nullable: bool = False
+
+    @property
+    def duckdb_type(self) -> str:
+        return _KIND_TYPES[self.kind][0]
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return _KIND_TYPES[self.kind][1]
+
+
+@dataclass(frozen=True)
+class LandingTable:
+    """One input of the landing zone: its files and its columns.
+
+    ``partition`` is ``"date"`` or ``"month"`` for a dataset of one folder per key
+    (``<name>/<partition>=<key>/*.parquet``), None for a single file ``catalog/<name>.parquet``.
+    """
+
+    name: str
+    columns: tuple[Column, ...]
+    partition: str | None = None
+
+    @property
+    def column_kinds(self) -> dict[str, str]:
+        """``{column: kind}``: what :func:`check_parquet_file` requires."""
+        return {c.name: c.kind for c in self.columns}
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        """The schema a writer of this table uses. Every field stays nullable (Parquet OPTIONAL):
+        whether a null is allowed is the ingestion's rule, not the file's."""
+        return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns])
+
+    @property
+    def location(self) -> str:
+        """Where its files live, as ``docs/data-contract.md`` writes it."""
+        if self.partition is None:
+            return f"{CATALOG_DIR}/{self.name}.parquet"
+        return f"{self.name}/{self.partition}={_KEY_PATTERNS[self.partition]}/*.parquet"
+
+    def path(self, root: Path, key: str | None = None) -> Path:
+        """The folder of partition ``key`` under ``root``, or the catalog file."""
+        if self.partition is None:
+            return Path(root) / CATALOG_DIR / f"{self.name}.parquet"
+        return Path(root) / self.name / f"{self.partition}={key}"
+
+
+LANDING_EVENTS = LandingTable(
+    "listening_events",
+    (
+        Column("event_id", STRING),
+        Column("user_id", STRING),
+        Column("track_id", STRING),
+        Column("played_at", TIMESTAMP),
+        Column("ms_played", INT64),
+    ),
+    partition="date",
+)
+LANDING_SUBSCRIPTIONS = LandingTable(
+    "subscriptions",
+    (Column("user_id", STRING), Column("plan", STRING), Column("country", STRING), Column("net_cents", INT64)),
+    partition="month",
+)
+LANDING_AD_REVENUE = LandingTable("ad_revenue", (Column("country", STRING), Column("net_cents", INT64)), partition="month")
+LANDING_TRACKS = LandingTable("tracks", (Column("track_id", STRING), Column("title", STRING), Column("artist_name", STRING)))
+LANDING_RIGHTS_SPLITS = LandingTable(
+    "rights_splits", (Column("track_id", STRING), Column("payee_id", STRING), Column("share_ppm", INT64))
+)
+LANDING_PAYEES = LandingTable(
+    "payees", (Column("payee_id", STRING), Column("name", STRING), Column("email", STRING, nullable=True))
+)
+#: Every input of the landing zone, the one definition of its contract.
+LANDING_TABLES = (
+    LANDING_EVENTS,
+    LANDING_SUBSCRIPTIONS,
+    LANDING_AD_REVENUE,
+    LANDING_TRACKS,
+    LANDING_RIGHTS_SPLITS,
+    LANDING_PAYEES,
+)
+
+# The required columns of each input, by kind (what the ingestion checks each file's footer for).
+EVENT_COLUMNS = LANDING_EVENTS.column_kinds
+SUBSCRIPTION_COLUMNS = LANDING_SUBSCRIPTIONS.column_kinds
+AD_REVENUE_COLUMNS = LANDING_AD_REVENUE.column_kinds
+TRACK_COLUMNS = LANDING_TRACKS.column_kinds
+SPLIT_COLUMNS = LANDING_RIGHTS_SPLITS.column_kinds
+PAYEE_COLUMNS = LANDING_PAYEES.column_kinds
 
 
 def _type_matches(kind: str, arrow_type: pa.DataType) -> bool:
@@ -160,7 +253,7 @@ class LandingZone:
     # Listening events ----------------------------------------------------------------------
 
     def event_day_dir(self, day: date) -> Path:
-        return self.root / "listening_events" / f"date={day.isoformat()}"
+        return LANDING_EVENTS.path(self.root, day.isoformat())
 
     def missing_success_days(self, month: str) -> list[date]:
         """The days of ``month`` whose folder has no ``_SUCCESS`` marker yet."""
@@ -208,8 +301,8 @@ class LandingZone:
         catalog is not part of it: a catalog change is picked up by the next run of any month.
         """
         paths = [path for _, path in self.event_file_paths(month)]
-        for dataset in ("subscriptions", "ad_revenue"):
-            folder = self.root / dataset / f"month={month}"
+        for table in (LANDING_SUBSCRIPTIONS, LANDING_AD_REVENUE):
+            folder = table.path(self.root, month)
             if folder.is_dir():
                 paths += sorted(p for p in folder.iterdir() if _is_data_file(p))
         stats = []
@@ -220,23 +313,23 @@ class LandingZone:
 
     # Monthly revenue -------------------------------------------------------------------------
 
-    def _monthly_files(self, dataset: str, month: str, columns: dict[str, str]) -> list[DataFile]:
-        folder = self.root / dataset / f"month={month}"
+    def _monthly_files(self, table: LandingTable, month: str) -> list[DataFile]:
+        folder = table.path(self.root, month)
         paths = sorted(p for p in folder.iterdir() if _is_data_file(p)) if folder.is_dir() else []
         if not paths:
-            raise LandingZoneError(f"{dataset}/month={month}: no .parquet files")
-        return [check_parquet_file(p, self._relative(p), columns) for p in paths]
+            raise LandingZoneError(f"{self._relative(folder)}: no .parquet files")
+        return [check_parquet_file(p, self._relative(p), table.column_kinds) for p in paths]
 
     def subscription_files(self, month: str) -> list[DataFile]:
-        return self._monthly_files("subscriptions", month, SUBSCRIPTION_COLUMNS)
+        return self._monthly_files(LANDING_SUBSCRIPTIONS, month)
 
     def ad_revenue_files(self, month: str) -> list[DataFile]:
-        return self._monthly_files("ad_revenue", month, AD_REVENUE_COLUMNS)
+        return self._monthly_files(LANDING_AD_REVENUE, month)
 
     # Catalog -----------------------------------------------------------------------------------
 
     def catalog_file(self, name: str, columns: dict[str, str]) -> DataFile:
-        path = self.root / "catalog" / f"{name}.parquet"
+        path = self.root / CATALOG_DIR / f"{name}.parquet"
         if not path.is_file():
-            raise LandingZoneError(f"catalog/{name}.parquet: file not found")
+            raise LandingZoneError(f"{CATALOG_DIR}/{name}.parquet: file not found")
         return check_parquet_file(path, self._relative(path), columns)

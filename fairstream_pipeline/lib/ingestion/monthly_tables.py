@@ -2,9 +2,10 @@
 
 The monthly tables and the catalog (the listening events are ``lib.ingestion.plays``'s):
 
-- :func:`ingest_billed_users` checks the month's subscriptions; a broken row is an error.
-- :func:`ingest_ad_revenue` checks the month's free-tier ad revenue; a broken row is an error.
-- :func:`ingest_catalog` loads the catalog's tracks, payees and rights splits.
+- :func:`ingest_monthly_table` checks a month's subscriptions (:data:`BILLED_USERS`) or free-tier
+  ad revenue (:data:`AD_REVENUE`); a broken row is an error.
+- :func:`ingest_catalog` loads the catalog's tracks, payees and rights splits, and
+  :func:`snapshot_payee_directory` the month's payee directory from them.
 
 Each function writes Parquet to the paths it is given and returns counts; it never writes
 anything when it raises.
@@ -12,6 +13,7 @@ anything when it raises.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,38 +108,39 @@ def _first_problems(con: duckdb.DuckDBPyConnection, query: str, describe) -> Non
     raise LandingZoneError(message)
 
 
-# Subscriptions ------------------------------------------------------------------------------
+# The monthly tables: subscriptions and ad revenue -------------------------------------------
+
+PLAN_TIER = "CASE WHEN plan = 'free' THEN 'free' ELSE 'paid' END"
+
 
 @dataclass(frozen=True)
-class BilledUsers:
-    rows: int
-    users_by_tier: dict[str, int]
-    net_cents_by_tier: dict[str, int]
-    files: list[DataFile]
+class MonthlyTable:
+    """A table the landing zone delivers once a month (``<folder>/month=M``): one row per ``key``,
+    each with ``net_cents``, written to the lake asset ``asset``.
+
+    ``problems`` are the ``WHEN ... THEN 'what is wrong'`` branches of a SQL ``CASE`` over a row; the
+    first broken row, or the first key listed twice, fails the month naming its file and row.
+    """
+
+    asset: str
+    folder: str  # also the temp table the rows are loaded into
+    files: Callable[[LandingZone, str], list[DataFile]]
+    files_table: str  # the temp table of its files
+    columns: str  # the contract columns as read, from ``r``
+    key: str
+    problems: str
+    output: str  # the columns written to the lake
+    tier: str  # a row's tier (free or paid), for the totals
 
 
-def ingest_billed_users(
-    con: duckdb.DuckDBPyConnection, zone: LandingZone, month: str, out_file: Path
-) -> BilledUsers:
-    """Validate ``subscriptions/month=M`` and write one row per billed user with its tier."""
-    files = zone.subscription_files(month)
-    _register_files(con, "subscription_files", files)
-    _load(
-        con,
-        "subscriptions",
-        _read(
-            files,
-            "subscription_files",
-            "r.user_id, r.plan, r.country, CAST(r.net_cents AS BIGINT) AS net_cents",
-        ),
-        files,
-        f"subscriptions/month={month}",
-    )
-    _first_problems(
-        con,
-        """
-        SELECT source_file, file_row_number, user_id, problem, count(*) OVER () FROM (
-            SELECT *, CASE
+BILLED_USERS = MonthlyTable(
+    asset="billed_users",
+    folder="subscriptions",
+    files=LandingZone.subscription_files,
+    files_table="subscription_files",
+    columns="r.user_id, r.plan, r.country, CAST(r.net_cents AS BIGINT) AS net_cents",
+    key="user_id",
+    problems="""
                 WHEN user_id IS NULL OR user_id = '' THEN 'user_id is null or empty'
                 WHEN plan IS NULL OR plan = '' THEN 'plan is null or empty'
                 WHEN country IS NULL THEN 'country is null'
@@ -146,40 +149,73 @@ def ingest_billed_users(
                 WHEN net_cents IS NULL THEN 'net_cents is null'
                 WHEN net_cents < 0 THEN 'has negative net_cents ' || net_cents
                 WHEN plan = 'free' AND net_cents <> 0
-                    THEN 'is on the free plan but has net_cents ' || net_cents || ' (expected 0)'
-            END AS problem FROM subscriptions)
+                    THEN 'is on the free plan but has net_cents ' || net_cents || ' (expected 0)'""",
+    output=f"user_id, plan, {PLAN_TIER} AS tier, country, net_cents",
+    tier=PLAN_TIER,
+)
+AD_REVENUE = MonthlyTable(
+    asset="ad_revenue",
+    folder="ad_revenue",
+    files=LandingZone.ad_revenue_files,
+    files_table="ad_revenue_files",
+    columns="r.country, CAST(r.net_cents AS BIGINT) AS net_cents",
+    key="country",
+    problems="""
+                WHEN country IS NULL THEN 'country is null'
+                WHEN NOT regexp_full_match(country, '[A-Z]{2}')
+                    THEN 'is not an ISO 3166-1 alpha-2 code'
+                WHEN net_cents IS NULL THEN 'has a null net_cents'
+                WHEN net_cents < 0 THEN 'has negative net_cents ' || net_cents""",
+    output="country, net_cents",
+    tier="'free'",  # ad revenue pays the free tier
+)
+
+
+@dataclass(frozen=True)
+class MonthlyTableResult:
+    rows: int
+    net_cents: int
+    rows_by_tier: dict[str, int]
+    net_cents_by_tier: dict[str, int]
+    files: list[DataFile]
+
+
+def ingest_monthly_table(
+    con: duckdb.DuckDBPyConnection, zone: LandingZone, month: str, out_file: Path, table: MonthlyTable
+) -> MonthlyTableResult:
+    """Validate ``<folder>/month=M`` and write one row per key to ``out_file``, ordered by key."""
+    files = table.files(zone, month)
+    where = f"{table.folder}/month={month}"
+    _register_files(con, table.files_table, files)
+    _load(con, table.folder, _read(files, table.files_table, table.columns), files, where)
+    _first_problems(
+        con,
+        f"""
+        SELECT source_file, file_row_number, {table.key}, problem, count(*) OVER () FROM (
+            SELECT *, CASE{table.problems}
+            END AS problem FROM {table.folder})
         WHERE problem IS NOT NULL ORDER BY source_file, file_row_number LIMIT 1
         """,
-        lambda r: f"{r[0]} row {r[1]}: "
-        + (f"user_id '{r[2]}' {r[3]}" if r[2] else r[3]),
+        lambda r: f"{r[0]} row {r[1]}: " + (f"{table.key} '{r[2]}' {r[3]}" if r[2] else r[3]),
     )
     _first_problems(
         con,
-        """
-        SELECT user_id, count(*) AS copies,
-               list(source_file ORDER BY source_file, file_row_number),
-               list(file_row_number ORDER BY source_file, file_row_number),
-               count(*) OVER ()
-        FROM subscriptions GROUP BY user_id HAVING count(*) > 1 ORDER BY user_id LIMIT 1
+        f"""
+        SELECT {table.key}, count(*), list(source_file ORDER BY source_file, file_row_number),
+               list(file_row_number ORDER BY source_file, file_row_number), count(*) OVER ()
+        FROM {table.folder} GROUP BY {table.key} HAVING count(*) > 1 ORDER BY {table.key} LIMIT 1
         """,
-        lambda r: _duplicate_message(f"subscriptions/month={month}", "user_id", r[0], r[1], r[2], r[3]),
+        lambda r: _duplicate_message(where, table.key, r[0], r[1], r[2], r[3]),
     )
-    copy_to_parquet(
-        con,
-        """
-        SELECT user_id, plan, CASE WHEN plan = 'free' THEN 'free' ELSE 'paid' END AS tier,
-               country, net_cents
-        FROM subscriptions ORDER BY user_id
-        """,
-        out_file,
-    )
-    by_tier = con.execute(
-        """SELECT CASE WHEN plan = 'free' THEN 'free' ELSE 'paid' END AS tier, count(*), sum(net_cents)
-           FROM subscriptions GROUP BY ALL ORDER BY tier"""
+    copy_to_parquet(con, f"SELECT {table.output} FROM {table.folder} ORDER BY {table.key}", out_file)
+    by_tier = con.execute(  # (HAVING: a constant tier would make an empty table one group)
+        f"""SELECT {table.tier} AS tier, count(*), sum(net_cents) FROM {table.folder}
+            GROUP BY ALL HAVING count(*) > 0 ORDER BY tier"""
     ).fetchall()
-    return BilledUsers(
+    return MonthlyTableResult(
         rows=sum(n for _, n, _ in by_tier),
-        users_by_tier={tier: n for tier, n, _ in by_tier},
+        net_cents=sum(int(cents) for _, _, cents in by_tier),
+        rows_by_tier={tier: n for tier, n, _ in by_tier},
         net_cents_by_tier={tier: int(cents) for tier, _, cents in by_tier},
         files=files,
     )
@@ -193,57 +229,6 @@ def _duplicate_message(
         return f"{sources[0]}: {key_name} '{key}' is listed {copies} times (rows {where})"
     where = ", ".join(f"{s.rsplit('/', 1)[-1]} row {r}" for s, r in zip(sources, rows))
     return f"{folder}: {key_name} '{key}' is listed {copies} times ({where})"
-
-
-# Ad revenue ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class AdRevenue:
-    countries: int
-    net_cents: int
-    files: list[DataFile]
-
-
-def ingest_ad_revenue(
-    con: duckdb.DuckDBPyConnection, zone: LandingZone, month: str, out_file: Path
-) -> AdRevenue:
-    """Validate ``ad_revenue/month=M`` and write one row per country."""
-    files = zone.ad_revenue_files(month)
-    _register_files(con, "ad_revenue_files", files)
-    _load(
-        con,
-        "ad_revenue",
-        _read(files, "ad_revenue_files", "r.country, CAST(r.net_cents AS BIGINT) AS net_cents"),
-        files,
-        f"ad_revenue/month={month}",
-    )
-    _first_problems(
-        con,
-        """
-        SELECT source_file, file_row_number, country, problem, count(*) OVER () FROM (
-            SELECT *, CASE
-                WHEN country IS NULL THEN 'country is null'
-                WHEN NOT regexp_full_match(country, '[A-Z]{2}')
-                    THEN 'is not an ISO 3166-1 alpha-2 code'
-                WHEN net_cents IS NULL THEN 'has a null net_cents'
-                WHEN net_cents < 0 THEN 'has negative net_cents ' || net_cents
-            END AS problem FROM ad_revenue)
-        WHERE problem IS NOT NULL ORDER BY source_file, file_row_number LIMIT 1
-        """,
-        lambda r: f"{r[0]} row {r[1]}: " + (f"country '{r[2]}' {r[3]}" if r[2] else r[3]),
-    )
-    _first_problems(
-        con,
-        """
-        SELECT country, count(*), list(source_file ORDER BY source_file, file_row_number),
-               list(file_row_number ORDER BY source_file, file_row_number), count(*) OVER ()
-        FROM ad_revenue GROUP BY country HAVING count(*) > 1 ORDER BY country LIMIT 1
-        """,
-        lambda r: _duplicate_message(f"ad_revenue/month={month}", "country", r[0], r[1], r[2], r[3]),
-    )
-    copy_to_parquet(con, "SELECT country, net_cents FROM ad_revenue ORDER BY country", out_file)
-    countries, cents = con.execute("SELECT count(*), coalesce(sum(net_cents), 0) FROM ad_revenue").fetchall()[0]
-    return AdRevenue(countries=countries, net_cents=int(cents), files=files)
 
 
 # Catalog ------------------------------------------------------------------------------------
@@ -308,3 +293,10 @@ def ingest_catalog(con: duckdb.DuckDBPyConnection, zone: LandingZone) -> Catalog
         payees=counts["catalog_payees"],
         files=[data_file for data_file, _, _ in sources.values()],
     )
+
+
+def snapshot_payee_directory(con: duckdb.DuckDBPyConnection) -> None:
+    """``payee_directory`` (``payee_id``, ``name``, ``email``): the loaded ``catalog_payees``, by id."""
+    con.execute(
+        "CREATE TEMP TABLE payee_directory AS SELECT payee_id, name, email FROM catalog_payees ORDER BY payee_id"
+    ).fetchall()

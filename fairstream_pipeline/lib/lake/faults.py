@@ -9,7 +9,8 @@ creates that file and waits (at most ``PAUSE_LIMIT_SECONDS``) until the test del
 test can break something (stop a database) while the run is known to be inside a step. It holds
 once: it then leaves ``<file>.released`` behind, and a re-run passes the point.
 
-Unset (always, outside the fault tests) a fault point costs one environment lookup.
+Both are read from ``fairstream_pipeline.settings`` each time a point is reached; unset (always,
+outside the fault tests) a point does nothing else.
 """
 
 from __future__ import annotations
@@ -19,16 +20,17 @@ import signal
 import time
 from pathlib import Path
 
-FAULT_POINT = "FAIRSTREAM_FAULT_POINT"
-FAULT_PAUSE_FILE = "FAIRSTREAM_FAULT_PAUSE_FILE"
+from fairstream_pipeline.settings import get_settings
+
 PAUSE_LIMIT_SECONDS = 600
 
 
 def fault_point(name: str) -> None:
     """Die here with SIGKILL when ``FAIRSTREAM_FAULT_POINT`` is ``name`` (or pause, see the module)."""
-    if os.environ.get(FAULT_POINT) != name:
+    settings = get_settings()
+    if settings.fault_point != name:
         return
-    pause_file = os.environ.get(FAULT_PAUSE_FILE)
+    pause_file = settings.fault_pause_file
     if not pause_file:
         os.kill(os.getpid(), signal.SIGKILL)
         return

@@ -1,16 +1,43 @@
-"""Move DuckDB tables in and out of the lake, keeping pico-cent columns exact."""
+"""Move DuckDB tables in and out of the lake, keeping pico-cent columns exact.
+
+Pico-cents are ``HUGEINT`` in DuckDB, which DuckDB would write to Parquet as a DOUBLE: the lake
+stores them as ``DECIMAL(38,0)`` (:data:`PICO_COLUMNS`, :func:`lake_columns`) and reads them back
+as ``HUGEINT`` (:func:`lake_view`).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet, sql_string
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.payouts.engine import lake_columns, lake_view
 
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
+PICO_DECIMAL = "DECIMAL(38,0)"
+# The pico-cent columns of each table the payout engine writes (the others have none).
+PICO_COLUMNS = {
+    "segment_pools": ("pool_pico", "residual_pico", "uc_unallocated_pico", "pr_unallocated_pico"),
+    "user_streams": ("contribution_pico",),
+    "track_earnings": ("uc_pico", "pr_pico"),
+    "track_shares": ("direct_pico",),
+}
+
+
+def lake_columns(table: str) -> str:
+    """The ``SELECT`` list that writes ``table`` to Parquet without losing a pico-cent."""
+    pico = PICO_COLUMNS.get(table, ())
+    if not pico:
+        return "*"
+    return f"* REPLACE ({', '.join(f'CAST({c} AS {PICO_DECIMAL}) AS {c}' for c in pico)})"
+
+
+def lake_view(table: str) -> str:
+    """The ``SELECT`` list that reads ``table`` back from Parquet with pico-cents as ``HUGEINT``."""
+    return lake_columns(table).replace(PICO_DECIMAL, "HUGEINT")
 
 
 def attach_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: str, views: dict[str, str]) -> None:
@@ -22,6 +49,15 @@ def attach_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: str, views: 
         ).fetchall()
 
 
+def write_table(con: duckdb.DuckDBPyConnection, table: str, path: str | Path) -> int:
+    """Write ``table`` to the Parquet file ``path``; return its row count."""
+    # ORDER BY ALL: the same rows give the same bytes, whatever order parallel work made them in.
+    con.execute(
+        f"COPY (SELECT {lake_columns(table)} FROM {table} ORDER BY ALL) TO {sql_string(path)} ({PARQUET_OPTIONS})"
+    ).fetchall()
+    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+
+
 def publish_month(
     con: duckdb.DuckDBPyConnection, lake: Lake, month: str, tables: list[str], manifest: dict[str, Any]
 ) -> dict[str, int]:
@@ -29,11 +65,25 @@ def publish_month(
     rows = {}
     with lake.write_partitions([(table, month) for table in tables]) as writers:
         for table, writer in zip(tables, writers):
-            # ORDER BY ALL: the same rows give the same bytes, whatever order parallel work made them in.
-            con.execute(
-                f"COPY (SELECT {lake_columns(table)} FROM {table} ORDER BY ALL) "
-                f"TO {sql_string(writer.file())} ({PARQUET_OPTIONS})"
-            ).fetchall()
-            rows[table] = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+            rows[table] = write_table(con, table, writer.file())
             writer.manifest.update(rows=rows[table], **manifest)
     return rows
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The first rows of a query, with its column names: what a preview in the UI shows."""
+
+    columns: list[str]
+    rows: list[tuple]
+
+
+def first_rows(con: duckdb.DuckDBPyConnection, query: str, limit: int = 10) -> Rows:
+    """The first ``limit`` rows of ``query``."""
+    relation = con.sql(f"SELECT * FROM ({query}) LIMIT {int(limit)}")
+    return Rows(relation.columns, relation.fetchall())
+
+
+def file_rows(con: duckdb.DuckDBPyConnection, path: str | Path, limit: int = 10) -> Rows:
+    """The first ``limit`` rows of the Parquet file ``path`` (a table just written, say)."""
+    return first_rows(con, f"SELECT * FROM {read_parquet(path)}", limit)

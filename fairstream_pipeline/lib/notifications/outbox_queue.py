@@ -21,32 +21,24 @@ Every function runs on the caller's cursor and never commits: the caller owns th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Iterable, Sequence
+
+from fairstream_pipeline.lib.notifications.message import Message
 
 OPEN_STATUSES = ("pending", "retry", "sending")  # a month with such rows has not ended yet
 
 
 @dataclass(frozen=True)
-class OutboxMessage:
-    """One claimed row: what to send, and how many attempts it has used (this one included)."""
+class OutboxMessage(Message):
+    """One claimed row: the message, its row id, and the attempts it has used (this one included)."""
 
     id: int
-    month: str
-    payee_id: str
-    kind: str
-    recipient: str
-    subject: str
-    body_text: str
-    body_html: str
-    attachment_name: str
-    attachment_csv: str
-    message_id: str
     attempts: int
 
 
-_MESSAGE_COLUMNS = ", ".join(f"o.{name}" for name in OutboxMessage.__dataclass_fields__)
+_MESSAGE_COLUMNS = ", ".join(f"o.{f.name}" for f in fields(OutboxMessage))
 
 
 def database_now(cursor) -> datetime:
@@ -74,12 +66,12 @@ def claim_batch(cursor, limit: int, worker: str, due: datetime | None = None) ->
         SET status = 'sending', claimed_at = now(), claimed_by = %(worker)s,
             attempts = o.attempts + 1, updated_at = now()
         FROM picked WHERE o.id = picked.id
-        RETURNING {_MESSAGE_COLUMNS}, o.next_attempt_at
+        RETURNING o.next_attempt_at, {_MESSAGE_COLUMNS}
         """,
         {"due": due, "limit": limit, "worker": worker},
     )
-    rows = sorted(cursor.fetchall(), key=lambda row: (row[-1], row[0]))
-    return [OutboxMessage(*row[:-1]) for row in rows]
+    claimed = sorted(((row[0], OutboxMessage(*row[1:])) for row in cursor.fetchall()), key=lambda c: (c[0], c[1].id))
+    return [message for _, message in claimed]
 
 
 def renew_claims(cursor, worker: str) -> set[int]:

@@ -1,19 +1,26 @@
-"""The monthly statement email: subject, text and HTML bodies, the CSV of lines, a stable Message-ID."""
+"""The monthly statement email: subject, text and HTML bodies (Jinja2 templates in ``templates/``),
+the CSV of lines, a stable Message-ID."""
 
 from __future__ import annotations
 
 import calendar
 import csv
-from pathlib import Path
+import functools
 import hashlib
 import html
 import io
 from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import markupsafe
 
 from fairstream_pipeline.lib.months import parse_month
+from fairstream_pipeline.lib.notifications.message import Message
 from fairstream_pipeline.lib.payouts.report import cents
 
 STATEMENT_KIND = "monthly_statement"
+TEMPLATES = Path(__file__).parent / "templates"  # statement.txt.j2, statement.html.j2
 
 
 @dataclass(frozen=True)
@@ -30,30 +37,6 @@ class Statement:
     lines: tuple[tuple[str, str, int, int], ...]  # (country, tier, uc_cents, pr_cents)
     adjustment_cents: int = 0
     adjustments: tuple[tuple[str, int], ...] = ()  # (source_month, cents): restated closed months
-
-
-@dataclass(frozen=True)
-class Message:
-    month: str
-    payee_id: str
-    kind: str
-    recipient: str | None  # None: the payee has no email address (status no_address)
-    subject: str
-    body_text: str
-    body_html: str
-    attachment_name: str
-    attachment_csv: str
-    message_id: str
-
-    @property
-    def status(self) -> str:
-        return "pending" if self.recipient else "no_address"
-
-    def as_row(self) -> tuple:
-        return (
-            self.month, self.payee_id, self.kind, self.recipient, self.subject, self.body_text,
-            self.body_html, self.attachment_name, self.attachment_csv, self.message_id, self.status,
-        )
 
 
 def message_id(month: str, payee_id: str, kind: str, domain: str) -> str:
@@ -73,7 +56,8 @@ def adjustment_reason(source_month: str) -> str:
 
 
 def render_statement(statement: Statement, threshold_cents: int, domain: str) -> Message:
-    """The email for one payee's statement: amounts in EUR from integer cents, never floats."""
+    """The email for one payee's statement (bodies from the templates): amounts in EUR from integer
+    cents, formatted in Python (the templates' ``money`` filter), never floats."""
     s = statement
     title = month_title(s.month)
     if s.paid_cents:
@@ -88,58 +72,42 @@ def render_statement(statement: Statement, threshold_cents: int, domain: str) ->
             f"Not paid this month: your balance is below the {cents(threshold_cents)} EUR payout "
             "threshold and carries over to next month."
         )
-    rows = [
-        ("Earned this month (user-centric)", s.earned_cents),
-        ("Pro-rata would have paid", s.pro_rata_cents),
-        ("Opening balance", s.opening_balance_cents),
-        *([("Adjustments for earlier months", s.adjustment_cents)] if s.adjustments else []),
-        ("Paid this month", s.paid_cents),
-        ("Closing balance", s.closing_balance_cents),
-    ]
-    adjustment_lines = [
-        f"  {month_title(source)} ({adjustment_reason(source)}): {cents(amount)} EUR" for source, amount in s.adjustments
-    ]
-    greeting = f"Hello {s.name}," if s.name else "Hello,"
-    text = "\n".join(
-        [
-            greeting,
-            "",
-            f"Here is your FairStream royalty statement for {title} (payee {s.payee_id}).",
-            "",
-            *[f"{label + ':':<34}{cents(amount):>14} EUR" for label, amount in rows],
-            "",
-            *(["Adjustments posted this month:", *adjustment_lines, ""] if adjustment_lines else []),
-            payment,
-            "",
-            "FairStream pays user-centrically: each subscriber's money goes only to what they listened",
-            "to. The pro-rata figure shows what a pool shared by stream count would have paid you.",
-            f"The attached CSV lists your earnings by country and tier ({len(s.lines)} lines)"
-            + (f" and the {len(s.adjustments)} adjustment(s)." if s.adjustments else "."),
-            "",
-        ]
+    context = {
+        "greeting": f"Hello {s.name}," if s.name else "Hello,",
+        "title": title,
+        "payee_id": s.payee_id,
+        "rows": [
+            ("Earned this month (user-centric)", s.earned_cents),
+            ("Pro-rata would have paid", s.pro_rata_cents),
+            ("Opening balance", s.opening_balance_cents),
+            *([("Adjustments for earlier months", s.adjustment_cents)] if s.adjustments else []),
+            ("Paid this month", s.paid_cents),
+            ("Closing balance", s.closing_balance_cents),
+        ],
+        "adjustments": [
+            {"title": month_title(source), "reason": adjustment_reason(source), "cents": amount}
+            for source, amount in s.adjustments
+        ],
+        "payment": payment,
+        "line_count": len(s.lines),
+    }
+    text_template, html_template = _templates()
+    return Message(
+        month=s.month,
+        payee_id=s.payee_id,
+        kind=STATEMENT_KIND,
+        recipient=(s.email or "").strip() or None,
+        subject=f"Your FairStream statement for {title}",
+        body_text=text_template.render(context),
+        body_html=html_template.render(context),
+        attachment_name=f"fairstream-statement-{s.month}-{_safe(s.payee_id)}.csv",
+        attachment_csv=_statement_csv(s),
+        message_id=message_id(s.month, s.payee_id, STATEMENT_KIND, domain),
     )
-    table = "".join(
-        f"<tr><td>{html.escape(label)}</td><td style=\"text-align:right\">{cents(amount)} EUR</td></tr>"
-        for label, amount in rows
-    )
-    body_html = (
-        "<html><body>"
-        f"<p>{html.escape(greeting)}</p>"
-        f"<p>Here is your FairStream royalty statement for {html.escape(title)} "
-        f"(payee {html.escape(s.payee_id)}).</p>"
-        f"<table>{table}</table>"
-        + (
-            "<p>Adjustments posted this month:</p><ul>"
-            + "".join(f"<li>{html.escape(line.strip())}</li>" for line in adjustment_lines)
-            + "</ul>"
-            if adjustment_lines
-            else ""
-        )
-        + f"<p><strong>{html.escape(payment)}</strong></p>"
-        "<p>FairStream pays user-centrically: each subscriber's money goes only to what they "
-        "listened to. The pro-rata figure shows what a pool shared by stream count would have paid you.</p>"
-        "</body></html>"
-    )
+
+
+def _statement_csv(s: Statement) -> str:
+    """The attachment: the statement's earned lines, then its adjustments."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["month", "payee_id", "line", "source_month", "country", "tier", "uc_cents", "pr_cents", "reason"])
@@ -148,18 +116,33 @@ def render_statement(statement: Statement, threshold_cents: int, domain: str) ->
         (s.month, s.payee_id, "adjustment", source, "", "", amount, "", adjustment_reason(source))
         for source, amount in s.adjustments
     )
-    return Message(
-        month=s.month,
-        payee_id=s.payee_id,
-        kind=STATEMENT_KIND,
-        recipient=(s.email or "").strip() or None,
-        subject=f"Your FairStream statement for {title}",
-        body_text=text,
-        body_html=body_html,
-        attachment_name=f"fairstream-statement-{s.month}-{_safe(s.payee_id)}.csv",
-        attachment_csv=buffer.getvalue(),
-        message_id=message_id(s.month, s.payee_id, STATEMENT_KIND, domain),
+    return buffer.getvalue()
+
+
+@jinja2.pass_eval_context
+def _escape_like_html_module(eval_ctx, value):
+    """Autoescape with ``html.escape`` (``&quot;``, ``&#x27;``), as the bodies always were, not
+    MarkupSafe's ``&#34;``/``&#39;``: the same bytes for every name."""
+    if eval_ctx.autoescape and not hasattr(value, "__html__"):
+        return markupsafe.Markup(html.escape(str(value)))
+    return value
+
+
+@functools.cache
+def _templates() -> tuple[jinja2.Template, jinja2.Template]:
+    """The text and HTML templates, loaded once (HTML autoescaped, undefined names are errors)."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html.j2"]),
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        finalize=_escape_like_html_module,
+        auto_reload=False,
     )
+    environment.filters["money"] = cents
+    return environment.get_template("statement.txt.j2"), environment.get_template("statement.html.j2")
 
 
 def _safe(payee_id: str) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from fairstream_pipeline.lib.payouts.rules import PICO_PER_CENT, PPM, SPECIAL_PAYEES
+from fairstream_pipeline.lib.payouts.rules import PICO_PER_CENT, PPM, SPECIAL_PAYEES, SUSPENSE
 
 
 @dataclass(frozen=True)
@@ -185,4 +185,24 @@ def suspense_tracks(con: duckdb.DuckDBPyConnection, limit: int = 10) -> list[tup
         GROUP BY e.track_id, v.problem
         ORDER BY sum(e.uc_pico) DESC, e.track_id LIMIT {int(limit)}
         """,
+    )
+
+
+def suspense_cents(con: duckdb.DuckDBPyConnection) -> int:
+    """The month's user-centric cents in ``__suspense__`` (from ``payee_earnings``)."""
+    return _rows(
+        con, f"SELECT coalesce(sum(uc_cents), 0)::BIGINT FROM payee_earnings WHERE payee_id = '{SUSPENSE}'"
+    )[0][0]
+
+
+def payees_without_email(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """The payees named in ``track_splits`` whom ``payee_directory`` gives no email address, by id:
+    ``(payee_id, 'not in payees.parquet')`` or ``(payee_id, 'no email')`` (empty or blank)."""
+    return _rows(
+        con,
+        """SELECT s.payee_id, CASE WHEN d.payee_id IS NULL THEN 'not in payees.parquet' ELSE 'no email' END
+           FROM (SELECT DISTINCT payee_id FROM track_splits WHERE payee_id IS NOT NULL) s
+           LEFT JOIN payee_directory d USING (payee_id)
+           WHERE d.payee_id IS NULL OR d.email IS NULL OR trim(d.email) = ''
+           ORDER BY s.payee_id""",
     )

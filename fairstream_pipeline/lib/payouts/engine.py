@@ -22,7 +22,8 @@ Money is integer pico-cents (10^-12 cent) in ``HUGEINT`` until it is rounded to 
 per segment and payee. Every division is ``//`` on non-negative integers, i.e. it truncates. No
 value ever passes through a float: DuckDB turns ``/`` on integers or DECIMALs into a DOUBLE, so
 ``/`` does not appear in this module. Pico-cent columns are written to Parquet as
-``DECIMAL(38,0)``, because DuckDB writes ``HUGEINT`` to Parquet as a DOUBLE.
+``DECIMAL(38,0)``, because DuckDB writes ``HUGEINT`` to Parquet as a DOUBLE (``lib.lake.tables``
+holds which columns are pico-cents).
 
 **Shards.** Rules 1-4 are per user: a play counts or not by its user's caps, a user is flagged by
 their own days, and a paid user's contribution is floor-divided over their own tracks. So the users
@@ -38,8 +39,6 @@ import duckdb
 
 from fairstream_pipeline.lib.lake.faults import fault_point
 from fairstream_pipeline.lib.payouts.rules import PICO_PER_CENT, PPM, SPECIAL_PAYEES, SUSPENSE, UNALLOCATED, PayoutRules
-
-PICO_DECIMAL = "DECIMAL(38,0)"
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -347,20 +346,3 @@ def roll_statements(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
         """,
     )
 
-
-def lake_columns(table: str) -> str:
-    """The ``SELECT`` list that writes ``table`` to Parquet without losing a pico-cent."""
-    pico = {
-        "segment_pools": ("pool_pico", "residual_pico", "uc_unallocated_pico", "pr_unallocated_pico"),
-        "user_streams": ("contribution_pico",),
-        "track_earnings": ("uc_pico", "pr_pico"),
-        "track_shares": ("direct_pico",),
-    }.get(table, ())
-    if not pico:
-        return "*"
-    return f"* REPLACE ({', '.join(f'CAST({c} AS {PICO_DECIMAL}) AS {c}' for c in pico)})"
-
-
-def lake_view(table: str) -> str:
-    """The ``SELECT`` list that reads ``table`` back from Parquet with pico-cents as ``HUGEINT``."""
-    return lake_columns(table).replace(PICO_DECIMAL, "HUGEINT")

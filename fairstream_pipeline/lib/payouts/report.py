@@ -8,7 +8,8 @@ import duckdb
 
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.payouts.rules import SPECIAL_PAYEES
+from fairstream_pipeline.lib.lake.tables import Rows, first_rows
+from fairstream_pipeline.lib.payouts.rules import PICO_PER_CENT, SPECIAL_PAYEES
 
 
 def percent(part: int, whole: int) -> str:
@@ -248,3 +249,65 @@ def attach_payee_names(con: duckdb.DuckDBPyConnection, lake: Lake, month: str, v
     )
     con.execute(f"CREATE OR REPLACE VIEW {view} AS {source}").fetchall()
     return view
+
+
+# The catalog snapshot, the counted streams and the segments, as the UI shows them ---------------
+
+
+def tracks_by_verdict(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
+    """Tracks of ``track_splits`` per verdict (``valid``, or why not), most tracks first."""
+    return con.execute(
+        """SELECT coalesce(problem, 'valid'), count(DISTINCT track_id) FROM track_splits
+           GROUP BY ALL ORDER BY 2 DESC, 1"""
+    ).fetchall()
+
+
+def invalid_tracks(con: duckdb.DuckDBPyConnection, limit: int = 20) -> Rows:
+    """The first tracks of ``track_splits`` whose splits are invalid, by id: track_id, problem, and
+    their split rows' payees and shares."""
+    return first_rows(
+        con,
+        "SELECT track_id, problem, list(payee_id) AS payees, list(share_ppm) AS shares "
+        "FROM track_splits WHERE NOT valid GROUP BY track_id, problem ORDER BY track_id",
+        limit,
+    )
+
+
+def directory_without_email(con: duckdb.DuckDBPyConnection) -> int:
+    """How many payees of ``payee_directory`` have no email address (null or empty)."""
+    return con.execute("SELECT count(*) FROM payee_directory WHERE email IS NULL OR email = ''").fetchall()[0][0]
+
+
+@dataclass(frozen=True)
+class StreamTotals:
+    """The users of ``user_streams`` and their counted streams."""
+
+    users: int
+    counted_streams: int
+    streaming_users: int  # with at least one counted stream
+    flagged_users: int
+
+
+def stream_totals(con: duckdb.DuckDBPyConnection) -> StreamTotals:
+    """Totals of ``user_streams`` (a shard's, or the month's)."""
+    return StreamTotals(
+        *con.execute(
+            """SELECT count(*), coalesce(sum(streams), 0)::BIGINT, count(*) FILTER (WHERE streams > 0),
+                      count(*) FILTER (WHERE flagged) FROM user_streams"""
+        ).fetchall()[0]
+    )
+
+
+def flagged_users_preview(con: duckdb.DuckDBPyConnection, limit: int = 20) -> Rows:
+    """The first rows of ``flagged_users``, the busiest worst day first."""
+    return first_rows(con, "SELECT * FROM flagged_users ORDER BY worst_day_streams DESC", limit)
+
+
+def segment_summary(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int, int, int, int, int]]:
+    """Each segment of ``segment_pools`` by country and tier: (country, tier, users, counted
+    streams, target cents, residual cents, user-centric unallocated cents), pico-cents floored."""
+    return con.execute(
+        f"""SELECT country, tier, users, counted_streams, target_cents,
+                   (residual_pico // {PICO_PER_CENT})::BIGINT, (uc_unallocated_pico // {PICO_PER_CENT})::BIGINT
+            FROM segment_pools ORDER BY country, tier"""
+    ).fetchall()

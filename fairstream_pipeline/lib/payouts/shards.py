@@ -19,9 +19,8 @@ from pathlib import Path
 
 import duckdb
 
-from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet, sql_string
-from fairstream_pipeline.lib.lake.tables import PARQUET_OPTIONS
-from fairstream_pipeline.lib.payouts.engine import lake_columns, lake_view
+from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.lake.tables import lake_view, write_table
 from fairstream_pipeline.lib.lake.scratch import RunScratch
 
 SHARD_TABLES = ("user_streams", "flagged_users", "track_shares")
@@ -43,11 +42,7 @@ class ShardStore(RunScratch):
         folder = self.part_dir(f"bucket={bucket}", fresh=True)
         rows = {}
         for table in SHARD_TABLES:
-            con.execute(
-                f"COPY (SELECT {lake_columns(table)} FROM {table} ORDER BY ALL) "
-                f"TO {sql_string(str(folder / f'{table}.parquet'))} ({PARQUET_OPTIONS})"
-            ).fetchall()
-            rows[table] = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+            rows[table] = write_table(con, table, folder / f"{table}.parquet")
         (folder / SHARD_RECORD).write_text(json.dumps({"bucket": bucket, "buckets": buckets, "rows": rows}))
         return folder, rows
 

@@ -1,0 +1,81 @@
+"""A closed month's statements as rows: for the statement emails, the app database and the outbox.
+
+The queries read the views the notification assets attach over the closed month:
+``payee_statements``, ``payee_adjustments``, ``closed_earnings`` (``payee_earnings`` as closed, in
+``period_close``) and ``payee_directory``.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
+from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.payouts.rules import RULES_VERSION, SPECIAL_PAYEES
+
+
+def statement_rows(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """The month's statements of real payees, by payee: id, name, email, the five amounts (opening
+    balance, earned, pro-rata, paid, closing balance), the lines ``(country, tier, uc_cents,
+    pr_cents)``, the adjustment and its lines ``(source_month, cents)``."""
+    special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
+    return con.execute(
+        f"""
+        WITH lines AS (
+            SELECT payee_id, list((country, tier, uc_cents, pr_cents) ORDER BY country, tier) AS lines
+            FROM closed_earnings GROUP BY payee_id
+        ),
+        adjustments AS (
+            SELECT payee_id, list((source_month, cents) ORDER BY source_month) AS adjustments
+            FROM payee_adjustments GROUP BY payee_id
+        )
+        SELECT s.payee_id, d.name, d.email, s.opening_balance_cents, s.earned_cents, s.pro_rata_cents,
+               s.paid_cents, s.closing_balance_cents, coalesce(l.lines, []), s.adjustment_cents,
+               coalesce(a.adjustments, [])
+        FROM payee_statements s
+        LEFT JOIN payee_directory d USING (payee_id)
+        LEFT JOIN lines l USING (payee_id)
+        LEFT JOIN adjustments a USING (payee_id)
+        WHERE s.payee_id NOT IN ({special})
+        ORDER BY s.payee_id
+        """
+    ).fetchall()
+
+
+def published_statement_rows(
+    con: duckdb.DuckDBPyConnection, month: str, closed_at: str, statements_hash: str
+) -> list[tuple]:
+    """Every statement of the month as the app database stores it, by payee: month, id, name,
+    email, opening, earned, adjustment, pro-rata, paid, closing, the rules version, when the month
+    closed and the hash of its statements."""
+    return con.execute(
+        f"""SELECT '{month}', s.payee_id, d.name, d.email, s.opening_balance_cents, s.earned_cents,
+                   s.adjustment_cents, s.pro_rata_cents, s.paid_cents, s.closing_balance_cents,
+                   '{RULES_VERSION}', ?::TIMESTAMPTZ, ?
+            FROM payee_statements s LEFT JOIN payee_directory d USING (payee_id) ORDER BY s.payee_id""",
+        [closed_at, statements_hash],
+    ).fetchall()
+
+
+def published_line_rows(con: duckdb.DuckDBPyConnection, month: str) -> list[tuple]:
+    """The statement lines as closed, of the payees with a statement: month, payee, country, tier,
+    uc_cents, pr_cents, by payee, country and tier."""
+    return con.execute(
+        f"""SELECT '{month}', e.payee_id, country, tier, uc_cents, pr_cents
+            FROM closed_earnings e SEMI JOIN payee_statements s USING (payee_id)
+            ORDER BY e.payee_id, country, tier"""
+    ).fetchall()
+
+
+def adjustment_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int]]:
+    """The month's adjustments ``(payee_id, source_month, cents)``, by payee and source month."""
+    return con.execute(
+        "SELECT payee_id, source_month, cents FROM payee_adjustments ORDER BY payee_id, source_month"
+    ).fetchall()
+
+
+def rendered_messages(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> list[tuple]:
+    """The month's rendered statement emails (``statement_notifications``), every column, by payee."""
+    return con.execute(
+        f"SELECT * FROM {read_parquet(lake.parquet_glob('statement_notifications', month))} ORDER BY payee_id"
+    ).fetchall()

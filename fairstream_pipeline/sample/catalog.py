@@ -1,0 +1,241 @@
+"""The catalog: tracks, payees and rights splits (some broken on purpose), durations and popularity."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fairstream_pipeline.lib.ingestion.landing_zone import (
+    LANDING_PAYEES,
+    LANDING_RIGHTS_SPLITS,
+    LANDING_TRACKS,
+)
+from fairstream_pipeline.sample import draws
+
+TRACK_ZIPF_EXPONENT = 1.05
+# Taste follows listening intensity (docs/sample-data.md, "Taste follows intensity").
+NICHE_SHARE_HEAVIEST = 0.0  # share of niche plays of the heaviest listener (activity quantile 0)
+NICHE_SHARE_LIGHTEST = 0.6  # ... of the lightest listener (quantile 1); linear in between
+NICHE_FROM_RANK_SHARE = 0.10  # niche = popularity ranks past the top 10 % of the catalogue
+FAN_TRACKS = 8  # a listener's favourite niche tracks: this many consecutive niche ranks
+
+FEATURED_RATE = 0.20
+SIGNED_ARTIST_RATE = 0.80
+NULL_EMAIL_RATE = 0.01
+BROKEN_SPLIT_RATE = 0.005
+NO_SPLIT_RATE = 0.002
+
+_FIRST = (
+    "Ada Alba Alex Amara Anouk Bruno Camille Chiara Dario Elif Elsa Emil Ezra Farah Felix Greta "
+    "Hugo Ines Ivo Jonas Julia Kai Lars Lea Leon Lina Luca Maya Milan Nadia Nils Noa Omar Paula "
+    "Rafael Rosa Sami Sofia Tiago Vera Yara Zoe"
+).split()
+_LAST = (
+    "Almeida Bauer Berg Blanc Costa Dahl Duarte Eriksson Fabre Ferrari Fischer Garcia Greco Hansen "
+    "Jansen Klein Lambert Lindqvist Lopez Marino Martin Moreau Muller Navarro Nilsson Novak Oliveira "
+    "Petit Ramos Ricci Roux Santos Schmidt Silva Smit Torres Vidal Visser Weber Wolf"
+).split()
+_ADJ = (
+    "Amber Blue Broken Bright Silent Golden Electric Velvet Wild Hidden Distant Paper Neon Quiet "
+    "Crimson Hollow Endless Lunar Northern Restless Secret Slow Solar Static Sweet Wandering "
+    "Young Frozen Burning Gentle Lost Midnight Open Rising Salt Silver Summer Winter Liquid Free"
+).split()
+_NOUN = (
+    "Echo River Light Heart Dream Ocean Signal Garden Mirror Storm Shadow Fire Window Horizon "
+    "Letter Machine Island Season Harbor Engine Planet Forest Canyon Meadow Comet Lantern "
+    "Station Tide Wave Bridge City Flower Runner Sparrow Voice Thunder Valley Orbit Diamond Road"
+).split()
+_TITLE_SUFFIX = ("", " (Live)", " (Acoustic)", " (Remix)", " - Radio Edit")
+_TITLE_SUFFIX_WEIGHTS = (0.88, 0.03, 0.03, 0.04, 0.02)
+_LABEL_SUFFIX = ("Records", "Music", "Recordings", "Sound", "Audio")
+_PUBLISHER_SUFFIX = ("Publishing", "Songs", "Editions", "Music Publishing")
+
+
+def zipf_rank(u: np.ndarray, n: int, s: float) -> np.ndarray:
+    """Inverse CDF of a bounded continuous power law on [1, n+1), floored: ranks 0 .. n-1."""
+    c = 1.0 - s
+    r = (1.0 - u * (1.0 - (n + 1.0) ** c)) ** (1.0 / c)
+    return np.minimum(r.astype(np.int64) - 1, n - 1).clip(0)
+
+
+
+@dataclass
+class Catalog:
+    """The catalog's three tables, plus what plays need: ids, durations and popularity."""
+
+    n_tracks: int
+    n_uncataloged: int
+    track_ids: pa.Array  # catalog ids, then uncataloged ids
+    durations_ms: np.ndarray  # same indexing as track_ids
+    rank_to_track: np.ndarray  # popularity rank -> catalog track index
+    tracks: pa.Table
+    splits: pa.Table
+    payees: pa.Table
+    n_payees: int
+    payees_without_email: int
+    broken_split_track_ids: tuple[str, ...]
+    tracks_without_splits: tuple[str, ...]
+
+    @classmethod
+    def build(cls, seed: int, n_tracks: int) -> Catalog:
+        """The catalog of ``n_tracks`` tracks (stream ``(seed, tracks)`` only: the same every month)."""
+        rng = draws.rng(seed, draws.STREAM_CATALOG)
+        T = n_tracks
+        A = max(2, T // 4)
+        L = min(40, max(5, T // 2000))
+        PB = min(30, max(3, T // 5000))
+        W = max(5, T // 3)
+        X = max(5, T // 100)
+
+        # ---- payees (sorted by payee_id: artist-, label-, publisher-, writer-)
+        artist_ids = draws.ids("artist-", 1, A, max(5, len(str(A))))
+        label_ids = draws.ids("label-", 1, L, 3)
+        publisher_ids = draws.ids("publisher-", 1, PB, 3)
+        writer_ids = draws.ids("writer-", 1, W, max(4, len(str(W))))
+        is_band = rng.random(A) < 0.35
+        person = draws.join(draws.pick(rng, _FIRST, A), " ", draws.pick(rng, _LAST, A))
+        band = draws.join("The ", draws.pick(rng, _ADJ, A), " ", draws.pick(rng, _NOUN, A), "s")
+        artist_names = pc.if_else(pa.array(is_band), band, person)
+        label_names = draws.join(draws.pick(rng, _NOUN, L), " ", draws.pick(rng, _LABEL_SUFFIX, L))
+        publisher_names = draws.join(draws.pick(rng, _LAST, PB), " ", draws.pick(rng, _PUBLISHER_SUFFIX, PB))
+        writer_names = draws.join(draws.pick(rng, _FIRST, W), " ", draws.pick(rng, _LAST, W))
+        payee_ids = pa.concat_arrays([artist_ids, label_ids, publisher_ids, writer_ids])
+        payee_names = pa.concat_arrays([artist_names, label_names, publisher_names, writer_names])
+        n_payees = len(payee_ids)
+        n_no_email = max(1, round(NULL_EMAIL_RATE * n_payees))
+        no_email = np.zeros(n_payees, dtype=bool)
+        no_email[rng.choice(n_payees, n_no_email, replace=False)] = True
+        emails = draws.join(payee_ids, "@payees.fairstream.example")
+        emails = pc.if_else(pa.array(no_email), pa.scalar(None, pa.string()), emails)
+        payees = pa.table([payee_ids, payee_names, emails], schema=LANDING_PAYEES.arrow_schema)
+        base_label, base_pub, base_writer = A, A + L, A + L + PB
+
+        # ---- tracks
+        artist_of_track = np.empty(T, dtype=np.int64)
+        artist_of_track[:A] = rng.permutation(A)  # every artist has a track
+        artist_of_track[A:] = (A * rng.random(T - A) ** 2).astype(np.int64)  # prolific few
+        has_feat = rng.random(T) < FEATURED_RATE
+        feat = (artist_of_track + 1 + rng.integers(0, A - 1, T)) % A
+        signed = rng.random(A) < SIGNED_ARTIST_RATE
+        label_of_artist = np.where(signed, (L * rng.random(A) ** 2).astype(np.int64), -1)
+        label = label_of_artist[artist_of_track]
+        writer = (W * rng.random(T) ** 1.5).astype(np.int64)
+        publisher = rng.integers(0, PB, T)
+        adjective, noun = draws.pick(rng, _ADJ, T), draws.pick(rng, _NOUN, T)
+        suffix = rng.choice(len(_TITLE_SUFFIX), T, p=np.array(_TITLE_SUFFIX_WEIGHTS))
+        title = draws.join(adjective, " ", noun, draws.words(_TITLE_SUFFIX, suffix))
+        main_name = artist_names.take(pa.array(artist_of_track))
+        feat_name = artist_names.take(pa.array(feat))
+        artist_name = pc.if_else(pa.array(has_feat), draws.join(main_name, " feat. ", feat_name), main_name)
+        track_ids = draws.ids("t", 1, T, max(6, len(str(T))))
+        tracks = pa.table([track_ids, title, artist_name], schema=LANDING_TRACKS.arrow_schema)
+
+        # ---- splits: a (T, 6) matrix of payee index / share, columns
+        # label, main, feat, writer, publisher, extra (only for the zero-share breakage)
+        payee = np.full((T, 6), -1, dtype=np.int64)
+        share = np.zeros((T, 6), dtype=np.int64)
+        has_label = label >= 0
+        payee[:, 1] = artist_of_track
+        payee[:, 3] = base_writer + writer
+        lab_feat = has_label & has_feat
+        lab_only = has_label & ~has_feat
+        indie_feat = ~has_label & has_feat
+        indie_only = ~has_label & ~has_feat
+        payee[has_label, 0] = base_label + label[has_label]
+        payee[has_feat, 2] = feat[has_feat]
+        payee[lab_feat, 4] = base_pub + publisher[lab_feat]
+        for mask, shares in (
+            (lab_only, (500_000, 300_000, 0, 200_000, 0)),
+            (lab_feat, (400_000, 280_000, 120_000, 100_000, 100_000)),
+            (indie_only, (0, 700_000, 0, 300_000, 0)),
+            (indie_feat, (0, 600_000, 150_000, 250_000, 0)),
+        ):
+            share[mask, :5] = shares
+        n_broken = max(3, round(BROKEN_SPLIT_RATE * T))
+        n_nosplit = max(2, round(NO_SPLIT_RATE * T))
+        special = rng.choice(T, n_broken + n_nosplit, replace=False)
+        broken, nosplit = np.sort(special[:n_broken]), np.sort(special[n_broken:])
+        for i, t in enumerate(broken):
+            kind = i % 3
+            if kind == 0:  # shares sum to 950,000
+                share[t, 3] -= 50_000
+            elif kind == 1:  # main artist listed twice (writer slot)
+                payee[t, 3] = payee[t, 1]
+            else:  # an extra writer with a zero share
+                payee[t, 5] = base_writer + (writer[t] + 1) % W
+        present = payee >= 0
+        present[nosplit, :] = False
+        rows_track = np.broadcast_to(np.arange(T)[:, None], (T, 6))[present]
+        splits = pa.table(
+            [
+                track_ids.take(pa.array(rows_track)),
+                payee_ids.take(pa.array(payee[present])),
+                pa.array(share[present], pa.int64()),
+            ],
+            schema=LANDING_RIGHTS_SPLITS.arrow_schema,
+        )
+
+        # ---- uncataloged ids, durations, popularity
+        all_track_ids = pa.concat_arrays([track_ids, draws.ids("tx", 1, X, 5), pa.array([""])])
+        dur_s = np.clip(rng.lognormal(math.log(210.0), 0.25, T + X), 95.0, 360.0)
+        durations = np.append((dur_s * 1000).astype(np.int64), 0)
+        rank_to_track = rng.permutation(T)
+        return cls(
+            n_tracks=T,
+            n_uncataloged=X,
+            track_ids=all_track_ids,
+            durations_ms=durations,
+            rank_to_track=rank_to_track,
+            tracks=tracks,
+            splits=splits,
+            payees=payees,
+            n_payees=n_payees,
+            payees_without_email=n_no_email,
+            broken_split_track_ids=tuple(track_ids.take(pa.array(broken)).to_pylist()),
+            tracks_without_splits=tuple(track_ids.take(pa.array(nosplit)).to_pylist()),
+        )
+
+    @property
+    def empty_index(self) -> int:
+        """The index of the id ``""`` in ``track_ids`` (after the uncataloged ids)."""
+        return self.n_tracks + self.n_uncataloged
+
+    def sample_catalog_tracks(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` catalog tracks drawn from the Zipf popularity."""
+        return self.rank_to_track[zipf_rank(rng.random(n), self.n_tracks, TRACK_ZIPF_EXPONENT)]
+
+    @property
+    def niche_first_rank(self) -> int:
+        return min(self.n_tracks - FAN_TRACKS, int(NICHE_FROM_RANK_SHARE * self.n_tracks))
+
+    def fan_first_rank(self, fan_key: np.ndarray) -> np.ndarray:
+        """The first of a fan's ``FAN_TRACKS`` favourite niche ranks."""
+        first = self.niche_first_rank
+        span = self.n_tracks - FAN_TRACKS - first + 1
+        return first + np.minimum((fan_key * span).astype(np.int64), span - 1)
+
+    def sample_tracks_by_taste(
+        self, u: np.ndarray, x: np.ndarray, user: np.ndarray, fan_first_rank: np.ndarray
+    ) -> np.ndarray:
+        """Catalog tracks of plays by ``user`` at activity quantiles ``x``, from uniforms ``u``;
+        ``fan_first_rank[user]`` is the first of the user's favourite niche ranks.
+
+        A play is niche with probability ``p(x)`` (linear from NICHE_SHARE_HEAVIEST to
+        NICHE_SHARE_LIGHTEST): ``u < p`` picks one of the listener's FAN_TRACKS favourite ranks
+        with the uniform ``u / p``; otherwise ``(u - p) / (1 - p)`` is uniform and picks a Zipf rank."""
+        p = x * (NICHE_SHARE_LIGHTEST - NICHE_SHARE_HEAVIEST)
+        p += NICHE_SHARE_HEAVIEST
+        fans = np.flatnonzero(u < p)
+        fan_u = u[fans] / p[fans]  # p > u >= 0 there
+        v = u - p
+        np.subtract(1.0, p, out=p)
+        v /= p
+        np.maximum(v, 0.0, out=v)  # the niche rows' v is negative; their Zipf rank is replaced
+        rank = zipf_rank(v, self.n_tracks, TRACK_ZIPF_EXPONENT)
+        rank[fans] = fan_first_rank[user[fans]] + np.minimum((fan_u * FAN_TRACKS).astype(np.int64), FAN_TRACKS - 1)
+        return self.rank_to_track[rank]
+

@@ -1,0 +1,125 @@
+"""The layout rules the README states, checked on the source: ``lib/`` never reaches Dagster or the
+wiring, and ``lib/`` mirrors the domains of ``defs/``."""
+
+import ast
+from pathlib import Path
+
+import fairstream_pipeline
+
+PACKAGE = Path(fairstream_pipeline.__file__).parent
+LIB = PACKAGE / "lib"
+DEFS = PACKAGE / "defs"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_path(name: str) -> Path | None:
+    base = PACKAGE.parent.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside a function (``from x import y`` gives
+    ``x`` and, when it is a module of ours, ``x.y``)."""
+    names: set[str] = set()
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names if module_path(f"{base}.{alias.name}"))
+    return names
+
+
+def reachable_imports(start: Path) -> dict[str, str]:
+    """Every module reachable from ``start`` through our own modules, each with the module of ours
+    that imports it."""
+    seen: dict[str, str] = {}
+    todo = [start]
+    visited: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in visited:
+            continue
+        visited.add(path)
+        for name in imported_names(path):
+            seen.setdefault(name, module_name(path))
+            if name.startswith("fairstream_pipeline") and (own := module_path(name)) is not None:
+                todo.append(own)
+    return seen
+
+
+def test_lib_reaches_no_dagster_and_no_wiring():
+    offenders = []
+    for path in sorted(LIB.rglob("*.py")):
+        for name, importer in reachable_imports(path).items():
+            top = name.split(".")[0]
+            wiring = name.startswith(("fairstream_pipeline.defs", "fairstream_pipeline.definitions"))
+            if top in {"dagster", "dagster_celery", "dagster_postgres", "dagster_graphql", "dagster_shared"} or wiring:
+                offenders.append(f"{module_name(path)} reaches {name} (imported by {importer})")
+    assert offenders == []
+
+
+def test_the_walk_sees_imports_inside_functions_and_relative_ones(tmp_path):
+    # the checker itself must be able to fail: a lazy import inside a function is found
+    sample = PACKAGE / "defs" / "partitions.py"
+    assert "dagster" in imported_names(sample)
+    assert any(name.startswith("dagster") for name in reachable_imports(PACKAGE / "definitions.py"))
+
+
+def test_lib_mirrors_the_defs_domains():
+    domains = {p.name for p in DEFS.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    lib_packages = {p.name for p in LIB.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert domains == {"ingestion", "payouts", "close", "notifications", "alerting"}
+    # every wiring domain has its logic under the same name; lib adds the shared lake helpers
+    # and the application database
+    assert lib_packages == domains | {"lake", "app_db"}
+
+
+def test_jobs_schedules_and_sensors_live_in_their_domain():
+    top_level = sorted(p.name for p in DEFS.glob("*.py"))
+    # only what every domain shares sits at the top of defs/
+    assert top_level == ["__init__.py", "execution.py", "metadata.py", "partitions.py", "resources.py", "retries.py", "specs.py"]
+
+
+def readme_layout() -> list[Path]:
+    """The paths the README's Layout block names, resolved by their indentation."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    block = readme.split("## Layout\n", 1)[1].split("```\n", 2)[1]
+    paths, parents = [], {}
+    for line in block.splitlines():
+        depth = (len(line) - len(line.lstrip())) // 2
+        names = []
+        for token in line.split():
+            if not (token.endswith("/") or token.endswith(".py")):
+                break
+            names.append(token)
+        if not names or (depth and depth - 1 not in parents):
+            continue  # a continuation line of a description
+        base = parents[depth - 1] if depth else PACKAGE.parent
+        for name in names:
+            paths.append(base / name.rstrip("/"))
+        if names[0].endswith("/"):
+            parents = {k: v for k, v in parents.items() if k < depth} | {depth: base / names[0].rstrip("/")}
+    return paths
+
+
+def test_the_readme_layout_matches_the_tree():
+    named = readme_layout()
+    assert [p for p in named if not p.exists()] == []
+    # every package of defs/ and lib/ is named
+    packages = {p.parent for root in (DEFS, LIB) for p in root.glob("*/__init__.py")}
+    assert sorted(str(p) for p in packages - set(named)) == []
+    assert PACKAGE / "lib" / "payouts" in named and PACKAGE / "defs" / "partitions.py" in named
