@@ -36,14 +36,16 @@ def step_times(instance, run_id: str) -> dict[str, dict]:
     return steps
 
 
-def measure_pipeline(landing: Path, warehouse: Path, month: str, buckets: int = 1) -> dict:
-    """Materialize monthly_payout_job for ``month`` in-process; per-step wall time and peak RSS."""
+def measure_pipeline(landing: Path, warehouse: Path, month: str, buckets: int = 0) -> dict:
+    """Materialize monthly_payout_job for ``month`` in-process; per-step wall time and peak RSS.
+    ``buckets`` 0: as many user buckets as the pipeline's settings choose for the month."""
     os.environ.update(
         FAIRSTREAM_LANDING_DIR=str(landing),
         FAIRSTREAM_WAREHOUSE_DIR=str(warehouse),
         FAIRSTREAM_FIRST_MONTH=month,
-        FAIRSTREAM_USER_BUCKETS=str(buckets),  # the clean plays are stored in as many buckets
     )
+    if buckets:
+        os.environ["FAIRSTREAM_USER_BUCKETS"] = str(buckets)  # the clean plays are stored in as many buckets
     import dagster as dg
 
     from fairstream_pipeline.definitions import defs
@@ -69,8 +71,12 @@ def measure_pipeline(landing: Path, warehouse: Path, month: str, buckets: int = 
     for record in steps.values():
         record["peak_rss_bytes"] = sampler.peak_between(record.get("start", 0), record.get("end", 0))
     instance.dispose()
+    from fairstream_pipeline.lib.lake.storage import Lake
+
+    stored = Lake(warehouse).manifest("clean_plays", month).get("user_buckets") if result.success else None
     return {
         "success": result.success,
+        "user_buckets": stored,
         "seconds": seconds,
         "peak_rss_bytes": peak_rss_bytes(),
         "steps": {k: {x: v[x] for x in ("seconds", "peak_rss_bytes", "status") if x in v} for k, v in steps.items()},
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "what",
         choices=["pipeline", "scan_limit", "duckdb_user_centric", "duckdb_user_centric_dedupe", "pandas_user_centric"],
     )
-    parser.add_argument("--buckets", type=int, default=1, help="user buckets of count_and_allocate")
+    parser.add_argument("--buckets", type=int, default=0, help="user buckets of the month (0: the settings' choice)")
     parser.add_argument("--landing", type=Path, required=True)
     parser.add_argument("--warehouse", type=Path)
     parser.add_argument("--month", required=True)

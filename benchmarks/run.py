@@ -53,7 +53,7 @@ def ensure_landing(root: Path, month: str, events: int, users: int, seed: int) -
 
 
 def measure(
-    what: str, landing: Path, month: str, warehouse: Path | None = None, memory_cap: int | None = None, buckets: int = 1
+    what: str, landing: Path, month: str, warehouse: Path | None = None, memory_cap: int | None = None, buckets: int = 0
 ) -> dict:
     """Run ``benchmarks.measure`` in a fresh process; a killed or capped child is out of memory."""
     command = [sys.executable, "-m", "benchmarks.measure", what, "--landing", str(landing), "--month", month]
@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-pandas", action="store_true")
     parser.add_argument(
         "--buckets", type=int, default=None,
-        help="user buckets of the month (default: FAIRSTREAM_USER_BUCKETS, the pipeline's default setting)",
+        help="user buckets of the month (default: the pipeline's settings, FAIRSTREAM_USER_BUCKETS or chosen "
+        "from the month's size)",
     )
     parser.add_argument(
         "--pandas-memory-gib", type=float, default=None,
@@ -135,10 +136,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     users = args.users or max(1000, args.events // 100)
-    if args.buckets is None:
-        from fairstream_pipeline.settings import user_buckets
-
-        args.buckets = user_buckets()
     box = machine()
 
     landing = ensure_landing(args.data_dir, args.month, args.events, users, args.seed)
@@ -147,11 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     rows_read = json.loads((landing / f"_bench-{args.month}.json").read_text())["rows_written"]
 
     print(f"benchmark: {args.events:,} plays ({rows_read:,} rows), {users:,} users, "
-          f"{box['cores']} cores, {box['memory_gib']} GiB, {args.buckets} user bucket(s)", flush=True)
-    ours = measure("pipeline", landing, args.month, warehouse=warehouse, buckets=args.buckets)
+          f"{box['cores']} cores, {box['memory_gib']} GiB, {args.buckets or 'default'} user buckets", flush=True)
+    ours = measure("pipeline", landing, args.month, warehouse=warehouse, buckets=args.buckets or 0)
     if not ours["success"]:
         raise RuntimeError("the pipeline run failed; see the Dagster logs above")
-    print(f"pipeline: {ours['seconds']:.1f} s, peak RSS {gib(ours['peak_rss_bytes'])} GiB", flush=True)
+    print(f"pipeline: {ours['seconds']:.1f} s, peak RSS {gib(ours['peak_rss_bytes'])} GiB, "
+          f"{ours['user_buckets']} user buckets", flush=True)
     pandas_cap = int((args.pandas_memory_gib or 0.8 * box["memory_gib"]) * 2**30)
     baselines = {}
     for name in BASELINES:
@@ -185,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{ratio(ours, baselines['scan_limit'])} | {ratio(ours, baselines['duckdb_user_centric'])} | "
                 f"{'skipped' if pandas.get('skipped') else ratio(ours, pandas)} | "
                 f"{seconds(baselines['duckdb_user_centric_dedupe'])} | "
-                f"{ratio(ours, baselines['duckdb_user_centric_dedupe'])} | {args.buckets} |"
+                f"{ratio(ours, baselines['duckdb_user_centric_dedupe'])} | {ours['user_buckets']} |"
             ],
         )
         append_rows(

@@ -18,7 +18,7 @@ from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fairstream_pipeline.lib.alerting.alerts import DEFAULT_UI_BASE_URL
-from fairstream_pipeline.lib.ingestion.user_buckets import check_buckets
+from fairstream_pipeline.lib.ingestion.user_buckets import buckets_for_month, check_buckets
 from fairstream_pipeline.lib.months import parse_month
 
 ENV_PREFIX = "FAIRSTREAM_"
@@ -45,8 +45,11 @@ class Settings(BaseSettings):
     """DuckDB threads per step; empty: every core."""
     duckdb_temp_dir: str = ""
     """Where DuckDB spills; empty: ``<warehouse>/.duckdb_tmp``."""
-    user_buckets: int = 8
-    """How many user buckets a month is sharded into when it is ingested (1-1024, checked by ``user_buckets()``)."""
+    user_buckets: int | None = None
+    """How many user buckets a month is sharded into when it is ingested (1-1024, checked by
+    ``user_buckets()``); empty: one per ``plays_per_user_bucket`` landing rows, at least 8."""
+    plays_per_user_bucket: int = 25_000_000
+    """With ``user_buckets`` empty: about how many plays each user bucket gets."""
 
     # --- retries and the sensor ---
     landing_wait_retries: int = 6
@@ -129,7 +132,7 @@ class Settings(BaseSettings):
         raise ValueError(f"expected true or false, got {value!r}")
 
     @field_validator(
-        "duckdb_threads", "user_buckets", "landing_wait_retries", "database_write_retries",
+        "duckdb_threads", "user_buckets", "plays_per_user_bucket", "landing_wait_retries", "database_write_retries",
         "sensor_interval_seconds", "smtp_port", "pg_port", mode="before",
     )
     @classmethod
@@ -192,10 +195,17 @@ def first_month() -> str:
     return value
 
 
-def user_buckets() -> int:
-    """``FAIRSTREAM_USER_BUCKETS``: how many user buckets a month's clean plays and shards use (1-1024)."""
-    value = get_settings().user_buckets
+def user_buckets(event_rows: int) -> int:
+    """How many user buckets a month of ``event_rows`` landing rows is ingested into:
+    ``FAIRSTREAM_USER_BUCKETS`` (1-1024) when set, else one per ``FAIRSTREAM_PLAYS_PER_USER_BUCKET``
+    rows, at least 8 (``lib.ingestion.user_buckets.buckets_for_month``)."""
+    settings = get_settings()
+    if settings.user_buckets is None:
+        try:
+            return buckets_for_month(event_rows, settings.plays_per_user_bucket)
+        except ValueError as exc:
+            raise ValueError(f"FAIRSTREAM_PLAYS_PER_USER_BUCKET: {exc}") from None
     try:
-        return check_buckets(value)
+        return check_buckets(settings.user_buckets)
     except ValueError as exc:
         raise ValueError(f"FAIRSTREAM_USER_BUCKETS: {exc}") from None

@@ -105,3 +105,67 @@ def test_every_event_row_is_accounted_for(month, tmp_path):
         21, 18, 2, 1,
     )
     assert accounting.unaccounted == 0 and accounting.balanced
+
+
+def test_files_are_grouped_in_order_up_to_the_row_limit(tmp_path):
+    from fairstream_pipeline.lib.ingestion.landing_zone import DataFile
+    from fairstream_pipeline.lib.ingestion.plays import file_groups
+
+    files = [(i, DataFile(tmp_path / f"f{i}", f"f{i}", rows, 0, 0, None)) for i, rows in enumerate([4, 3, 12, 1, 5, 5])]
+    groups = file_groups(files, 10)
+    assert [[i for i, _ in group] for group in groups] == [[0, 1], [2], [3, 4], [5]]
+    assert file_groups([], 10) == []
+
+
+def _ingest_in_groups(root, rows_per_pass: int) -> dict[str, bytes]:
+    """Ingest the month landed under ``root`` coding ``rows_per_pass`` rows at a time; every
+    output file's bytes by its path."""
+    lake, zone = Lake(root / f"warehouse-{rows_per_pass}"), LandingZone(root / "landing")
+    con = duckdb.connect()
+    with lake.write_partition("billed_users", MONTH) as out:
+        ingest_monthly_table(con, zone, MONTH, out.file(), BILLED_USERS)
+    clean_dir, quarantine = root / f"clean-{rows_per_pass}", root / f"quarantine-{rows_per_pass}.parquet"
+    clean_dir.mkdir()
+    result = ingest_plays(
+        con, zone, MONTH, lake.parquet_glob("billed_users", MONTH), 2, root / f"scratch-{rows_per_pass}",
+        clean_dir, quarantine, rows_per_pass=rows_per_pass,
+    )
+    assert (result.rows_read, result.clean_plays, result.duplicates_dropped) == (14, 8, 2)
+    assert result.quarantined == {"invalid_row": 1, "outside_partition": 0, "conflicting_duplicate": 2, "unknown_user": 1}
+    files = {p.relative_to(clean_dir).as_posix(): p.read_bytes() for p in clean_dir.rglob("*") if p.is_file()}
+    return {**files, "quarantine": quarantine.read_bytes()}
+
+
+def test_a_day_coded_file_group_by_file_group_gives_the_same_bytes_as_one_pass(tmp_path):
+    """Duplicates across files (exact and conflicting) are decided day-wide whatever the groups."""
+    landing = Landing(tmp_path / "landing")
+    landing.catalog([("t1", "One", "A"), ("t2", "Two", "B")], [], [])
+    landing.subscriptions(MONTH, [(u, "premium", "FR", 999) for u in USERS[:4]])
+    landing.ad_revenue(MONTH, [("FR", 0)])
+    landing.events("2026-10-01", [
+        ("e1", "u01", "t1", "2026-10-01 10:00", 40_000),
+        ("e2", "u02", "t2", "2026-10-01 10:01", 41_000),
+        ("x1", "u03", "t1", "2026-10-01 10:02", 42_000),  # conflicting twin in part-2
+        ("e3", "u04", "zz", "2026-10-01 10:03", 43_000),
+    ], name="part-0.parquet")
+    landing.events("2026-10-01", [
+        ("e1", "u01", "t1", "2026-10-01 10:00", 40_000),  # exact copy of part-0's e1
+        ("e4", "nobody", "t1", "2026-10-01 10:04", 44_000),
+        ("e5", "u02", "t1", "2026-10-01 10:05", -5),
+    ], name="part-1.parquet")
+    landing.events("2026-10-01", [
+        ("x1", "u03", "t2", "2026-10-01 10:02", 42_000),
+        ("e6", "u03", "t2", "2026-10-01 10:06", 46_000),
+        ("e2", "u02", "t2", "2026-10-01 10:01", 41_000),  # exact copy of part-0's e2
+    ], name="part-2.parquet")
+    landing.events("2026-10-02", [
+        ("f1", "u01", "t2", "2026-10-02 09:00", 30_000),
+        ("f2", "u04", "t1", "2026-10-02 09:01", 31_000),
+        ("f3", "u02", "zz", "2026-10-02 09:02", 32_000),
+        ("f4", "u03", "t1", "2026-10-02 09:03", 33_000),
+    ], name="part-0.parquet")
+    landing.close_days(MONTH)
+    one_pass = _ingest_in_groups(tmp_path, 10_000_000)
+    assert len(one_pass) > 5
+    assert _ingest_in_groups(tmp_path, 1) == one_pass  # every file a group of its own
+    assert _ingest_in_groups(tmp_path, 5) == one_pass  # part-0 alone, then part-1 with part-2

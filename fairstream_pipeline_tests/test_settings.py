@@ -110,7 +110,29 @@ def test_months_and_buckets_out_of_range_fail_where_they_are_used(monkeypatch):
     with pytest.raises(ValueError, match="^FAIRSTREAM_FIRST_MONTH: '2026-13' is not a month key"):
         first_month()
     with pytest.raises(ValueError, match="^FAIRSTREAM_USER_BUCKETS: the number of user buckets must be an integer"):
-        user_buckets()
+        user_buckets(1_000)
+
+
+@pytest.mark.parametrize(
+    ("setting", "event_rows", "expected"),
+    [(None, 0, 8), (None, 200_000_000, 8), (None, 200_000_001, 9), (None, 400_000_000, 16),
+     (None, 1_000_000_000, 40), (None, 10**12, 1024), ("3", 1_000_000_000, 3), ("1", 0, 1)],
+)
+def test_the_user_buckets_are_the_setting_or_one_per_25m_plays_at_least_8(monkeypatch, setting, event_rows, expected):
+    if setting is None:
+        monkeypatch.delenv("FAIRSTREAM_USER_BUCKETS", raising=False)
+    else:
+        monkeypatch.setenv("FAIRSTREAM_USER_BUCKETS", setting)
+    assert user_buckets(event_rows) == expected
+
+
+def test_the_plays_per_bucket_can_be_set_and_must_be_positive(monkeypatch):
+    monkeypatch.delenv("FAIRSTREAM_USER_BUCKETS", raising=False)
+    monkeypatch.setenv("FAIRSTREAM_PLAYS_PER_USER_BUCKET", "1000")
+    assert user_buckets(20_001) == 21
+    monkeypatch.setenv("FAIRSTREAM_PLAYS_PER_USER_BUCKET", "0")
+    with pytest.raises(ValueError, match="^FAIRSTREAM_PLAYS_PER_USER_BUCKET: plays per user bucket must be at least 1, got 0$"):
+        user_buckets(20_001)
 
 
 def test_secrets_never_show_in_a_repr(monkeypatch):

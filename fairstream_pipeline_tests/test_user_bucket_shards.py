@@ -46,10 +46,20 @@ def bucket_config(buckets: int) -> dict:
     return {"ops": {"count_and_allocate": {"ops": {"plan_user_buckets": {"config": {"buckets": buckets}}}}}}
 
 
-def materialize(definitions, landing_root: Path, warehouse: Path, buckets: int, monkeypatch) -> dg.ExecuteInProcessResult:
-    """B = 3 through FAIRSTREAM_USER_BUCKETS, any other B through the run config."""
+def landing_rows(landing_root: Path) -> int:
+    """The month's event rows, from the footers."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in landing_root.rglob("listening_events/**/*.parquet"))
+
+
+def materialize(definitions, landing_root: Path, warehouse: Path, buckets: int | str, monkeypatch) -> dg.ExecuteInProcessResult:
+    """B = 3 through FAIRSTREAM_USER_BUCKETS, "auto" as the settings choose it (one bucket per 3,000
+    plays), any other B through the run config."""
     if buckets == 3:
         monkeypatch.setenv("FAIRSTREAM_USER_BUCKETS", "3")
+        run_config = None
+    elif buckets == "auto":
+        monkeypatch.delenv("FAIRSTREAM_USER_BUCKETS", raising=False)
+        monkeypatch.setenv("FAIRSTREAM_PLAYS_PER_USER_BUCKET", "3000")
         run_config = None
     else:
         monkeypatch.delenv("FAIRSTREAM_USER_BUCKETS", raising=False)
@@ -83,18 +93,25 @@ def shard_records(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
 
 def test_one_three_or_sixteen_buckets_give_byte_identical_months(definitions, landing_root, tmp_path, monkeypatch):
     hashes, records = {}, {}
-    for buckets in (1, 3, 16):
+    rows = landing_rows(landing_root)
+    auto = -(-rows // 3000)
+    assert 8 < auto < 16, rows
+    for buckets in (1, 3, 16, "auto"):
         warehouse = tmp_path / f"warehouse-{buckets}"
         result = materialize(definitions, landing_root, warehouse, buckets, monkeypatch)
         lake = Lake(warehouse)
         hashes[buckets] = {table: lake.content_hash(table, MONTH) for table in TABLES}
         records[buckets] = shard_records(result)
-        assert lake.manifest("user_streams", MONTH)["user_buckets"] == buckets
+        assert lake.manifest("user_streams", MONTH)["user_buckets"] == (auto if buckets == "auto" else buckets)
+        if buckets in (3, "auto"):  # chosen at ingestion: the shards read their own files
+            assert lake.manifest("clean_plays", MONTH)["user_buckets"] == (auto if buckets == "auto" else 3)
         assert not (warehouse / "_shards" / f"month={MONTH}").exists() or not any(
             (warehouse / "_shards" / f"month={MONTH}").iterdir()
         ), "the merge leaves no shard folder behind"
     assert hashes[3] == hashes[1]
     assert hashes[16] == hashes[1]
+    assert hashes["auto"] == hashes[1]
+    assert len(records["auto"]) == auto
 
     # Every bucket ran as its own step and recorded its users, streams and memory; together they
     # hold every billed user and every counted stream exactly once.

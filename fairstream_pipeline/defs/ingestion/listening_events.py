@@ -6,8 +6,9 @@ quarantines its rows and writes its clean plays integer-coded, one file per user
 (``lib.ingestion.plays``, ``lib.ingestion.clean_plays``); ``merge_event_days`` publishes both assets
 together. Steps pass folder paths in the warehouse, never data.
 
-The clean plays are bucketed by ``FAIRSTREAM_USER_BUCKETS`` as it is when the month is ingested;
-the allocation's shards read their own bucket's files when they use the same number.
+The clean plays are bucketed when the month is ingested: by ``FAIRSTREAM_USER_BUCKETS`` when it is
+set, else by one bucket per ``FAIRSTREAM_PLAYS_PER_USER_BUCKET`` landing rows (at least 8); the
+allocation's shards read their own bucket's files when they use the same number.
 """
 
 import time
@@ -53,8 +54,8 @@ def scratch(warehouse: WarehouseResource, context: dg.OpExecutionContext) -> Run
     out=dg.DynamicOut(list),
     ins={name: dg.In(dg.Nothing) for name in ("billed_users", "landing_month")},
     retry_policy=READ_LANDING_ZONE,
-    description="List the month's event files, write the month's user and track dictionaries, and fan "
-    "out one step per UTC day. Removes scratch folders left by killed runs of the month.",
+    description="List the month's event files, choose its user buckets, write the month's user and track "
+    "dictionaries, and fan out one step per UTC day. Removes scratch folders left by killed runs of the month.",
 )
 def plan_event_days(
     context: dg.OpExecutionContext,
@@ -67,14 +68,18 @@ def plan_event_days(
     if removed:
         context.log.info(f"removed ingestion folders of earlier runs of {month}: {', '.join(removed)}")
     plan = store.part_dir("plan", fresh=True)
-    try:
-        buckets = user_buckets()
-    except ValueError as exc:  # a configuration error: retrying cannot fix it
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+    def buckets(event_rows: int) -> int:
+        try:
+            return user_buckets(event_rows)
+        except ValueError as exc:  # a configuration error: retrying cannot fix it
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
     with contract_failures(), duckdb.connect() as con:
         days = plan_plays(
             con, landing_zone.zone(), month, warehouse.lake().parquet_glob("billed_users", month), buckets, plan
         )
+    context.log.info(f"{month}: {len(days)} days, {dictionary_record(plan)['buckets']} user buckets")
     for day in days:
         yield dg.DynamicOutput([day.isoformat(), str(plan)], mapping_key=day.strftime("d%Y_%m_%d"))
 

@@ -11,8 +11,10 @@ and a merge (:func:`ingest_plays` runs them one after the other):
    integer-coded, one file per user bucket (``lib.ingestion.clean_plays``), the day's removed rows, its
    quarantine and the ids of its tracks missing from the catalog. Two passes over the day's files:
    the hashes of ``event_id`` seen more than once that day; then every row, coded, with the few
-   that need a decision (row-level problems, unbilled users, repeated ids) kept in full. Memory is
-   bounded by a day's events.
+   that need a decision (row-level problems, unbilled users, repeated ids) kept in full. The second
+   pass takes the day's files in groups of at most ``ROWS_PER_PASS`` rows; the rows needing a
+   decision wait for the whole day. Memory is bounded by a group's rows plus the day's coded plays
+   (about 36 bytes each).
 3. :func:`merge_play_days` puts the days together: the removals, the quarantine, the track
    dictionary (the catalog's tracks, then the month's uncatalogued ones) and the play files.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -46,6 +49,18 @@ EVENT_COLUMNS_SQL = (
     "event_id, user_id, track_id, CAST(played_at AS TIMESTAMPTZ) AS played_at, "
     "CAST(ms_played AS BIGINT) AS ms_played"
 )
+# The coded columns of a clean play, then what a row needing a decision keeps of its landing row.
+CLEAN_COLUMNS = "bucket INTEGER, user_index INTEGER, track_index INTEGER, uncatalogued_track_id VARCHAR, ms_played BIGINT"
+SUSPECT_COLUMNS = (
+    "file_index INTEGER, file_row_number BIGINT, row_reason VARCHAR, unknown_user BOOLEAN, "
+    "event_id VARCHAR, user_id VARCHAR, track_id VARCHAR, played_at TIMESTAMPTZ"
+)
+CLEAN_NAMES, SUSPECT_NAMES = (", ".join(c.split()[0] for c in cs.split(", ")) for cs in (CLEAN_COLUMNS, SUSPECT_COLUMNS))
+# At most this many event rows of a day are coded in one pass (one table in memory, ~110 bytes a
+# row); a larger day is coded by groups of whole files. A day of 32M rows (a 1B-play month) in
+# one pass spilled past a 4GB DuckDB limit.
+ROWS_PER_PASS = 10_000_000
+
 ROW_REASON_SQL = """CASE
     WHEN event_id IS NULL OR event_id = '' OR user_id IS NULL OR user_id = ''
          OR track_id IS NULL OR track_id = '' OR played_at IS NULL
@@ -82,20 +97,40 @@ def indexed_rows(files: list[tuple[int, DataFile]], columns: str) -> str:
     )
 
 
+def file_groups(files: list[tuple[int, DataFile]], rows_per_group: int) -> list[list[tuple[int, DataFile]]]:
+    """``files`` cut, in order, into groups of at most ``rows_per_group`` rows (by the footers); a
+    file larger than that is a group of its own. No files, no groups."""
+    groups: list[list[tuple[int, DataFile]]] = []
+    rows = 0
+    for entry in files:
+        if not groups or rows + entry[1].num_rows > rows_per_group:
+            groups.append([])
+            rows = 0
+        groups[-1].append(entry)
+        rows += entry[1].num_rows
+    return groups
+
+
 # 1. The plan --------------------------------------------------------------------------------
 
 def plan_plays(
-    con: duckdb.DuckDBPyConnection, zone: LandingZone, month: str, billed_users_glob: str, buckets: int, folder: Path
+    con: duckdb.DuckDBPyConnection,
+    zone: LandingZone,
+    month: str,
+    billed_users_glob: str,
+    buckets: int | Callable[[int], int],
+    folder: Path,
 ) -> list[date]:
     """Write the month's file list and dictionaries to ``folder``; return the days that have files.
 
-    Users are ranked by ``user_id`` (``user_index`` from 0) with their bucket of ``buckets``; the
-    catalog's distinct track ids are ranked the same way. A month without a catalog file codes
+    Users are ranked by ``user_id`` (``user_index`` from 0) with their bucket of ``buckets`` (a
+    number, or a function of the month's event rows, counted from the footers, that chooses it);
+    the catalog's distinct track ids are ranked the same way. A month without a catalog file codes
     every track as missing from the catalog.
     """
-    check_buckets(buckets)
     zone.require_complete(month)
     files = list(enumerate(zone.event_files(month)))
+    buckets = check_buckets(buckets(sum(f.num_rows for _, f in files)) if callable(buckets) else buckets)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE event_files (file_index INTEGER, source_file VARCHAR, "
         "folder_date DATE, num_rows BIGINT, size_bytes BIGINT, mtime_ns BIGINT)"
@@ -153,10 +188,15 @@ def _planned_files(con: duckdb.DuckDBPyConnection, landing_root: Path, plan: Pat
 # 2. One day ---------------------------------------------------------------------------------
 
 def ingest_play_day(
-    con: duckdb.DuckDBPyConnection, landing_root: Path, plan: Path, day: date, out: Path
+    con: duckdb.DuckDBPyConnection, landing_root: Path, plan: Path, day: date, out: Path,
+    rows_per_pass: int = ROWS_PER_PASS,
 ) -> PlayIngestion:
     """Classify every event row of ``day``; write its plays by bucket, removals, quarantine and
-    uncatalogued track ids to ``out`` (see the module's docstring)."""
+    uncatalogued track ids to ``out`` (see the module's docstring).
+
+    The day's rows are coded ``rows_per_pass`` at a time at most (by groups of whole files,
+    :func:`file_groups`), so that a large day stays within DuckDB's memory; the repeated ids are
+    found over the whole day first, so the groups give the same result as one pass."""
     plan, out = Path(plan), Path(out)
     buckets = clean_plays.dictionary_record(plan)["buckets"]
     day_files = _planned_files(con, landing_root, plan, day)
@@ -177,30 +217,42 @@ def ingest_play_day(
                 SELECT hash(event_id) AS h FROM ({indexed_rows(day_files, 'event_id')})
                 GROUP BY h HAVING count(*) > 1"""
         ).fetchall()
-        # Every row, coded; the raw columns are kept only for the rows that need a decision.
         con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE day_rows AS
-            SELECT file_index, file_row_number, bucket, user_index, track_index,
-                   CASE WHEN track_index IS NULL THEN track_id END AS uncatalogued_track_id,
-                   ms_played, suspect, row_reason, user_index IS NULL AS unknown_user,
-                   CASE WHEN suspect THEN event_id END AS event_id,
-                   CASE WHEN suspect THEN user_id END AS user_id,
-                   CASE WHEN suspect THEN track_id END AS track_id,
-                   CASE WHEN suspect THEN played_at END AS played_at
-            FROM (
-                SELECT x.*, u.bucket, u.user_index, c.track_index,
-                       x.row_reason IS NOT NULL OR d.h IS NOT NULL OR u.user_index IS NULL AS suspect
-                FROM (
-                    SELECT *, {ROW_REASON_SQL} AS row_reason, hash(event_id) AS h
-                    FROM ({indexed_rows(day_files, EVENT_COLUMNS_SQL)})
-                ) x
-                LEFT JOIN repeated_ids d ON d.h = x.h
-                LEFT JOIN users u ON u.user_id = x.user_id
-                LEFT JOIN catalog c ON c.track_id = x.track_id
-            )
+            CREATE OR REPLACE TEMP TABLE day_clean ({CLEAN_COLUMNS});
+            CREATE OR REPLACE TEMP TABLE suspects ({CLEAN_COLUMNS}, {SUSPECT_COLUMNS});
             """
         ).fetchall()
+        # Every row, coded, one group of files at a time; the raw columns are kept only for the
+        # rows that need a decision, which wait in ``suspects`` for the whole day.
+        for group in file_groups(day_files, rows_per_pass):
+            con.execute(
+                f"""
+                CREATE OR REPLACE TEMP TABLE group_rows AS
+                SELECT bucket, user_index, track_index,
+                       CASE WHEN track_index IS NULL THEN track_id END AS uncatalogued_track_id,
+                       ms_played, suspect, file_index, file_row_number, row_reason,
+                       user_index IS NULL AS unknown_user,
+                       CASE WHEN suspect THEN event_id END AS event_id,
+                       CASE WHEN suspect THEN user_id END AS user_id,
+                       CASE WHEN suspect THEN track_id END AS track_id,
+                       CASE WHEN suspect THEN played_at END AS played_at
+                FROM (
+                    SELECT x.*, u.bucket, u.user_index, c.track_index,
+                           x.row_reason IS NOT NULL OR d.h IS NOT NULL OR u.user_index IS NULL AS suspect
+                    FROM (
+                        SELECT *, {ROW_REASON_SQL} AS row_reason, hash(event_id) AS h
+                        FROM ({indexed_rows(group, EVENT_COLUMNS_SQL)})
+                    ) x
+                    LEFT JOIN repeated_ids d ON d.h = x.h
+                    LEFT JOIN users u ON u.user_id = x.user_id
+                    LEFT JOIN catalog c ON c.track_id = x.track_id
+                );
+                INSERT INTO day_clean SELECT {CLEAN_NAMES} FROM group_rows WHERE NOT suspect;
+                INSERT INTO suspects SELECT {CLEAN_NAMES}, {SUSPECT_NAMES} FROM group_rows WHERE suspect;
+                DROP TABLE group_rows;
+                """
+            ).fetchall()
     except duckdb.Error as exc:
         error = read_failure(exc, [f for _, f in day_files], f"listening_events/date={day.isoformat()}")
         if error is None:
@@ -209,8 +261,7 @@ def ingest_play_day(
 
     # Decide on the suspects: 1-2 row-level reasons, 3-4 duplicates within the day, 5 unknown users.
     con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE suspects AS SELECT * FROM day_rows WHERE suspect;
+        f"""
         CREATE OR REPLACE TEMP TABLE event_groups AS
         SELECT event_id, count(*) AS copies,
                min(user_id) <> max(user_id) OR min(track_id) <> max(track_id)
@@ -226,11 +277,7 @@ def ingest_play_day(
             WHEN s.unknown_user THEN 'unknown_user'
         END AS reason
         FROM suspects s LEFT JOIN event_groups g USING (event_id);
-        CREATE OR REPLACE TEMP TABLE day_clean AS
-        SELECT bucket, user_index, track_index, uncatalogued_track_id, ms_played FROM day_rows WHERE NOT suspect
-        UNION ALL
-        SELECT bucket, user_index, track_index, uncatalogued_track_id, ms_played FROM decisions WHERE reason IS NULL;
-        DROP TABLE day_rows;
+        INSERT INTO day_clean SELECT {CLEAN_NAMES} FROM decisions WHERE reason IS NULL;
         """
     ).fetchall()
     out.mkdir(parents=True, exist_ok=True)
@@ -262,7 +309,7 @@ def ingest_play_day(
         con.execute("SELECT reason, count(*) FROM decisions WHERE reason IS NOT NULL GROUP BY reason").fetchall()
     )
     clean = con.execute("SELECT count(*) FROM day_clean").fetchall()[0][0]
-    con.execute("DROP TABLE day_clean; DROP TABLE suspects; DROP TABLE decisions").fetchall()
+    con.execute("DROP TABLE day_clean; DROP TABLE suspects; DROP TABLE decisions; DROP TABLE event_groups").fetchall()
     rows_read = sum(f.num_rows for _, f in day_files)
     duplicates = counts.pop("duplicate", 0)
     result = PlayIngestion(
@@ -371,10 +418,11 @@ def ingest_plays(
     zone: LandingZone,
     month: str,
     billed_users_glob: str,
-    buckets: int,
+    buckets: int | Callable[[int], int],
     scratch: Path,
     clean_dir: Path,
     quarantine_file: Path,
+    rows_per_pass: int = ROWS_PER_PASS,
 ) -> PlayIngestion:
     """The three stages one after the other, with their work folders under ``scratch``."""
     plan = scratch / "plan"
@@ -383,7 +431,7 @@ def ingest_plays(
     folders = []
     for day in days:
         folder = scratch / f"day={day.isoformat()}"
-        ingest_play_day(con, zone.root, plan, day, folder)
+        ingest_play_day(con, zone.root, plan, day, folder, rows_per_pass)
         folders.append(folder)
     return merge_play_days(con, zone.root, folders, clean_dir, quarantine_file, plan)
 

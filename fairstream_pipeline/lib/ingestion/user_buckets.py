@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 
 MAX_BUCKETS = 1024
+MIN_AUTO_BUCKETS = 8  # below this, a small month's shards are not cheaper in memory (docs/performance.md)
+PLAYS_PER_BUCKET = 25_000_000  # a shard of ~25M plays rolls up in memory within a 4GB DuckDB limit
 
 
 def check_buckets(buckets: int) -> int:
@@ -23,6 +25,20 @@ def check_buckets(buckets: int) -> int:
     if not isinstance(buckets, int) or isinstance(buckets, bool) or not 1 <= buckets <= MAX_BUCKETS:
         raise ValueError(f"the number of user buckets must be an integer from 1 to {MAX_BUCKETS}, got {buckets!r}")
     return buckets
+
+
+def buckets_for_month(event_rows: int, plays_per_bucket: int = PLAYS_PER_BUCKET) -> int:
+    """The number of user buckets chosen for a month of ``event_rows`` landing rows when none is set:
+    ``ceil(event_rows / plays_per_bucket)``, at least ``MIN_AUTO_BUCKETS`` and at most ``MAX_BUCKETS``.
+
+    The rows are counted from the Parquet footers before anything is read. Each shard then rolls up
+    about ``plays_per_bucket`` plays, so its work grows with the month no faster than the month
+    (a fixed B made a shard's roll-up outgrow memory: docs/performance.md, "Linearity"). The cents
+    do not depend on B.
+    """
+    if plays_per_bucket < 1:
+        raise ValueError(f"plays per user bucket must be at least 1, got {plays_per_bucket!r}")
+    return min(MAX_BUCKETS, max(MIN_AUTO_BUCKETS, -(-max(event_rows, 0) // plays_per_bucket)))
 
 
 def user_bucket(user_id: str, buckets: int) -> int:
