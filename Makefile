@@ -72,8 +72,11 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium \
 	  || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 
+# Two workers, each taking whole test files: the real-service tests mostly wait on processes
+# and timeouts, so they overlap well with the CPU-bound ones. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: install $(CHROMIUM)
-	$(BIN)/pytest
+	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # Speed and memory of a whole month beside the baselines; appends to docs/performance.md.
 bench: install

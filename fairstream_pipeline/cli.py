@@ -28,12 +28,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fairstream_pipeline import sample as sample_data
+from fairstream_pipeline.lib.months import parse_month
+from fairstream_pipeline.sample import MIN_TRACKS, MIN_USERS, generate_month
 
 
 def _month(value: str) -> str:
     try:
-        sample_data.parse_month(value)
+        parse_month(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return value
@@ -85,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--month", required=True, type=_month, help="month to generate, YYYY-MM")
     sample.add_argument(
-        "--users", required=True, type=_at_least(sample_data.MIN_USERS), help="size of the user base"
+        "--users", required=True, type=_at_least(MIN_USERS), help="size of the user base"
     )
     sample.add_argument("--seed", required=True, type=_at_least(0), help="random seed (>= 0)")
     sample.add_argument("--out", required=True, type=Path, help="landing-zone root, e.g. data/landing")
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument(
         "--tracks",
-        type=_at_least(sample_data.MIN_TRACKS),
+        type=_at_least(MIN_TRACKS),
         default=None,
         help="catalog size (default: max(200, users // 2))",
     )
@@ -237,7 +238,7 @@ def _cmd_health(args: argparse.Namespace) -> int:
 
 def _cmd_sample(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    summary = sample_data.generate_month(
+    summary = generate_month(
         args.out,
         args.month,
         users=args.users,

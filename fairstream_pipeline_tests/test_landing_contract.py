@@ -93,6 +93,21 @@ def test_the_ingestion_column_maps_come_from_the_contract():
     assert exported == [t.column_kinds for t in LANDING_TABLES]
 
 
+def test_the_ingestion_reads_each_column_cast_to_its_contract_type():
+    assert landing_zone.LANDING_EVENTS.typed_columns_sql() == (
+        "event_id, user_id, track_id, CAST(played_at AS TIMESTAMPTZ) AS played_at, CAST(ms_played AS BIGINT) AS ms_played"
+    )
+    assert landing_zone.LANDING_SUBSCRIPTIONS.typed_columns_sql("r") == (
+        "r.user_id, r.plan, r.country, CAST(r.net_cents AS BIGINT) AS net_cents"
+    )
+    from fairstream_pipeline.lib.ingestion import plays
+    from fairstream_pipeline.lib.ingestion.monthly_tables import AD_REVENUE, BILLED_USERS
+
+    assert plays.EVENT_COLUMNS_SQL == landing_zone.LANDING_EVENTS.typed_columns_sql()
+    assert BILLED_USERS.columns == landing_zone.LANDING_SUBSCRIPTIONS.typed_columns_sql("r")
+    assert AD_REVENUE.columns == landing_zone.LANDING_AD_REVENUE.typed_columns_sql("r")
+
+
 def test_the_generator_writes_exactly_the_contract(tmp_path):
     generate_month(tmp_path, MONTH, users=50, seed=1, events=3_000)
     assert_files_follow_the_contract(tmp_path)

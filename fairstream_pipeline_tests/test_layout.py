@@ -24,11 +24,13 @@ def module_path(name: str) -> Path | None:
     return None
 
 
-def imported_names(path: Path) -> set[str]:
+def imported_names(path: Path, package: str | None = None) -> set[str]:
     """Every module ``path`` imports, at the top or inside a function (``from x import y`` gives
-    ``x`` and, when it is a module of ours, ``x.y``)."""
+    ``x`` and, when it is a module of ours, ``x.y``). Relative imports are resolved against
+    ``package`` (default: the package ``path`` is in)."""
     names: set[str] = set()
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    if package is None:
+        package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
@@ -73,9 +75,21 @@ def test_lib_reaches_no_dagster_and_no_wiring():
 
 
 def test_the_walk_sees_imports_inside_functions_and_relative_ones(tmp_path):
-    # the checker itself must be able to fail: a lazy import inside a function is found
-    sample = PACKAGE / "defs" / "partitions.py"
-    assert "dagster" in imported_names(sample)
+    # the checker itself must be able to fail: a throwaway module, read as if it were in lib/payouts
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import os\n\n\ndef later():\n    import dagster as dg\n    from . import sibling\n"
+        "    from ..lake import storage\n    from .rules import PPM\n"
+    )
+    assert imported_names(sample, package="fairstream_pipeline.lib.payouts") == {
+        "os",
+        "dagster",  # inside a function
+        "fairstream_pipeline.lib.payouts",  # from . import sibling (not a module of ours)
+        "fairstream_pipeline.lib.lake",
+        "fairstream_pipeline.lib.lake.storage",  # from ..lake import storage: a module of ours
+        "fairstream_pipeline.lib.payouts.rules",  # from .rules import PPM (PPM is not a module)
+    }
+    # and the walk follows our modules to what they import
     assert any(name.startswith("dagster") for name in reachable_imports(PACKAGE / "definitions.py"))
 
 

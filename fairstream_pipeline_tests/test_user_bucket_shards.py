@@ -19,6 +19,7 @@ from fairstream_pipeline.defs.resources import (
     PayoutRulesResource,
     WarehouseResource,
 )
+from fairstream_pipeline.lib.ingestion.landing_zone import LANDING_EVENTS
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.sample import generate_month
 from fairstream_pipeline.lib.payouts.shards import ShardStore, attach_shards
@@ -28,10 +29,6 @@ from fairstream_pipeline_tests.conftest import step_failure_messages
 MONTH = "2024-01"  # the first month (FAIRSTREAM_FIRST_MONTH default): it opens with zero balances
 TABLES = ("user_streams", "flagged_users", "segment_pools", "track_earnings", "payee_earnings", "payee_statements")
 SHARD_STEP = "count_and_allocate.allocate_user_bucket"
-EVENT_SCHEMA = pa.schema([
-    ("event_id", pa.string()), ("user_id", pa.string()), ("track_id", pa.string()),
-    ("played_at", pa.timestamp("us", tz="UTC")), ("ms_played", pa.int64()),
-])
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +170,10 @@ def test_a_skewed_bucket_with_a_looping_user_holding_a_tenth_of_the_plays_still_
             for i in range(106 if day.day <= 14 else 107)
         ]
         plays += len(rows)
-        pq.write_table(pa.Table.from_pylist(rows, schema=EVENT_SCHEMA), landing / "listening_events" / f"date={day.isoformat()}" / "part-loop.parquet")
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=LANDING_EVENTS.arrow_schema),
+            LANDING_EVENTS.path(landing, day.isoformat()) / "part-loop.parquet",
+        )
     assert plays == 3_303
 
     hashes, records = {}, {}

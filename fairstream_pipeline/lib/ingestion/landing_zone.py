@@ -90,6 +90,15 @@ class LandingTable:
         whether a null is allowed is the ingestion's rule, not the file's."""
         return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns])
 
+    def typed_columns_sql(self, alias: str = "") -> str:
+        """Its columns for a DuckDB SELECT, each cast to its contract type unless already VARCHAR
+        (``alias``: the relation's name, e.g. ``r``, for ``r.col``)."""
+        prefix = f"{alias}." if alias else ""
+        return ", ".join(
+            f"{prefix}{c.name}" if c.duckdb_type == "VARCHAR" else f"CAST({prefix}{c.name} AS {c.duckdb_type}) AS {c.name}"
+            for c in self.columns
+        )
+
     @property
     def location(self) -> str:
         """Where its files live, as ``docs/data-contract.md`` writes it."""

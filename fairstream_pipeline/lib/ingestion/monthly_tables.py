@@ -21,6 +21,11 @@ import duckdb
 
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet, sql_string
 from fairstream_pipeline.lib.ingestion.landing_zone import (
+    LANDING_AD_REVENUE,
+    LANDING_PAYEES,
+    LANDING_RIGHTS_SPLITS,
+    LANDING_SUBSCRIPTIONS,
+    LANDING_TRACKS,
     PAYEE_COLUMNS,
     SPLIT_COLUMNS,
     TRACK_COLUMNS,
@@ -138,7 +143,7 @@ BILLED_USERS = MonthlyTable(
     folder="subscriptions",
     files=LandingZone.subscription_files,
     files_table="subscription_files",
-    columns="r.user_id, r.plan, r.country, CAST(r.net_cents AS BIGINT) AS net_cents",
+    columns=LANDING_SUBSCRIPTIONS.typed_columns_sql("r"),
     key="user_id",
     problems="""
                 WHEN user_id IS NULL OR user_id = '' THEN 'user_id is null or empty'
@@ -158,7 +163,7 @@ AD_REVENUE = MonthlyTable(
     folder="ad_revenue",
     files=LandingZone.ad_revenue_files,
     files_table="ad_revenue_files",
-    columns="r.country, CAST(r.net_cents AS BIGINT) AS net_cents",
+    columns=LANDING_AD_REVENUE.typed_columns_sql("r"),
     key="country",
     problems="""
                 WHEN country IS NULL THEN 'country is null'
@@ -248,13 +253,13 @@ def ingest_catalog(con: duckdb.DuckDBPyConnection, zone: LandingZone) -> Catalog
     they send the track's money to suspense (``docs/payout-rules.md``, rule 7).
     """
     sources = {
-        "catalog_tracks": (zone.catalog_file("tracks", TRACK_COLUMNS), "r.track_id, r.title, r.artist_name", "track_id"),
+        "catalog_tracks": (zone.catalog_file("tracks", TRACK_COLUMNS), LANDING_TRACKS.typed_columns_sql("r"), "track_id"),
         "split_rows": (
             zone.catalog_file("rights_splits", SPLIT_COLUMNS),
-            "r.track_id, r.payee_id, CAST(r.share_ppm AS BIGINT) AS share_ppm",
+            LANDING_RIGHTS_SPLITS.typed_columns_sql("r"),
             None,
         ),
-        "catalog_payees": (zone.catalog_file("payees", PAYEE_COLUMNS), "r.payee_id, r.name, r.email", "payee_id"),
+        "catalog_payees": (zone.catalog_file("payees", PAYEE_COLUMNS), LANDING_PAYEES.typed_columns_sql("r"), "payee_id"),
     }
     for table, (data_file, columns, _) in sources.items():
         _register_files(con, f"{table}_files", [data_file])

@@ -37,7 +37,13 @@ from fairstream_pipeline.lib.ingestion import clean_plays
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.faults import fault_point
 from fairstream_pipeline.lib.ingestion.monthly_tables import copy_to_parquet, read_failure
-from fairstream_pipeline.lib.ingestion.landing_zone import TRACK_COLUMNS, DataFile, LandingZone, LandingZoneError
+from fairstream_pipeline.lib.ingestion.landing_zone import (
+    LANDING_EVENTS,
+    TRACK_COLUMNS,
+    DataFile,
+    LandingZone,
+    LandingZoneError,
+)
 from fairstream_pipeline.lib.ingestion.user_buckets import bucket_sql, check_buckets
 
 QUARANTINE_REASONS = ("invalid_row", "outside_partition", "conflicting_duplicate", "unknown_user")
@@ -45,10 +51,7 @@ DAY_RECORD = "_day.json"
 DAY_QUARANTINE = "quarantine.parquet"
 DAY_UNCATALOGUED = "uncatalogued.parquet"
 
-EVENT_COLUMNS_SQL = (
-    "event_id, user_id, track_id, CAST(played_at AS TIMESTAMPTZ) AS played_at, "
-    "CAST(ms_played AS BIGINT) AS ms_played"
-)
+EVENT_COLUMNS_SQL = LANDING_EVENTS.typed_columns_sql()
 # The coded columns of a clean play, then what a row needing a decision keeps of its landing row.
 CLEAN_COLUMNS = "bucket INTEGER, user_index INTEGER, track_index INTEGER, uncatalogued_track_id VARCHAR, ms_played BIGINT"
 SUSPECT_COLUMNS = (
