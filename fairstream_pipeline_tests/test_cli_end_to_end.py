@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from fairstream_pipeline.lib.ingestion.user_buckets import MIN_AUTO_BUCKETS
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.settings import Settings
 from fairstream_pipeline.sample import generate_month
@@ -84,9 +85,12 @@ def test_both_months_succeed_and_every_blocking_check_passes(two_months):
         for check, asset in BLOCKING_CHECKS:
             assert f"Asset check '{check}' on '{asset}' passed" in run.stderr, (month, check)
         assert "RUN_SUCCESS" in run.stderr
-        # The default B: the clean plays in 8 buckets, one allocation step per bucket.
-        assert lake.manifest("clean_plays", month)["user_buckets"] == Settings.model_fields["user_buckets"].default == 8
+        # The default B, chosen from the month's size: a small month gets the floor of 8 buckets,
+        # one allocation step per bucket.
+        assert Settings.model_fields["user_buckets"].default is None
+        assert lake.manifest("clean_plays", month)["user_buckets"] == MIN_AUTO_BUCKETS == 8
         assert "count_and_allocate.allocate_user_bucket[bucket_7]" in run.stderr
+        assert "count_and_allocate.allocate_user_bucket[bucket_8]" not in run.stderr
 
 
 def test_ingestion_finds_exactly_the_anomalies_the_generator_injected(two_months):
