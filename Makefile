@@ -72,11 +72,19 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium \
 	  || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 
-# Two workers, each taking whole test files: the real-service tests mostly wait on processes
-# and timeouts, so they overlap well with the CPU-bound ones. TEST_WORKERS=0 runs in one process.
+# Two workers, each taking whole test files: most real-service tests mostly wait on processes
+# and timeouts, so they overlap well with the CPU-bound ones. The files marked serial (the daemon's
+# ticks, server restarts) run after them, alone. TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
 test: install $(CHROMIUM)
-	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+ifeq ($(TEST_WORKERS),0)
+	$(BIN)/pytest
+else
+	@rc=0; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" || rc=$$?; \
+	$(BIN)/pytest -m serial || rc=$$?; \
+	exit $$rc
+endif
 
 # Speed and memory of a whole month beside the baselines; appends to docs/performance.md.
 bench: install

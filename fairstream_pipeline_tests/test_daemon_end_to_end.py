@@ -47,7 +47,8 @@ from fairstream_pipeline_tests.dagster_services import (
 from fairstream_pipeline_tests.landing_builders import Landing
 from fairstream_pipeline_tests.postgres import PG, connect_admin
 
-pytestmark = pytest.mark.e2e
+# serial: make test runs it after the parallel files, on an otherwise idle machine (daemon timing).
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 FIRST, SEPT, OCT = "2026-08", "2026-09", "2026-10"
 # 30,000 rows: at 150 users the default (users x 60) is mostly the two bots' sessions, which leaves

@@ -44,7 +44,8 @@ from fairstream_pipeline_tests.dagster_services import (
 )
 from fairstream_pipeline_tests.throwaway_postgres import ThrowawayPostgres
 
-pytestmark = pytest.mark.e2e
+# serial: make test runs it after the parallel files, on an otherwise idle machine (daemon timing).
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 AUG, SEPT, OCT = "2026-08", "2026-09", "2026-10"
 USERS, SEED, EVENTS = 150, 1, 30_000
