@@ -60,8 +60,9 @@ SUSPECT_COLUMNS = (
 )
 CLEAN_NAMES, SUSPECT_NAMES = (", ".join(c.split()[0] for c in cs.split(", ")) for cs in (CLEAN_COLUMNS, SUSPECT_COLUMNS))
 # At most this many event rows of a day are coded in one pass (one table in memory, ~110 bytes a
-# row); a larger day is coded by groups of whole files. A day of 32M rows (a 1B-play month) in
-# one pass spilled past a 4GB DuckDB limit.
+# row); a larger day is coded by groups of whole files. A day of 32M rows (a 1B-play month) peaked
+# at 3.85 GiB in one pass, at the 4GB DuckDB limit, and at 2.84 GiB by groups, in the same time
+# (docs/performance.md, "1B again").
 ROWS_PER_PASS = 10_000_000
 
 ROW_REASON_SQL = """CASE
