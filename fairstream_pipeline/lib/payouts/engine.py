@@ -19,7 +19,8 @@ stage                      reads                                          create
 =========================  =============================================  =======================================
 
 Money is integer pico-cents (10^-12 cent) in ``HUGEINT`` until it is rounded to integer cents once,
-per segment and payee. Every division is ``//`` on non-negative integers, i.e. it truncates. No
+per segment and payee. Every division is ``//`` on non-negative integers, i.e. it truncates
+(written through ``lib.payouts.fixed_point``, which divides in 64 bits whenever the numbers fit). No
 value ever passes through a float: DuckDB turns ``/`` on integers or DECIMALs into a DOUBLE, so
 ``/`` does not appear in this module. Pico-cent columns are written to Parquet as
 ``DECIMAL(38,0)``, because DuckDB writes ``HUGEINT`` to Parquet as a DOUBLE (``lib.lake.tables``
@@ -38,6 +39,7 @@ from __future__ import annotations
 import duckdb
 
 from fairstream_pipeline.lib.lake.faults import fault_point
+from fairstream_pipeline.lib.payouts.fixed_point import quotient_and_remainder, scaled_floor_div
 from fairstream_pipeline.lib.payouts.rules import PICO_PER_CENT, PPM, SPECIAL_PAYEES, SUSPENSE, UNALLOCATED, PayoutRules
 
 
@@ -109,11 +111,15 @@ def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules, days: lis
     spills it to ``temp_directory`` when it outgrows the memory limit.
     """
     share = f"{rules.royalty_share_ppm}::HUGEINT * {PPM}"  # pico-cents per cent of revenue
+    # The day tables take their id types from ``clean_plays``: INTEGER codes in a shard, so that
+    # every aggregation below hashes 4-byte integers (declared VARCHAR, they cost a shard 2 s more).
     _run(
         con,
         """
-        CREATE OR REPLACE TEMP TABLE capped_daily (user_id VARCHAR, track_id VARCHAR, streams BIGINT);
-        CREATE OR REPLACE TEMP TABLE busy_days (user_id VARCHAR, day DATE, streams BIGINT);
+        CREATE OR REPLACE TEMP TABLE capped_daily AS
+        SELECT user_id, track_id, 0::BIGINT AS streams FROM clean_plays WHERE false;
+        CREATE OR REPLACE TEMP TABLE busy_days AS
+        SELECT user_id, day, 0::BIGINT AS streams FROM clean_plays WHERE false;
         """,
     )
     if days is None:  # (the caller may know the days without a scan of the plays)
@@ -147,19 +153,27 @@ def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules, days: lis
         CREATE OR REPLACE TEMP TABLE user_stream_totals AS
         SELECT user_id, sum(streams)::BIGINT AS streams
         FROM capped_daily ANTI JOIN flagged_users USING (user_id) GROUP BY ALL;
+        -- Rule 4, floor(c_u * s / S_u), as q * s + floor(r * s / S_u) with c_u = q * S_u + r: one
+        -- 128-bit division per user, and 64-bit ones per (user, track) (``lib.payouts.fixed_point``).
+        CREATE OR REPLACE TEMP TABLE user_quotients AS
+        SELECT user_id, country, tier, total, {quotient_and_remainder('contribution', 'total', 'contribution')}
+        FROM (
+            SELECT t.user_id, b.country, b.tier, t.streams AS total,
+                   CASE WHEN b.tier = 'paid' THEN b.net_cents * {share} ELSE 0::HUGEINT END AS contribution
+            FROM user_stream_totals t JOIN billed_users b USING (user_id)
+        );
         CREATE OR REPLACE TEMP TABLE track_shares AS
-        SELECT b.country, b.tier, c.track_id, sum(c.streams)::BIGINT AS streams,
-               sum(CASE WHEN b.tier = 'paid'
-                        THEN (b.net_cents * {share} * c.streams) // t.streams ELSE 0 END)::HUGEINT AS direct_pico
+        SELECT u.country, u.tier, c.track_id, sum(c.streams)::BIGINT AS streams,
+               sum({scaled_floor_div('u.contribution', 'c.streams', 'u.total')})::HUGEINT AS direct_pico
         FROM (
             SELECT user_id, track_id, sum(streams) AS streams
             FROM capped_daily ANTI JOIN flagged_users USING (user_id)
             GROUP BY ALL
         ) c
-        JOIN user_stream_totals t USING (user_id)
-        JOIN billed_users b USING (user_id)
+        JOIN user_quotients u USING (user_id)
         GROUP BY ALL;
         DROP TABLE capped_daily;
+        DROP TABLE user_quotients;
         CREATE OR REPLACE TEMP TABLE user_streams AS
         SELECT b.user_id, b.country, b.tier,
                coalesce(t.streams, 0)::BIGINT AS streams,
@@ -229,17 +243,23 @@ def price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
             SELECT country, tier, track_id, sum(streams)::BIGINT AS streams,
                    sum(direct_pico::HUGEINT)::HUGEINT AS direct_pico
             FROM track_shares GROUP BY ALL
+        ),
+        pools AS (  -- floor(X * streams / S_seg) as in ``lib.payouts.fixed_point``
+            SELECT country, tier, counted_streams,
+                   {quotient_and_remainder('pool_pico', 'counted_streams', 'pool')},
+                   {quotient_and_remainder('residual_pico', 'counted_streams', 'residual')}
+            FROM segment_pools WHERE counted_streams > 0
         )
         SELECT s.country, s.tier, s.track_id, s.streams,
                CASE WHEN s.tier = 'paid'
                     THEN s.direct_pico
                          + CASE WHEN {redistribute_residual}
-                                THEN (p.residual_pico * s.streams) // p.counted_streams ELSE 0 END
-                    ELSE (p.pool_pico * s.streams) // p.counted_streams  -- rule 5
+                                THEN {scaled_floor_div('p.residual', 's.streams', 'p.counted_streams')} ELSE 0 END
+                    ELSE {scaled_floor_div('p.pool', 's.streams', 'p.counted_streams')}  -- rule 5
                END AS uc_pico,
-               (p.pool_pico * s.streams) // p.counted_streams AS pr_pico  -- rule 6
+               {scaled_floor_div('p.pool', 's.streams', 'p.counted_streams')} AS pr_pico  -- rule 6
         FROM tracks s
-        JOIN segment_pools p USING (country, tier)
+        JOIN pools p USING (country, tier)
         ORDER BY country, tier, track_id
         """,
     )
@@ -258,11 +278,15 @@ def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE payee_pico AS
         WITH valid_splits AS (SELECT track_id, payee_id, share_ppm FROM track_splits WHERE valid),
-        shares AS (
+        shares AS (  -- floor(A * share_ppm / 10^6) as in ``lib.payouts.fixed_point``
             SELECT e.country, e.tier, s.payee_id,
-                   (e.uc_pico * s.share_ppm) // {PPM} AS uc_pico,
-                   (e.pr_pico * s.share_ppm) // {PPM} AS pr_pico
-            FROM track_earnings e JOIN valid_splits s USING (track_id)
+                   {scaled_floor_div('e.uc', 's.share_ppm', PPM)} AS uc_pico,
+                   {scaled_floor_div('e.pr', 's.share_ppm', PPM)} AS pr_pico
+            FROM (
+                SELECT country, tier, track_id,
+                       {quotient_and_remainder('uc_pico', PPM, 'uc')}, {quotient_and_remainder('pr_pico', PPM, 'pr')}
+                FROM track_earnings
+            ) e JOIN valid_splits s USING (track_id)
             UNION ALL
             SELECT country, tier, '{SUSPENSE}', uc_pico, pr_pico
             FROM track_earnings ANTI JOIN (SELECT DISTINCT track_id FROM valid_splits) USING (track_id)
@@ -280,15 +304,15 @@ def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
             SELECT country, tier, payee_id,
                    (floor_cents + CASE WHEN rank <= deficit THEN 1 ELSE 0 END)::BIGINT AS {model}_cents
             FROM (
-                SELECT p.country, p.tier, p.payee_id,
-                       p.{model}_pico // {PICO_PER_CENT} AS floor_cents,
+                SELECT p.country, p.tier, p.payee_id, p.cents_q AS floor_cents,
                        row_number() OVER (
-                           PARTITION BY p.country, p.tier
-                           ORDER BY p.{model}_pico % {PICO_PER_CENT} DESC, p.payee_id
+                           PARTITION BY p.country, p.tier ORDER BY p.cents_r DESC, p.payee_id
                        ) AS rank,
-                       s.target_cents - sum(p.{model}_pico // {PICO_PER_CENT})
-                           OVER (PARTITION BY p.country, p.tier) AS deficit
-                FROM payee_pico p JOIN segment_pools s USING (country, tier)
+                       s.target_cents - sum(p.cents_q) OVER (PARTITION BY p.country, p.tier) AS deficit
+                FROM (
+                    SELECT country, tier, payee_id, {quotient_and_remainder(f'{model}_pico', PICO_PER_CENT, 'cents')}
+                    FROM payee_pico
+                ) p JOIN segment_pools s USING (country, tier)
             )
         """
     _run(
