@@ -272,57 +272,83 @@ def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
     target go one each to the payees with the largest remainders, ties by ascending ``payee_id``
     (byte order, which is DuckDB's default string order). ``payee_earnings`` has one row per
     (segment, payee) with a non-zero amount.
+
+    Segments and payees are numbered first (a payee's number is its rank in ``payee_id`` order,
+    so ordering by it is ordering by the id), so that the 30M split rows of a 200M-play month are
+    grouped and ranked on integers; the ids come back at the end.
     """
     _run(
         con,
         f"""
+        CREATE OR REPLACE TEMP TABLE valid_splits AS
+        SELECT track_id, payee_id, share_ppm FROM track_splits WHERE valid;
+        CREATE OR REPLACE TEMP TABLE payee_codes AS
+        SELECT (row_number() OVER (ORDER BY payee_id) - 1)::INTEGER AS payee_index, payee_id
+        FROM (SELECT payee_id FROM valid_splits UNION SELECT '{SUSPENSE}' UNION SELECT '{UNALLOCATED}');
+        CREATE OR REPLACE TEMP TABLE segment_codes AS
+        SELECT (row_number() OVER (ORDER BY country, tier) - 1)::INTEGER AS segment_index, country, tier, target_cents
+        FROM segment_pools;
         CREATE OR REPLACE TEMP TABLE payee_pico AS
-        WITH valid_splits AS (SELECT track_id, payee_id, share_ppm FROM track_splits WHERE valid),
+        WITH coded_splits AS (
+            SELECT v.track_id, c.payee_index, v.share_ppm FROM valid_splits v JOIN payee_codes c USING (payee_id)
+        ),
+        earnings AS (
+            SELECT g.segment_index, e.track_id, e.uc_pico, e.pr_pico
+            FROM track_earnings e JOIN segment_codes g USING (country, tier)
+        ),
         shares AS (  -- floor(A * share_ppm / 10^6) as in ``lib.payouts.fixed_point``
-            SELECT e.country, e.tier, s.payee_id,
+            SELECT e.segment_index, s.payee_index,
                    {scaled_floor_div('e.uc', 's.share_ppm', PPM)} AS uc_pico,
                    {scaled_floor_div('e.pr', 's.share_ppm', PPM)} AS pr_pico
             FROM (
-                SELECT country, tier, track_id,
+                SELECT segment_index, track_id,
                        {quotient_and_remainder('uc_pico', PPM, 'uc')}, {quotient_and_remainder('pr_pico', PPM, 'pr')}
-                FROM track_earnings
-            ) e JOIN valid_splits s USING (track_id)
+                FROM earnings
+            ) e JOIN coded_splits s USING (track_id)
             UNION ALL
-            SELECT country, tier, '{SUSPENSE}', uc_pico, pr_pico
-            FROM track_earnings ANTI JOIN (SELECT DISTINCT track_id FROM valid_splits) USING (track_id)
+            SELECT segment_index, (SELECT payee_index FROM payee_codes WHERE payee_id = '{SUSPENSE}'), uc_pico, pr_pico
+            FROM earnings ANTI JOIN (SELECT DISTINCT track_id FROM valid_splits) USING (track_id)
             UNION ALL
-            SELECT country, tier, '{UNALLOCATED}', uc_unallocated_pico, pr_unallocated_pico
-            FROM segment_pools WHERE uc_unallocated_pico > 0 OR pr_unallocated_pico > 0
+            SELECT g.segment_index, (SELECT payee_index FROM payee_codes WHERE payee_id = '{UNALLOCATED}'),
+                   p.uc_unallocated_pico, p.pr_unallocated_pico
+            FROM segment_pools p JOIN segment_codes g USING (country, tier)
+            WHERE p.uc_unallocated_pico > 0 OR p.pr_unallocated_pico > 0
         )
-        SELECT country, tier, payee_id, sum(uc_pico) AS uc_pico, sum(pr_pico) AS pr_pico
-        FROM shares GROUP BY ALL
+        SELECT segment_index, payee_index, sum(uc_pico) AS uc_pico, sum(pr_pico) AS pr_pico
+        FROM shares GROUP BY ALL;
+        DROP TABLE valid_splits;
         """,
     )
     rounded = {}
     for model in ("uc", "pr"):
         rounded[model] = f"""
-            SELECT country, tier, payee_id,
+            SELECT segment_index, payee_index,
                    (floor_cents + CASE WHEN rank <= deficit THEN 1 ELSE 0 END)::BIGINT AS {model}_cents
             FROM (
-                SELECT p.country, p.tier, p.payee_id, p.cents_q AS floor_cents,
+                SELECT p.segment_index, p.payee_index, p.cents_q AS floor_cents,
                        row_number() OVER (
-                           PARTITION BY p.country, p.tier ORDER BY p.cents_r DESC, p.payee_id
+                           PARTITION BY p.segment_index ORDER BY p.cents_r DESC, p.payee_index
                        ) AS rank,
-                       s.target_cents - sum(p.cents_q) OVER (PARTITION BY p.country, p.tier) AS deficit
+                       g.target_cents - sum(p.cents_q) OVER (PARTITION BY p.segment_index) AS deficit
                 FROM (
-                    SELECT country, tier, payee_id, {quotient_and_remainder(f'{model}_pico', PICO_PER_CENT, 'cents')}
+                    SELECT segment_index, payee_index,
+                           {quotient_and_remainder(f'{model}_pico', PICO_PER_CENT, 'cents')}
                     FROM payee_pico
-                ) p JOIN segment_pools s USING (country, tier)
+                ) p JOIN segment_codes g USING (segment_index)
             )
         """
     _run(
         con,
         f"""
         CREATE OR REPLACE TEMP TABLE payee_earnings AS
-        SELECT country, tier, payee_id, uc.uc_cents, pr.pr_cents
-        FROM ({rounded['uc']}) uc JOIN ({rounded['pr']}) pr USING (country, tier, payee_id)
+        SELECT g.country, g.tier, c.payee_id, uc.uc_cents, pr.pr_cents
+        FROM ({rounded['uc']}) uc JOIN ({rounded['pr']}) pr USING (segment_index, payee_index)
+        JOIN segment_codes g USING (segment_index)
+        JOIN payee_codes c USING (payee_index)
         WHERE uc.uc_cents <> 0 OR pr.pr_cents <> 0
-        ORDER BY country, tier, payee_id
+        ORDER BY g.country, g.tier, c.payee_id;
+        DROP TABLE payee_codes;
+        DROP TABLE segment_codes;
         """,
     )
 
