@@ -22,7 +22,7 @@ from fairstream_pipeline.defs.resources import (
 from fairstream_pipeline.lib.ingestion.landing_zone import LANDING_EVENTS
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.sample import generate_month
-from fairstream_pipeline.lib.payouts.shards import ShardStore, attach_shards
+from fairstream_pipeline.lib.payouts.shards import ShardStore, attach_shards, shard_track_dictionary
 from fairstream_pipeline.lib.ingestion.user_buckets import user_bucket
 from fairstream_pipeline_tests.conftest import step_failure_messages
 
@@ -217,3 +217,19 @@ def test_the_merge_takes_the_shard_folders_it_is_given_even_from_a_parent_run(tm
         attach_shards(duckdb.connect(), [folders[0], folders[2]])
     parent.remove_month()
     assert not (tmp_path / "_shards" / f"month={MONTH}").exists()
+
+
+def test_the_merge_refuses_shards_whose_tracks_are_coded_by_different_dictionaries(tmp_path):
+    """A parent run's shard coded by last ingestion's track dictionary cannot be added to one coded
+    by the current one: the same index may be another track."""
+    store, folders = ShardStore(tmp_path, MONTH, "run"), []
+    for bucket, dictionary in ((0, "clean_plays/month=2026-10/v1/tracks.parquet"), (1, "clean_plays/month=2026-10/v2/tracks.parquet")):
+        con = duckdb.connect()
+        con.execute("CREATE TABLE user_streams AS SELECT 'u' AS user_id, 'FR' AS country, 'paid' AS tier, "
+                    "1::BIGINT AS streams, false AS flagged, 5::HUGEINT AS contribution_pico")
+        con.execute("CREATE TABLE flagged_users AS SELECT 'x' AS user_id, DATE '2024-01-01' AS worst_day, 1::BIGINT AS worst_day_streams WHERE false")
+        con.execute("CREATE TABLE track_shares AS SELECT 'FR' AS country, 'paid' AS tier, 7 AS track_id, 1::BIGINT AS streams, 5::HUGEINT AS direct_pico")
+        folders.append(store.write(con, bucket, 2, dictionary)[0])
+    assert shard_track_dictionary(folders[:1]) == Path("clean_plays/month=2026-10/v1/tracks.parquet")
+    with pytest.raises(ValueError, match=r"coded by different dictionaries: \['clean_plays/month=2026-10/v1/tracks.parquet', 'clean_plays/month=2026-10/v2/tracks.parquet'\]"):
+        shard_track_dictionary(folders)

@@ -31,14 +31,19 @@ from fairstream_pipeline.defs.resources import (
     WarehouseResource,
 )
 from fairstream_pipeline.defs.specs import lake_out, monthly_graph_asset
-from fairstream_pipeline.lib.ingestion.clean_plays import attach_coded_plays, decode_shard
+from fairstream_pipeline.lib.ingestion.clean_plays import (
+    attach_coded_plays,
+    decode_shard,
+    decode_track_earnings,
+    track_dictionary_file,
+)
 from fairstream_pipeline.lib.lake.tables import attach_month, publish_month
 from fairstream_pipeline.lib.lake.memory import RssSampler
 from fairstream_pipeline.lib.payouts.engine import allocate_shard, price_segments
 from fairstream_pipeline.lib.payouts.report import eur, flagged_users_preview, segment_summary, stream_totals
 from fairstream_pipeline.lib.payouts.rules import PayoutRules
 from fairstream_pipeline.lib.close.period_close import closed_month
-from fairstream_pipeline.lib.payouts.shards import ShardStore, attach_shards
+from fairstream_pipeline.lib.payouts.shards import ShardStore, attach_shards, shard_track_dictionary
 from fairstream_pipeline.lib.ingestion.user_buckets import check_buckets
 
 HEAVY = "duckdb_heavy"
@@ -108,7 +113,7 @@ def allocate_user_bucket(
         allocate_shard(con, rules, days)
         decode_shard(con)
         totals = stream_totals(con)
-        folder, rows = store.write(con, bucket, buckets)
+        folder, rows = store.write(con, bucket, buckets, track_dictionary_file(lake, month))
     return dg.Output(
         str(folder),
         metadata={
@@ -147,8 +152,11 @@ def merge_user_buckets(
     rules = rules_for(context, payout_rules, warehouse)
     with contract_failures(), duckdb.connect() as con:
         attach_month(con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue"})
+        dictionary = shard_track_dictionary(shards)
         buckets = attach_shards(con, shards)
         price_segments(con, rules)
+        if dictionary is not None:  # the shards were added up on track indexes: the ids come back once
+            decode_track_earnings(con, dictionary)
         totals = stream_totals(con)
         rows = publish_month(
             con,

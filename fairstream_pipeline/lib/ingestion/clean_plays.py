@@ -120,23 +120,41 @@ def attach_coded_plays(
 
 
 def decode_shard(con: duckdb.DuckDBPyConnection) -> None:
-    """Give ``flagged_users``, ``user_streams`` and ``track_shares`` their ids back (after
-    ``payout_engine.allocate_shard`` ran on :func:`attach_coded_plays`' views)."""
-    for table, code, dictionary, key in (
-        ("flagged_users", "user_id", "user_dictionary", "user_index"),
-        ("user_streams", "user_id", "user_dictionary", "user_index"),
-        ("track_shares", "track_id", "track_dictionary", "track_index"),
-    ):
+    """Give ``flagged_users`` and ``user_streams`` their user ids back (after
+    ``payout_engine.allocate_shard`` ran on :func:`attach_coded_plays`' views). ``track_shares``
+    keeps the month's track index in ``track_id``: the merge adds the shards up on integers and
+    decodes once (:func:`decode_track_earnings`)."""
+    for table in ("flagged_users", "user_streams"):
         columns = [c[0] for c in con.execute(f"DESCRIBE {table}").fetchall()]
-        select = ", ".join(f"d.{code}" if c == code else f"x.{c}" for c in columns)
+        select = ", ".join("d.user_id" if c == "user_id" else f"x.{c}" for c in columns)
         con.execute(
             f"""
             ALTER TABLE {table} RENAME TO coded_{table};
             CREATE TEMP TABLE {table} AS
-            SELECT {select} FROM coded_{table} x JOIN {dictionary} d ON d.{key} = x.{code};
+            SELECT {select} FROM coded_{table} x JOIN user_dictionary d ON d.user_index = x.user_id;
             DROP TABLE coded_{table};
             """
         ).fetchall()
+
+
+def track_dictionary_file(lake: Lake, month: str) -> Path:
+    """The month's track dictionary (``track_index``, ``track_id``, ``catalogued``)."""
+    return lake.require("clean_plays", month) / TRACKS
+
+
+def decode_track_earnings(con: duckdb.DuckDBPyConnection, dictionary: Path) -> None:
+    """Replace ``track_earnings.track_id``, a track index of ``dictionary``, with the track's id."""
+    columns = [c[0] for c in con.execute("DESCRIBE track_earnings").fetchall()]
+    select = ", ".join("d.track_id" if c == "track_id" else f"x.{c}" for c in columns)
+    con.execute(
+        f"""
+        ALTER TABLE track_earnings RENAME TO coded_track_earnings;
+        CREATE TEMP TABLE track_earnings AS
+        SELECT {select} FROM coded_track_earnings x
+        JOIN {read_parquet(str(dictionary))} d ON d.track_index = x.track_id;
+        DROP TABLE coded_track_earnings;
+        """
+    ).fetchall()
 
 
 def attach_clean_plays(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> None:

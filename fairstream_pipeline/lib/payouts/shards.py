@@ -10,6 +10,11 @@ the merge as its output: a re-execution from failure hands the merge the parent 
 the buckets it did not run again. The merge reads every bucket's files back as one table each, and
 then removes every shard folder of the month. A folder left by a killed run is removed by the next
 fresh run of the month (the month lock guarantees that no other run of the month is alive).
+
+In the pipeline a shard's ``track_shares.track_id`` holds the month's track index (INTEGER), not
+the id: the merge adds B shards' rows up on integers and decodes the (segment, track) result once.
+The shard's record names the dictionary, and the merge refuses shards coded by different ones (a
+parent run's shards after the month's clean plays were ingested again).
 """
 
 from __future__ import annotations
@@ -36,14 +41,21 @@ class ShardStore(RunScratch):
     def bucket_dir(self, bucket: int) -> Path:
         return self.part_dir(f"bucket={bucket}")
 
-    def write(self, con: duckdb.DuckDBPyConnection, bucket: int, buckets: int) -> tuple[Path, dict[str, int]]:
+    def write(
+        self, con: duckdb.DuckDBPyConnection, bucket: int, buckets: int, track_dictionary: str | Path | None = None
+    ) -> tuple[Path, dict[str, int]]:
         """Write the connection's shard tables for ``bucket`` of ``buckets`` (replacing a previous
-        attempt's); return the folder, which the step passes on to the merge, and the row counts."""
+        attempt's); return the folder, which the step passes on to the merge, and the row counts.
+
+        ``track_dictionary`` is the file whose ``track_index`` the shard's ``track_shares.track_id``
+        holds (the month's ``clean_plays`` tracks), or None when it holds the ids themselves."""
         folder = self.part_dir(f"bucket={bucket}", fresh=True)
         rows = {}
         for table in SHARD_TABLES:
             rows[table] = write_table(con, table, folder / f"{table}.parquet")
-        (folder / SHARD_RECORD).write_text(json.dumps({"bucket": bucket, "buckets": buckets, "rows": rows}))
+        record = {"bucket": bucket, "buckets": buckets, "rows": rows,
+                  "track_dictionary": None if track_dictionary is None else str(track_dictionary)}
+        (folder / SHARD_RECORD).write_text(json.dumps(record))
         return folder, rows
 
 
@@ -52,7 +64,8 @@ def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path]) -> 
 
     The folders come from the shard steps' outputs (a re-execution from failure passes the parent
     run's folders for the buckets it did not re-run). Fails naming what is missing when the folders
-    are not exactly buckets 0..B-1 of one B.
+    are not exactly buckets 0..B-1 of one B. Their tracks may be coded: see
+    :func:`shard_track_dictionary`.
     """
     records = []
     for folder in map(Path, folders):
@@ -73,3 +86,12 @@ def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path]) -> 
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(f'{c[0]} {c[1]}' for c in columns)})").fetchall()
         con.execute(f"INSERT INTO {table} {source}").fetchall()
     return buckets
+
+
+def shard_track_dictionary(folders: list[str | Path]) -> Path | None:
+    """The track dictionary the shards' ``track_shares`` are coded by (None: they hold track ids)."""
+    dictionaries = {json.loads((Path(f) / SHARD_RECORD).read_text()).get("track_dictionary") for f in folders}
+    if len(dictionaries) != 1:
+        raise ValueError(f"the shards' tracks are coded by different dictionaries: {sorted(map(str, dictionaries))}")
+    (dictionary,) = dictionaries
+    return None if dictionary is None else Path(dictionary)
