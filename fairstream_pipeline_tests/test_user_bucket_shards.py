@@ -19,6 +19,7 @@ from fairstream_pipeline.defs.resources import (
     PayoutRulesResource,
     WarehouseResource,
 )
+from fairstream_pipeline.lib.ingestion.clean_plays import decode_track_earnings
 from fairstream_pipeline.lib.ingestion.landing_zone import LANDING_EVENTS
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.sample import generate_month
@@ -233,3 +234,18 @@ def test_the_merge_refuses_shards_whose_tracks_are_coded_by_different_dictionari
     assert shard_track_dictionary(folders[:1]) == Path("clean_plays/month=2026-10/v1/tracks.parquet")
     with pytest.raises(ValueError, match=r"coded by different dictionaries: \['clean_plays/month=2026-10/v1/tracks.parquet', 'clean_plays/month=2026-10/v2/tracks.parquet'\]"):
         shard_track_dictionary(folders)
+
+
+def test_decoding_the_merged_tracks_gives_their_ids_and_never_drops_an_unknown_index(tmp_path):
+    dictionary = tmp_path / "tracks.parquet"
+    duckdb.sql(f"COPY (SELECT * FROM (VALUES (0, 'T-a', true), (1, 'T-b', false)) t(track_index, track_id, catalogued)) TO '{dictionary}'")
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE track_earnings AS SELECT * FROM (VALUES ('FR', 'paid', 1, 3::BIGINT, 7::HUGEINT, 8::HUGEINT)) "
+                "t(country, tier, track_id, streams, uc_pico, pr_pico)")
+    decode_track_earnings(con, dictionary)
+    assert con.execute("SELECT * FROM track_earnings").fetchall() == [("FR", "paid", "T-b", 3, 7, 8)]
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE track_earnings AS SELECT * FROM (VALUES ('FR', 'paid', 0, 1::BIGINT, 1::HUGEINT, 1::HUGEINT), "
+                "('FR', 'free', 5, 1::BIGINT, 1::HUGEINT, 1::HUGEINT)) t(country, tier, track_id, streams, uc_pico, pr_pico)")
+    with pytest.raises(ValueError, match=r"1 \(segment, track\) rows of the shards have a track index missing from .*tracks.parquet"):
+        decode_track_earnings(con, dictionary)

@@ -143,7 +143,8 @@ def track_dictionary_file(lake: Lake, month: str) -> Path:
 
 
 def decode_track_earnings(con: duckdb.DuckDBPyConnection, dictionary: Path) -> None:
-    """Replace ``track_earnings.track_id``, a track index of ``dictionary``, with the track's id."""
+    """Replace ``track_earnings.track_id``, a track index of ``dictionary``, with the track's id.
+    Raises, naming the dictionary, when an index is not in it (no row is ever dropped)."""
     columns = [c[0] for c in con.execute("DESCRIBE track_earnings").fetchall()]
     select = ", ".join("d.track_id" if c == "track_id" else f"x.{c}" for c in columns)
     con.execute(
@@ -151,10 +152,14 @@ def decode_track_earnings(con: duckdb.DuckDBPyConnection, dictionary: Path) -> N
         ALTER TABLE track_earnings RENAME TO coded_track_earnings;
         CREATE TEMP TABLE track_earnings AS
         SELECT {select} FROM coded_track_earnings x
-        JOIN {read_parquet(str(dictionary))} d ON d.track_index = x.track_id;
-        DROP TABLE coded_track_earnings;
+        LEFT JOIN {read_parquet(str(dictionary))} d ON d.track_index = x.track_id;
         """
     ).fetchall()
+    con.execute("DROP TABLE coded_track_earnings").fetchall()
+    # (a dictionary's track ids are never null: a null id here is an index the dictionary lacks)
+    (missing,) = con.execute("SELECT count(*) FROM track_earnings WHERE track_id IS NULL").fetchall()[0]
+    if missing:
+        raise ValueError(f"{missing} (segment, track) rows of the shards have a track index missing from {dictionary}")
 
 
 def attach_clean_plays(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> None:
