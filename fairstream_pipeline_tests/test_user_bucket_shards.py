@@ -212,7 +212,7 @@ def test_the_merge_takes_the_shard_folders_it_is_given_even_from_a_parent_run(tm
         folders.append(store.write(con, bucket, 3)[0])
     con = duckdb.connect()
     assert attach_shards(con, folders) == 3
-    assert con.execute("SELECT sum(streams), sum(direct_pico) FROM track_shares").fetchall() == [(6, 3 * 2**70 + 3)]
+    assert con.execute("SELECT * FROM track_shares").fetchall() == [("FR", "paid", "t1", 6, 3 * 2**70 + 3)]  # one row per (segment, track)
     assert con.execute("SELECT list(user_id ORDER BY user_id) FROM user_streams").fetchall() == [(["u0", "u1", "u2"],)]
     with pytest.raises(ValueError, match=r"the shards do not cover one set of buckets: \[\(0, 3\), \(2, 3\)\]"):
         attach_shards(duckdb.connect(), [folders[0], folders[2]])

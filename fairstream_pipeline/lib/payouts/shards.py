@@ -60,7 +60,8 @@ class ShardStore(RunScratch):
 
 
 def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path]) -> int:
-    """A table per shard table holding the rows of every shard folder; returns the number of buckets.
+    """A table per shard table holding the rows of every shard folder (``track_shares`` already
+    added up per segment and track, exact in integers); returns the number of buckets.
 
     The folders come from the shard steps' outputs (a re-execution from failure passes the parent
     run's folders for the buckets it did not re-run). Fails naming what is missing when the folders
@@ -82,6 +83,11 @@ def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path]) -> 
         # A table with nullable columns whatever B is: DuckDB keeps a single file's NOT NULL
         # columns but not those of several files, and the published bytes must not depend on B.
         source = f"SELECT {lake_view(table)} FROM {read_parquet(files)}"
+        if table == "track_shares":  # added up per (segment, track) as it is read: B times fewer rows to keep
+            source = (
+                "SELECT country, tier, track_id, sum(streams)::BIGINT AS streams, "
+                f"sum(direct_pico)::HUGEINT AS direct_pico FROM ({source}) GROUP BY ALL"
+            )
         columns = con.execute(f"DESCRIBE {source}").fetchall()
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(f'{c[0]} {c[1]}' for c in columns)})").fetchall()
         con.execute(f"INSERT INTO {table} {source}").fetchall()
