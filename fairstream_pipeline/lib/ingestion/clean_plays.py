@@ -119,22 +119,28 @@ def attach_coded_plays(
     return sorted({date.fromisoformat(f.parent.name.removeprefix("day=")) for f in files})
 
 
+def _replace_codes(con: duckdb.DuckDBPyConnection, table: str, column: str, dictionary: str, index: str) -> None:
+    """Replace ``table.column``, an ``index`` of ``dictionary`` (a table or ``read_parquet``), with
+    the dictionary's ``column``; a code missing from the dictionary leaves a null."""
+    columns = [c[0] for c in con.execute(f"DESCRIBE {table}").fetchall()]
+    select = ", ".join(f"d.{column}" if c == column else f"x.{c}" for c in columns)
+    con.execute(
+        f"""
+        ALTER TABLE {table} RENAME TO coded_{table};
+        CREATE TEMP TABLE {table} AS
+        SELECT {select} FROM coded_{table} x LEFT JOIN {dictionary} d ON d.{index} = x.{column};
+        DROP TABLE coded_{table};
+        """
+    ).fetchall()
+
+
 def decode_shard(con: duckdb.DuckDBPyConnection) -> None:
     """Give ``flagged_users`` and ``user_streams`` their user ids back (after
-    ``payout_engine.allocate_shard`` ran on :func:`attach_coded_plays`' views). ``track_shares``
-    keeps the month's track index in ``track_id``: the merge adds the shards up on integers and
-    decodes once (:func:`decode_track_earnings`)."""
+    ``payout_engine.allocate_shard`` ran on :func:`attach_coded_plays`' views, whose users all
+    are in ``user_dictionary``). ``track_shares`` keeps the month's track index in ``track_id``:
+    the merge adds the shards up on integers and decodes once (:func:`decode_track_earnings`)."""
     for table in ("flagged_users", "user_streams"):
-        columns = [c[0] for c in con.execute(f"DESCRIBE {table}").fetchall()]
-        select = ", ".join("d.user_id" if c == "user_id" else f"x.{c}" for c in columns)
-        con.execute(
-            f"""
-            ALTER TABLE {table} RENAME TO coded_{table};
-            CREATE TEMP TABLE {table} AS
-            SELECT {select} FROM coded_{table} x JOIN user_dictionary d ON d.user_index = x.user_id;
-            DROP TABLE coded_{table};
-            """
-        ).fetchall()
+        _replace_codes(con, table, "user_id", "user_dictionary", "user_index")
 
 
 def track_dictionary_file(lake: Lake, month: str) -> Path:
@@ -145,17 +151,7 @@ def track_dictionary_file(lake: Lake, month: str) -> Path:
 def decode_track_earnings(con: duckdb.DuckDBPyConnection, dictionary: Path) -> None:
     """Replace ``track_earnings.track_id``, a track index of ``dictionary``, with the track's id.
     Raises, naming the dictionary, when an index is not in it (no row is ever dropped)."""
-    columns = [c[0] for c in con.execute("DESCRIBE track_earnings").fetchall()]
-    select = ", ".join("d.track_id" if c == "track_id" else f"x.{c}" for c in columns)
-    con.execute(
-        f"""
-        ALTER TABLE track_earnings RENAME TO coded_track_earnings;
-        CREATE TEMP TABLE track_earnings AS
-        SELECT {select} FROM coded_track_earnings x
-        LEFT JOIN {read_parquet(str(dictionary))} d ON d.track_index = x.track_id;
-        """
-    ).fetchall()
-    con.execute("DROP TABLE coded_track_earnings").fetchall()
+    _replace_codes(con, "track_earnings", "track_id", read_parquet(str(dictionary)), "track_index")
     # (a dictionary's track ids are never null: a null id here is an index the dictionary lacks)
     (missing,) = con.execute("SELECT count(*) FROM track_earnings WHERE track_id IS NULL").fetchall()[0]
     if missing:
