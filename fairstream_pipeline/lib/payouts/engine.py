@@ -274,7 +274,7 @@ def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
     (segment, payee) with a non-zero amount.
 
     Segments and payees are numbered first (a payee's number is its rank in ``payee_id`` order,
-    so ordering by it is ordering by the id), so that the 30M split rows of a 200M-play month are
+    so ordering by it is ordering by the id), so that the 33M split rows of a 200M-play month are
     grouped and ranked on integers; the ids come back at the end.
     """
     _run(
