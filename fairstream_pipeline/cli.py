@@ -258,7 +258,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         f"{len(s.bot_user_ids)} bots, {len(s.looper_user_ids)} loopers",
         f"catalog: {s.tracks_in_catalog:,} tracks, {s.payees:,} payees "
         f"({s.payees_without_email} without email), {len(s.broken_split_track_ids)} broken splits, "
-        f"{len(s.tracks_without_splits)} without splits; {s.uncataloged_track_plays:,} uncataloged plays",
+        f"{len(s.tracks_without_splits)} without splits; {s.uncataloged_track_plays:,} uncataloged plays; "
+        f"payment details: {s.payees_with_valid_details:,} valid, {s.payees_with_invalid_details:,} invalid, "
+        f"{s.payees_without_details:,} missing",
         f"anomalies: {s.invalid_rows} invalid, {s.outside_partition} outside partition, "
         f"{s.conflicting_duplicate_rows} conflicting-duplicate rows, {s.exact_duplicates:,} exact "
         f"duplicates, {s.unknown_user_events} unknown-user events; "

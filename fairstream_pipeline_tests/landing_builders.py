@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from fairstream_pipeline.lib.ingestion.landing_zone import (
     LANDING_AD_REVENUE,
     LANDING_EVENTS,
     LANDING_PAYEES,
+    LANDING_PAYMENT_DETAILS,
     LANDING_RIGHTS_SPLITS,
     LANDING_SUBSCRIPTIONS,
     LANDING_TRACKS,
@@ -75,3 +77,9 @@ class Landing:
     def catalog(self, tracks: list[tuple], splits: list[tuple], payees: list[tuple]) -> None:
         for table, rows in ((LANDING_TRACKS, tracks), (LANDING_RIGHTS_SPLITS, splits), (LANDING_PAYEES, payees)):
             _write(table.path(self.root), rows, table)
+
+    def payment_details(self, rows: list[tuple]) -> Path:
+        """Rows are ``(payee_id, iban, bic, account_holder)``; the file is mode 0600 (personal data)."""
+        path = _write(LANDING_PAYMENT_DETAILS.path(self.root), rows, LANDING_PAYMENT_DETAILS)
+        os.chmod(path, 0o600)
+        return path

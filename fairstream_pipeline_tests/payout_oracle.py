@@ -124,6 +124,7 @@ class Statement:
     paid_cents: int
     closing_balance_cents: int
     adjustment_cents: int = 0  # restated closed months, posted this month (rule 9, v2)
+    hold_reason: str | None = None  # why a payee due a payment was not paid (rule 10, v3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,9 +451,15 @@ def roll_statements(
     earnings: Union[MonthPayout, Mapping[EarningsKey, tuple[int, int]]],
     threshold: int,
     adjustments: Mapping[str, int] | None = None,
+    standing: Mapping[str, str | None] | None = None,
 ) -> dict[str, Statement]:
     """One month's statements from last month's closing balances, this month's earnings and the
-    adjustments posted this month (per payee). A balance may be negative: it carries over."""
+    adjustments posted this month (per payee). A balance may be negative: it carries over.
+
+    ``standing`` (rule 10): None when the landing zone has no payment details (nobody is held);
+    else payee -> None when they can be paid, or the reason they cannot; a payee missing from it
+    has no payment details. A payee due a payment who cannot be paid is held: paid 0, the due
+    carries over, and the statement says why."""
     _require_int("threshold", threshold)
     rows = earnings.earnings if isinstance(earnings, MonthPayout) else earnings
     totals = _totals(rows)
@@ -470,8 +477,11 @@ def roll_statements(
         if (opening, earned, adjustment, pro_rata) == (0, 0, 0, 0):
             continue
         due = opening + earned + adjustment
+        hold = None
         if payee not in SPECIAL_PAYEES and due >= threshold and due > 0:
-            paid, closing = due, 0
+            if standing is not None:
+                hold = standing.get(payee, "no_payment_details")
+            paid, closing = (0, due) if hold else (due, 0)
         else:
             paid, closing = 0, due
         statements[payee] = Statement(
@@ -481,6 +491,7 @@ def roll_statements(
             paid_cents=paid,
             closing_balance_cents=closing,
             adjustment_cents=adjustment,
+            hold_reason=hold,
         )
     return statements
 

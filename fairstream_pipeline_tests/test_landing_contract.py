@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import stat
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import schwifty
+from schwifty.exceptions import SchwiftyException
 
 from fairstream_pipeline.lib.ingestion import landing_zone
 from fairstream_pipeline.lib.ingestion.landing_zone import (
     INT64,
+    LANDING_PAYEES,
+    LANDING_PAYMENT_DETAILS,
     LANDING_TABLES,
     STRING,
     TIMESTAMP,
@@ -78,6 +83,7 @@ def test_each_kind_has_one_arrow_and_one_duckdb_type():
         "catalog/tracks.parquet",
         "catalog/rights_splits.parquet",
         "catalog/payees.parquet",
+        "catalog/payment_details.parquet",
     ]
 
 
@@ -89,6 +95,7 @@ def test_the_ingestion_column_maps_come_from_the_contract():
         landing_zone.TRACK_COLUMNS,
         landing_zone.SPLIT_COLUMNS,
         landing_zone.PAYEE_COLUMNS,
+        landing_zone.PAYMENT_DETAIL_COLUMNS,
     ]
     assert exported == [t.column_kinds for t in LANDING_TABLES]
 
@@ -116,6 +123,8 @@ def test_the_generator_writes_exactly_the_contract(tmp_path):
 def test_the_test_builders_write_exactly_the_contract(tmp_path):
     landing = Landing(tmp_path)
     landing.catalog([("t1", "Song", "Artist")], [("t1", "p1", 1_000_000)], [("p1", "Artist", None)])
+    details = landing.payment_details([("p1", "DE89370400440532013000", "COBADEFFXXX", None)])
+    assert stat.S_IMODE(details.stat().st_mode) == 0o600
     landing.subscriptions(MONTH, [("u1", "premium", "FR", 999)])
     landing.ad_revenue(MONTH, [("FR", 100)])
     landing.events(f"{MONTH}-01", [("e1", "u1", "t1", utc(f"{MONTH}-01 10:00"), 200_000)])
@@ -129,3 +138,49 @@ def test_the_docs_list_each_input_with_its_columns_in_order(table):
     assert len(rows) == 1, table.location
     described = re.findall(r"`(\w+)` (string|int64|timestamp)( \(nullable)?", rows[0])
     assert described == [(c.name, c.kind, " (nullable" if c.nullable else "") for c in table.columns]
+
+
+def test_payment_details_are_an_optional_catalog_file(tmp_path):
+    zone = LandingZone(tmp_path)
+    columns = LANDING_PAYMENT_DETAILS.column_kinds
+    assert zone.optional_catalog_file(LANDING_PAYMENT_DETAILS.name, columns) is None
+    Landing(tmp_path).payment_details([("p1", "FR7630006000011234567890189", None, "Someone Else")])
+    found = zone.optional_catalog_file(LANDING_PAYMENT_DETAILS.name, columns)
+    assert found is not None and found.relative_path == "catalog/payment_details.parquet" and found.num_rows == 1
+
+
+def _details_are_valid(iban: str, bic: str | None) -> bool:
+    """The pipeline's rule, checked independently of the generator: a valid IBAN, and a BIC when
+    given that is valid and of the IBAN's country."""
+    try:
+        country = schwifty.IBAN(iban).country_code
+        return bic is None or schwifty.BIC(bic).country_code == country
+    except SchwiftyException:
+        return False
+
+
+def test_the_generated_payment_details_mix_valid_invalid_and_missing_rows(tmp_path):
+    summary = generate_month(tmp_path, MONTH, users=50, seed=1, events=3_000)
+    path = LANDING_PAYMENT_DETAILS.path(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # personal data
+    rows = pq.read_table(path).to_pylist()
+    payees = pq.read_table(LANDING_PAYEES.path(tmp_path)).column("payee_id").to_pylist()
+    listed = [r["payee_id"] for r in rows]
+    assert len(set(listed)) == len(listed) and set(listed) <= set(payees)  # the catalog rule
+    valid = [r for r in rows if _details_are_valid(r["iban"], r["bic"])]
+    invalid = [r for r in rows if not _details_are_valid(r["iban"], r["bic"])]
+    assert len(valid) == summary.payees_with_valid_details
+    assert len(invalid) == summary.payees_with_invalid_details >= 1
+    assert len(payees) - len(rows) == summary.payees_without_details >= 1
+    assert summary.payees_with_valid_details + summary.payees_with_invalid_details + summary.payees_without_details == summary.payees
+    assert summary.payees_with_valid_details >= 0.85 * summary.payees
+    # an IBAN that schwifty rejects, and a valid IBAN with another country's BIC
+    for r in invalid:
+        if r["bic"] is None or schwifty.BIC(r["bic"]).country_code == r["iban"][:2]:
+            with pytest.raises(SchwiftyException):
+                schwifty.IBAN(r["iban"])
+    assert any(r["bic"] and schwifty.BIC(r["bic"]).country_code != r["iban"][:2] for r in invalid)
+    for r in valid:
+        schwifty.IBAN(r["iban"]).validate(validate_bban=True)
+    assert any(r["bic"] for r in valid) and any(r["bic"] is None for r in valid)
+    assert any(r["account_holder"] for r in rows) and any(r["account_holder"] is None for r in rows)

@@ -88,7 +88,10 @@ def test_statements_balance_names_each_kind_of_broken_statement():
                ('FR', 'paid', 'A', 500::BIGINT, 400::BIGINT),
                ('FR', 'paid', 'B', 2000, 2100),
                ('FR', 'paid', '__suspense__', 1500, 1500),
-               ('FR', 'paid', 'D', 10, 10)) t(country, tier, payee_id, uc_cents, pr_cents)"""
+               ('FR', 'paid', 'D', 10, 10),
+               ('FR', 'paid', 'J', 1500, 1500),
+               ('FR', 'paid', 'K', 1200, 1200),
+               ('FR', 'paid', 'L', 10, 10)) t(country, tier, payee_id, uc_cents, pr_cents)"""
     )
     con.execute(
         """CREATE TABLE previous_statements AS SELECT * FROM (VALUES ('A', 300::BIGINT), ('E', 50))
@@ -101,24 +104,67 @@ def test_statements_balance_names_each_kind_of_broken_statement():
     )
     con.execute(
         """CREATE TABLE payee_statements AS SELECT * FROM (VALUES
-               ('A', 300::BIGINT, 500::BIGINT, 0::BIGINT, 400::BIGINT, 0::BIGINT, 801::BIGINT),
-               ('B', 0, 2000, 0, 2100, 1000, 1000),
-               ('D', 0, 11, 0, 10, 0, 11),
-               ('F', 0, 0, -700, 0, 0, -700),
-               ('G', 0, 0, 200, 0, 0, 200),
-               ('__suspense__', 0, 1500, 0, 1500, 1500, 0))
+               ('A', 300::BIGINT, 500::BIGINT, 0::BIGINT, 400::BIGINT, 0::BIGINT, 801::BIGINT, NULL::VARCHAR),
+               ('B', 0, 2000, 0, 2100, 1000, 1000, NULL),
+               ('D', 0, 11, 0, 10, 0, 11, NULL),
+               ('F', 0, 0, -700, 0, 0, -700, NULL),
+               ('G', 0, 0, 200, 0, 0, 200, NULL),
+               ('J', 0, 1500, 0, 1500, 0, 1500, NULL),
+               ('K', 0, 1200, 0, 1200, 1200, 0, 'no_payment_details'),
+               ('L', 0, 10, 0, 10, 0, 10, 'vacation'),
+               ('__suspense__', 0, 1500, 0, 1500, 1500, 0, NULL))
            t(payee_id, opening_balance_cents, earned_cents, adjustment_cents, pro_rata_cents, paid_cents,
-             closing_balance_cents)"""
+             closing_balance_cents, hold_reason)"""
     )
     finding = statements_balance(con, threshold_cents=1000)
-    assert finding.checked == 6
+    assert finding.checked == 9
     assert finding.problems == [
         ("A", "opening + earned + adjustment - paid <> closing"),
         ("B", "a payment must be the whole balance and reach the threshold"),
         ("D", "earned differs from payee_earnings"),
         ("G", "adjustment differs from payee_adjustments"),
+        ("J", "a balance at or over the threshold was not paid"),
+        ("K", "a hold_reason on a payee who was paid or not due a payment"),
+        ("L", "unknown hold_reason vacation"),
         ("__suspense__", "a special payee was paid"),
         ("E", "payee has earnings, an adjustment or a balance but no statement"),
         ("H", "payee has earnings, an adjustment or a balance but no statement"),
     ]
     # F's negative closing balance (a clawback carried over) is not a problem.
+
+
+def test_statements_balance_holds_exactly_who_the_payment_details_hold():
+    """Rule 10: with payment details, a payee due a payment is paid only when payable, and held with
+    exactly the reason the details give; without them (standing False) nobody may be held."""
+    con = duckdb.connect()
+    con.execute(
+        """CREATE TABLE payee_earnings AS SELECT 'FR' AS country, 'paid' AS tier, payee_id, 2000::BIGINT AS uc_cents,
+                  2000::BIGINT AS pr_cents FROM (VALUES ('OK'), ('PAID_NO_ROW'), ('WRONG'), ('HELD_OK'), ('SMALL')) t(payee_id)
+           WHERE payee_id <> 'SMALL' UNION ALL SELECT 'FR', 'paid', 'SMALL', 10, 10"""
+    )
+    con.execute("CREATE TABLE previous_statements (payee_id VARCHAR, closing_balance_cents BIGINT)")
+    con.execute("CREATE TABLE payee_adjustments (payee_id VARCHAR, source_month VARCHAR, cents BIGINT)")
+    con.execute(
+        """CREATE TABLE payee_statements AS SELECT * FROM (VALUES
+               ('OK', 0::BIGINT, 2000::BIGINT, 0::BIGINT, 2000::BIGINT, 2000::BIGINT, 0::BIGINT, NULL::VARCHAR),
+               ('PAID_NO_ROW', 0, 2000, 0, 2000, 2000, 0, NULL),
+               ('WRONG', 0, 2000, 0, 2000, 0, 2000, 'returned_payment'),
+               ('HELD_OK', 0, 2000, 0, 2000, 0, 2000, 'invalid_payment_details'),
+               ('SMALL', 0, 10, 0, 10, 0, 10, NULL))
+           t(payee_id, opening_balance_cents, earned_cents, adjustment_cents, pro_rata_cents, paid_cents,
+             closing_balance_cents, hold_reason)"""
+    )
+    con.execute(
+        """CREATE VIEW payment_standing AS SELECT * FROM (VALUES
+               ('OK', NULL::VARCHAR), ('WRONG', 'invalid_payment_details'), ('HELD_OK', 'invalid_payment_details'),
+               ('SMALL', 'invalid_payment_details')) t(payee_id, hold_reason)"""
+    )
+    assert statements_balance(con, threshold_cents=1000, standing=True).problems == [
+        ("PAID_NO_ROW", "hold_reason null but the payment details say no_payment_details"),
+        ("WRONG", "hold_reason returned_payment but the payment details say invalid_payment_details"),
+    ]
+    assert statements_balance(con, threshold_cents=1000, standing=False).problems == [
+        ("HELD_OK", "hold_reason invalid_payment_details but the payment details say payable"),
+        ("WRONG", "hold_reason returned_payment but the payment details say payable"),
+    ]
+    assert statements_balance(con, threshold_cents=1000, standing=None).problems == []

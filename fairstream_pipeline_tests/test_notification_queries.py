@@ -23,16 +23,17 @@ MONTH = "2024-02"
 
 @pytest.fixture
 def con() -> duckdb.DuckDBPyConnection:
-    """P1 earns in two segments and has two adjustments; P2 has only a carried balance and no
-    directory entry; __suspense__ holds money; P3 has closed earnings but no statement."""
+    """P1 earns in two segments and has three adjustments (one a returned payment); P2 has only a
+    carried balance, is held and has no directory entry; __suspense__ holds money; P3 has closed
+    earnings but no statement."""
     con = duckdb.connect()
     con.execute(
         """CREATE TABLE payee_statements AS SELECT * FROM (VALUES
-               ('P1', 100::BIGINT, 1500::BIGINT, -20::BIGINT, 1400::BIGINT, 1580::BIGINT, 0::BIGINT),
-               ('P2', 300, 0, 0, 0, 0, 300),
-               ('__suspense__', 50, 40, 0, 40, 0, 90))
+               ('P1', 100::BIGINT, 1500::BIGINT, -20::BIGINT, 1400::BIGINT, 1580::BIGINT, 0::BIGINT, NULL::VARCHAR),
+               ('P2', 3000, 0, 0, 0, 0, 3000, 'no_payment_details'),
+               ('__suspense__', 50, 40, 0, 40, 0, 90, NULL))
            t(payee_id, opening_balance_cents, earned_cents, adjustment_cents, pro_rata_cents, paid_cents,
-             closing_balance_cents)"""
+             closing_balance_cents, hold_reason)"""
     )
     con.execute(
         """CREATE TABLE closed_earnings AS SELECT * FROM (VALUES
@@ -42,8 +43,9 @@ def con() -> duckdb.DuckDBPyConnection:
     )
     con.execute(
         """CREATE TABLE payee_adjustments AS SELECT * FROM (VALUES
-               ('P1', '2024-01', -30::BIGINT), ('P1', '2023-12', 10))
-           t(payee_id, source_month, cents)"""
+               ('P1', '2024-01', -30::BIGINT, 'late_data'), ('P1', '2023-12', 10, 'late_data'),
+               ('P1', '2024-01', 0, 'returned_payment'))
+           t(payee_id, source_month, cents, reason)"""
     )
     con.execute(
         """CREATE TABLE payee_directory AS SELECT * FROM (VALUES ('P1', 'One', 'one@example.org'))
@@ -58,19 +60,20 @@ def test_statement_rows_are_the_real_payees_with_their_lines_and_adjustments(con
             "P1", "One", "one@example.org", 100, 1500, 1400, 1580, 0,
             [("DE", "paid", 500, 500), ("FR", "paid", 1000, 900)],
             -20,
-            [("2023-12", 10), ("2024-01", -30)],
+            [("2023-12", 10, "late_data"), ("2024-01", -30, "late_data"), ("2024-01", 0, "returned_payment")],
+            None,
         ),
-        ("P2", None, None, 300, 0, 0, 0, 300, [], 0, []),
+        ("P2", None, None, 3000, 0, 0, 0, 3000, [], 0, [], "no_payment_details"),
     ]
 
 
 def test_published_statement_rows_hold_every_statement_with_the_close(con):
-    rows = published_statement_rows(con, MONTH, "2024-03-01T09:00:00+00:00", "abc123")
+    rows = published_statement_rows(con, MONTH, "2024-03-01T09:00:00+00:00", "abc123", "v3")
     closed_at = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
-    assert [(*r[:11], r[12]) for r in rows] == [
-        (MONTH, "P1", "One", "one@example.org", 100, 1500, -20, 1400, 1580, 0, "v2", "abc123"),
-        (MONTH, "P2", None, None, 300, 0, 0, 0, 0, 300, "v2", "abc123"),
-        (MONTH, "__suspense__", None, None, 50, 40, 0, 40, 0, 90, "v2", "abc123"),
+    assert [(*r[:11], *r[12:]) for r in rows] == [
+        (MONTH, "P1", "One", "one@example.org", 100, 1500, -20, 1400, 1580, 0, "v3", "abc123", None),
+        (MONTH, "P2", None, None, 3000, 0, 0, 0, 0, 3000, "v3", "abc123", "no_payment_details"),
+        (MONTH, "__suspense__", None, None, 50, 40, 0, 40, 0, 90, "v3", "abc123", None),
     ]
     assert {r[11] for r in rows} == {closed_at}
 
@@ -84,7 +87,9 @@ def test_published_lines_are_those_of_payees_with_a_statement(con):
 
 
 def test_adjustment_rows(con):
-    assert adjustment_rows(con) == [("P1", "2023-12", 10), ("P1", "2024-01", -30)]
+    assert adjustment_rows(con) == [
+        ("P1", "2023-12", 10, "late_data"), ("P1", "2024-01", -30, "late_data"), ("P1", "2024-01", 0, "returned_payment")
+    ]
 
 
 def test_rendered_messages_are_read_back_by_payee(tmp_path):

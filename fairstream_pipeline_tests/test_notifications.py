@@ -62,7 +62,7 @@ def test_a_paid_statement_renders_every_amount_and_the_csv():
 def test_adjustments_are_listed_with_their_source_month_and_a_negative_balance_says_it_is_recovered():
     message = render_statement(
         Statement("2024-03", "X", "Xavier", "x@example.org", 0, 1000, 1000, 0, -500, (("FR", "paid", 1000, 1000),),
-                  adjustment_cents=-1500, adjustments=(("2024-01", -1500),)),
+                  adjustment_cents=-1500, adjustments=(("2024-01", -1500, "late_data"),)),
         threshold_cents=1000,
         domain="statements.example",
     )
@@ -205,7 +205,8 @@ def test_db_upgrade_command_migrates_a_fresh_database(fresh_database, tmp_path):
     for _ in range(2):  # idempotent
         run = subprocess.run([fairstream, "db-upgrade"], env=env, capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
-        assert run.stdout.strip() == "application database at revision 0003"
+        assert run.stdout.strip() == "application database at revision 0004"
     tables = _query(fresh_database, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
     assert tables == [("alembic_version",), ("notification_outbox",), ("outbox_dead_letter_alerts",),
-                      ("outbox_send_slots",), ("statement_adjustments",), ("statement_lines",), ("statements",)]
+                      ("outbox_send_slots",), ("payment_releases",), ("statement_adjustments",), ("statement_lines",),
+                      ("statements",)]

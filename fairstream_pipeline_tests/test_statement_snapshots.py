@@ -37,7 +37,7 @@ STATEMENTS = {
     "carried_over": (Statement("2026-02", "BEA", "Bea", "  bea@example.org ", 300, 450, 520, 0, 750, LINES[1:2]),
                      MAIL_FROM),
     "negative": (Statement("2024-03", "X", "Xavier", "x@example.org", 0, 1000, 1000, 0, -1500, (("FR", "paid", 1000, 1000),),
-                           adjustment_cents=-2500, adjustments=(("2023-12", -1800), ("2024-01", -700))), MAIL_FROM),
+                           adjustment_cents=-2500, adjustments=(("2023-12", -1800, "late_data"), ("2024-01", -700, "late_data"))), MAIL_FROM),
     "html_special": (Statement("2025-07", "w<1>&\"'", "<b>&\"'", "w1@example.org", 5, 995, 1000, 1000, 0,
                                (("US", "<paid>", 995, 1000),)), "statements@fairstream.test"),
     "non_ascii": (Statement("2025-12", "zoë-1", "Zoë Ångström 李", "zoe@example.org", 0, 2500, 2400, 2500, 0,

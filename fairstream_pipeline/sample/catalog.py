@@ -1,4 +1,5 @@
-"""The catalog: tracks, payees and rights splits (some broken on purpose), durations and popularity."""
+"""The catalog: tracks, payees and rights splits (some broken on purpose), the payees' payment
+details (``payment_details.py``), durations and popularity."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fairstream_pipeline.lib.ingestion.landing_zone import (
     LANDING_TRACKS,
 )
 from fairstream_pipeline.sample import draws
+from fairstream_pipeline.sample.payment_details import PaymentDetails
 
 TRACK_ZIPF_EXPONENT = 1.05
 # Taste follows listening intensity (docs/sample-data.md, "Taste follows intensity").
@@ -65,7 +67,8 @@ def zipf_rank(u: np.ndarray, n: int, s: float) -> np.ndarray:
 
 @dataclass
 class Catalog:
-    """The catalog's three tables, plus what plays need: ids, durations and popularity."""
+    """The catalog's three tables and the payment details, plus what plays need: ids, durations and
+    popularity."""
 
     n_tracks: int
     n_uncataloged: int
@@ -79,10 +82,12 @@ class Catalog:
     payees_without_email: int
     broken_split_track_ids: tuple[str, ...]
     tracks_without_splits: tuple[str, ...]
+    payment_details: PaymentDetails
 
     @classmethod
     def build(cls, seed: int, n_tracks: int) -> Catalog:
-        """The catalog of ``n_tracks`` tracks (stream ``(seed, tracks)`` only: the same every month)."""
+        """The catalog of ``n_tracks`` tracks (stream ``(seed, tracks)`` only: the same every month;
+        the payment details come from their own stream)."""
         rng = draws.rng(seed, draws.STREAM_CATALOG)
         T = n_tracks
         A = max(2, T // 4)
@@ -197,6 +202,7 @@ class Catalog:
             payees_without_email=n_no_email,
             broken_split_track_ids=tuple(track_ids.take(pa.array(broken)).to_pylist()),
             tracks_without_splits=tuple(track_ids.take(pa.array(nosplit)).to_pylist()),
+            payment_details=PaymentDetails.build(seed, payee_ids, payee_names),
         )
 
     @property

@@ -8,6 +8,7 @@ import pyarrow.compute as pc
 
 # Each part of a month draws from its own stream (docs/sample-data.md, "Determinism and speed").
 STREAM_USERS, STREAM_CATALOG, STREAM_MONTH, STREAM_DAY, STREAM_PART = range(1, 6)
+STREAM_PAYMENT_DETAILS = 6  # added last: the payees' bank accounts (sample/payment_details.py)
 
 
 def rng(seed: int, *key: int) -> np.random.Generator:

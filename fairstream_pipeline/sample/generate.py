@@ -61,6 +61,9 @@ class SampleSummary:
     tracks_without_splits: tuple[str, ...]  # catalog tracks with no split row
     payees: int
     payees_without_email: int
+    payees_with_valid_details: int  # payees with a valid payment_details row
+    payees_with_invalid_details: int  # ... with an invalid one (broken on purpose)
+    payees_without_details: int  # ... with no payment_details row
     invalid_rows: int
     outside_partition: int
     conflicting_duplicate_rows: int  # rows (2 per conflicting event_id)
@@ -174,6 +177,9 @@ def generate_month(
         tracks_without_splits=cat.tracks_without_splits,
         payees=cat.n_payees,
         payees_without_email=cat.payees_without_email,
+        payees_with_valid_details=cat.payment_details.payees_with_valid_details,
+        payees_with_invalid_details=cat.payment_details.payees_with_invalid_details,
+        payees_without_details=cat.payment_details.payees_without_details,
         invalid_rows=len(INVALID_KINDS),
         outside_partition=OUTSIDE_PARTITION_EVENTS,
         conflicting_duplicate_rows=2 * CONFLICTING_EVENTS,

@@ -15,6 +15,7 @@ from fairstream_pipeline.lib.ingestion.landing_zone import (
     LANDING_AD_REVENUE,
     LANDING_EVENTS,
     LANDING_PAYEES,
+    LANDING_PAYMENT_DETAILS,
     LANDING_RIGHTS_SPLITS,
     LANDING_SUBSCRIPTIONS,
     LANDING_TRACKS,
@@ -36,11 +37,21 @@ EVENT_DICTIONARY_COLUMNS = ["user_id", "track_id"]
 FIRST_PART = "part-00000.parquet"
 
 
-def write_parquet(table: pa.Table, path: Path, **extra) -> None:
-    """Write ``table`` to a hidden temporary file, then rename it to ``path``."""
+PERSONAL_DATA_MODE = 0o600  # files of personal data (bank details): readable by the owner only
+
+
+def write_parquet(table: pa.Table, path: Path, mode: int | None = None, **extra) -> None:
+    """Write ``table`` to a hidden temporary file, then rename it to ``path``. With ``mode`` the
+    temporary file is created with that mode, so the data is never readable by others."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, **PARQUET_OPTIONS, **extra)
+    if mode is None:
+        pq.write_table(table, tmp, **PARQUET_OPTIONS, **extra)
+    else:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        os.fchmod(fd, mode)  # a stale temporary file keeps its mode on open
+        with os.fdopen(fd, "wb") as sink:
+            pq.write_table(table, sink, **PARQUET_OPTIONS, **extra)
     os.replace(tmp, path)
 
 
@@ -66,8 +77,10 @@ def clear_month(out_dir: Path, month: str, dates: list[dt.date]) -> None:
 
 
 def write_catalog(out_dir: Path, cat: Catalog) -> None:
+    """The catalog's files; the payment details (personal data) mode 0600."""
     for table, data in ((LANDING_TRACKS, cat.tracks), (LANDING_RIGHTS_SPLITS, cat.splits), (LANDING_PAYEES, cat.payees)):
         write_parquet(data, table.path(out_dir))
+    write_parquet(cat.payment_details.table, LANDING_PAYMENT_DETAILS.path(out_dir), mode=PERSONAL_DATA_MODE)
 
 
 def write_month_tables(out_dir: Path, month: str, plan: MonthPlan, base: UserBase) -> None:

@@ -32,6 +32,7 @@ from fairstream_pipeline.lib.close.period_close import (
     ADJUSTMENTS,
     CLOSE,
     STATEMENTS,
+    attach_ledger,
     close_record,
 )
 from fairstream_pipeline.lib.lake.storage import Lake
@@ -141,6 +142,7 @@ def statement_notifications(
     domain = get_settings().message_id_domain
     with duckdb.connect() as con:
         attach_month(con, lake, month, STATEMENT_INPUTS)
+        attach_ledger(con, lake, month)
         messages = [
             render_statement(
                 Statement(
@@ -148,11 +150,12 @@ def statement_notifications(
                     lines=tuple(tuple(line) for line in lines),
                     adjustment_cents=adjustment,
                     adjustments=tuple(tuple(a) for a in adjustments),
+                    hold_reason=hold_reason,
                 ),
                 threshold,
                 domain,
             )
-            for payee, name, email, *amounts, lines, adjustment, adjustments in statement_rows(con)
+            for payee, name, email, *amounts, lines, adjustment, adjustments, hold_reason in statement_rows(con)
         ]
         columns = list(zip(*[m.as_row() for m in messages])) if messages else [[] for _ in MESSAGE_COLUMNS]
         table = pa.table({name: pa.array(values, pa.string()) for name, values in zip(MESSAGE_COLUMNS, columns)})
@@ -209,10 +212,14 @@ def published_statements(
         return
     with duckdb.connect() as con:
         attach_month(con, lake, month, STATEMENT_INPUTS)
-        statements = published_statement_rows(con, month, record["closed_at"], record["statements_hash"])
+        attach_ledger(con, lake, month)
+        statements = published_statement_rows(
+            con, month, record["closed_at"], record["statements_hash"], record["rules"]["rules_version"]
+        )
         lines = published_line_rows(con, month)
         adjustments = [
-            (month, payee, source, amount, adjustment_reason(source)) for payee, source, amount in adjustment_rows(con)
+            (month, payee, source, amount, adjustment_reason(source, reason))
+            for payee, source, amount, reason in adjustment_rows(con)
         ]
     revision = app_database.ensure_schema()
     try:

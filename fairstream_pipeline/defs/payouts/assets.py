@@ -29,6 +29,12 @@ from fairstream_pipeline.lib.markdown import (
     md_text,
     payee_label,
 )
+from fairstream_pipeline.lib.payments.details import (
+    PAYMENT_DETAILS,
+    details_summary,
+    snapshot_payment_details,
+    unpayable_details,
+)
 from fairstream_pipeline.lib.payouts.engine import pay_payees, validate_splits
 from fairstream_pipeline.lib.payouts.report import (
     ModelComparison,
@@ -38,6 +44,8 @@ from fairstream_pipeline.lib.payouts.report import (
     attach_payee_names,
     carried_over,
     compare_models,
+    held_payees,
+    holds_by_reason,
     directory_without_email,
     eur,
     invalid_tracks,
@@ -56,7 +64,7 @@ from fairstream_pipeline.lib.close.period_close import (
     draft_statements,
 )
 
-CATALOG, PAYOUTS = "catalog", "payouts"
+CATALOG, PAYOUTS, PAYMENTS = "catalog", "payouts", "payments"
 CODE_VERSION = f"payout-rules-{RULES_VERSION}"
 
 
@@ -101,6 +109,15 @@ def month_rules(
             deps=["landing_month"],
             group=CATALOG,
         ),
+        _spec(
+            PAYMENT_DETAILS,
+            "The payees' bank details (optional catalog/payment_details.parquet) as the month uses them, "
+            "each row validated (IBAN checksum, country and length; BIC valid and of the IBAN's country): "
+            "a payee due a payment without a valid row is held (rule 10). Personal data: mode 0600, IBANs "
+            "masked in the UI. Never rewritten once the month is closed: the batch pays these details.",
+            deps=["landing_month"],
+            group=PAYMENTS,
+        ),
     ],
     name="snapshot_catalog",
     retry_policy=READ_LANDING_ZONE,
@@ -111,22 +128,32 @@ def snapshot_catalog(
     warehouse: WarehouseResource,
     duckdb: DuckDBEngine,
 ):
-    """Snapshot the catalog for the month and judge every track's splits."""
-    month = context.partition_key
+    """Snapshot the catalog for the month, judge every track's splits and every payee's bank details."""
+    month, lake = context.partition_key, warehouse.lake()
+    # A closed month keeps the payment details its holds were decided on (and its batch pays to).
+    keep_details = closed_month(lake, month) is not None and lake.exists(PAYMENT_DETAILS, month)
     with contract_failures(), duckdb.connect() as con:
         catalog = ingest_catalog(con, landing_zone.zone())
         validate_splits(con)
         snapshot_payee_directory(con)
+        if keep_details:
+            attach_month(con, lake, month, {PAYMENT_DETAILS: PAYMENT_DETAILS})
+        else:
+            snapshot_payment_details(con, configured=catalog.payment_details is not None)
+        tables = ["track_splits", "payee_directory"] + ([] if keep_details else [PAYMENT_DETAILS])
         rows = publish_month(
             con,
-            warehouse.lake(),
+            lake,
             month,
-            ["track_splits", "payee_directory"],
-            {"input_fingerprint": fingerprint(catalog.files)},
+            tables,
+            {"input_fingerprint": fingerprint(catalog.files), "configured": catalog.payment_details is not None},
+            private=frozenset({PAYMENT_DETAILS}),
         )
         verdicts = tracks_by_verdict(con)
         invalid = preview(invalid_tracks(con, limit=20))
         no_email = directory_without_email(con)
+        details = details_summary(con)
+        unpayable = preview(unpayable_details(con))
     yield dg.MaterializeResult(
         asset_key="track_splits",
         metadata={
@@ -145,6 +172,38 @@ def snapshot_catalog(
             **lake_metadata(warehouse.lake(), "payee_directory", month),
         },
     )
+    yield dg.MaterializeResult(
+        asset_key=PAYMENT_DETAILS,
+        metadata=payment_details_metadata(lake, month, details, unpayable, kept=keep_details),
+        data_version=dg.DataVersion(lake.content_hash(PAYMENT_DETAILS, month)),
+    )
+
+
+def payment_details_metadata(lake, month: str, details, unpayable: dg.MetadataValue, kept: bool) -> dict:
+    """What the UI shows of the month's payment details: counts, and the invalid rows with their
+    reason and a masked IBAN (never a full one)."""
+    configured = bool(lake.manifest(PAYMENT_DETAILS, month).get("configured"))
+    if not configured:
+        status = ("not configured: the landing zone has no catalog/payment_details.parquet, so nobody is "
+                  "held and there is no payment batch (statements pay as under rules v2)")
+    elif kept:
+        status = f"{month} is closed: its payment details stay as the month was closed with them"
+    else:
+        status = (f"{details.valid:,} payees with valid details, {details.invalid:,} with invalid ones and "
+                  f"{details.payees_without_details:,} without any: a payee due a payment without valid "
+                  "details is held")
+    return {
+        "status": status,
+        "dagster/row_count": lake.manifest(PAYMENT_DETAILS, month)["rows"],
+        "valid_details": details.valid,
+        "invalid_details": details.invalid,
+        "payees_without_details": details.payees_without_details,
+        "problems": dg.MetadataValue.md(
+            markdown_table(["problem", "payees"], details.problems) if details.problems else "none"
+        ),
+        "invalid_rows": unpayable,
+        **lake_metadata(lake, PAYMENT_DETAILS, month),
+    }
 
 
 @monthly_asset(
@@ -265,7 +324,7 @@ PREVIOUS_MONTH = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 # month's statements: with that edge too, an asset backfill of M..N would add N+1 to the
 # adjustments only (the child of N's statements) and Dagster refuses a backfill that targets the two
 # keys of this non-subsettable step differently (it did, for 2026-09..2026-10, once 2026-11 existed).
-ADJUSTMENT_DEPS = ["payee_earnings", "payee_directory", "landing_month"]
+ADJUSTMENT_DEPS = ["payee_earnings", "payee_directory", PAYMENT_DETAILS, "landing_month"]
 STATEMENT_DEPS = [*ADJUSTMENT_DEPS, dg.AssetDep(STATEMENTS, partition_mapping=PREVIOUS_MONTH)]
 
 
@@ -274,18 +333,20 @@ STATEMENT_DEPS = [*ADJUSTMENT_DEPS, dg.AssetDep(STATEMENTS, partition_mapping=PR
         _spec(
             STATEMENTS,
             "Each payee's monthly statement: opening balance, earned (UC), adjustment, pro-rata, paid, "
-            "closing balance. Opening balances are last month's closings (zero in the first month); "
-            "the adjustment is the sum of this month's payee_adjustments. When opening + earned + "
-            "adjustment reaches payout_threshold_cents it is all paid; otherwise it carries over, "
+            "closing balance, hold reason. Opening balances are last month's closings (zero in the first "
+            "month); the adjustment is the sum of this month's payee_adjustments. When opening + earned + "
+            "adjustment reaches payout_threshold_cents it is all paid, unless the payee is held (no or "
+            "invalid payment details, or a returned payment: hold_reason); otherwise it carries over, "
             "negative included (a clawback). __suspense__ and __unallocated__ are never paid. "
             "Never rewritten once the month is closed.",
             deps=STATEMENT_DEPS,
         ),
         _spec(
             ADJUSTMENTS,
-            "What restated closed months post to this month, per payee and source month: restated "
-            "earned(K) minus what was already posted for K (K's closed earned plus the adjustments for "
-            "K in closed months since). Non-zero rows only; computed with the statements, never "
+            "What closed months post to this month, per payee, source month and reason: late_data, "
+            "restated earned(K) minus what was already posted for K (K's closed earned plus the "
+            "adjustments for K in closed months since); returned_payment, K's payments the bank "
+            "returned, credited back once. Non-zero rows only; computed with the statements, never "
             "rewritten once the month is closed.",
             deps=ADJUSTMENT_DEPS,
         ),
@@ -329,11 +390,13 @@ def roll_statements_month(
         negative = carried_over(con, names, negative=True)
         adjustments = largest_adjustments(con, names)
         by_source = adjustments_by_source(con)
+        held = held_payees(con, names)
+        held_by_reason = holds_by_reason(con)
     common = _rules_metadata(rules)
     adjustments_table = dg.MetadataValue.md(
         markdown_table(
-            ["payee", "source month", "adjustment"],
-            [(payee_label(p, name), source, eur(amount)) for p, name, source, amount in adjustments],
+            ["payee", "source month", "reason", "adjustment"],
+            [(payee_label(p, name), source, reason, eur(amount)) for p, name, source, reason, amount in adjustments],
         )
         if adjustments
         else "No adjustments this month."
@@ -358,6 +421,9 @@ def roll_statements_month(
                 _balances_table(carried) if carried else "Every payee with a positive balance is paid."
             ),
             **({"negative_balances_carried": dg.MetadataValue.md(_balances_table(negative))} if negative else {}),
+            "payees_held": sum(n for _, n, _ in held_by_reason),
+            "held_for_payment_cents": sum(c for _, _, c in held_by_reason),
+            "held": dg.MetadataValue.md(_held_markdown(draft["payment_details"]["configured"], held_by_reason, held)),
             "adjustments": adjustments_table,
             **lake_metadata(lake, STATEMENTS, month),
             **common,
@@ -388,6 +454,19 @@ def statement_summary_markdown(s: StatementSummary, threshold_cents: int) -> str
         f"Opening balances {eur(s.opening_cents)}, earned {eur(s.earned_cents)}, adjustments "
         f"{eur(s.adjustment_cents)} for {s.adjusted_payees:,} payees. Held for {md_text('__suspense__')} and "
         f"{md_text('__unallocated__')}, never paid: {eur(s.held_cents)}."
+    )
+
+
+def _held_markdown(configured: bool, by_reason: list[tuple], held: list[tuple]) -> str:
+    """Who is due a payment but held (rule 10), by reason and largest first, in EUR."""
+    if not configured:
+        return "Payment details are not managed for this landing zone (no catalog/payment_details.parquet): nobody is held."
+    if not by_reason:
+        return "Nobody is held: every payee due a payment has valid payment details."
+    return (
+        markdown_table(["hold reason", "payees", "held"], [(r, f"{n:,}", eur(c)) for r, n, c in by_reason])
+        + "\n\n**Largest held balances** (paid once the payee's details are valid)\n\n"
+        + markdown_table(["payee", "hold reason", "balance"], [(payee_label(p, name), r, eur(c)) for p, name, r, c in held])
     )
 
 

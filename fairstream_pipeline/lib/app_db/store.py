@@ -51,6 +51,7 @@ def transaction(url: str) -> Iterator["psycopg2.extensions.cursor"]:  # noqa: F8
 STATEMENT_COLUMNS = (
     "month", "payee_id", "payee_name", "email", "opening_balance_cents", "earned_cents", "adjustment_cents",
     "pro_rata_cents", "paid_cents", "closing_balance_cents", "rules_version", "closed_at", "statements_hash",
+    "hold_reason",
 )
 LINE_COLUMNS = ("month", "payee_id", "country", "tier", "uc_cents", "pr_cents")
 ADJUSTMENT_COLUMNS = ("month", "payee_id", "source_month", "cents", "reason")
@@ -94,7 +95,7 @@ def publish_closed_statements(
     for table, columns, rows, key in (
         ("statements", STATEMENT_COLUMNS, statements, "month, payee_id"),
         ("statement_lines", LINE_COLUMNS, lines, "month, payee_id, country, tier"),
-        ("statement_adjustments", ADJUSTMENT_COLUMNS, adjustments, "month, payee_id, source_month"),
+        ("statement_adjustments", ADJUSTMENT_COLUMNS, adjustments, "month, payee_id, source_month, reason"),
     ):
         # ON CONFLICT DO NOTHING: two publishers of the same close race harmlessly.
         new = execute_values(

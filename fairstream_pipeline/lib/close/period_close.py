@@ -12,7 +12,9 @@ statements computed for an open month N post, per payee and closed month K < N:
     adjustment = restated earned(K) - posted(K)
     posted(K)  = K's closed earned_cents + every adjustment for K posted in closed months between K and N
 
-so each difference is posted once, and a re-run without new data posts nothing.
+so each difference is posted once, and a re-run without new data posts nothing. A payment of a
+closed month K that the bank returned posts the same way, once: its amount back to the payee, in the
+next open month, with the reason ``returned_payment`` (the late-data ones have ``late_data``).
 """
 
 from __future__ import annotations
@@ -23,12 +25,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet, sql_string
 from fairstream_pipeline.lib.lake.storage import Lake, MissingPartitionError
 from fairstream_pipeline.lib.lake.tables import attach_month, publish_month
 from fairstream_pipeline.lib.ingestion.landing_zone import file_fingerprint
 from fairstream_pipeline.lib.months import following_month, previous_month
+from fairstream_pipeline.lib.payments.details import PAYMENT_DETAILS
+from fairstream_pipeline.lib.payments.lifecycle import PAYMENT_STATUS
+from fairstream_pipeline.lib.payments.standing import (
+    attach_payment_standing,
+    details_configured,
+    months_with_payment_status,
+    returned_payments_sql,
+)
 from fairstream_pipeline.lib.payouts.engine import roll_statements
 from fairstream_pipeline.lib.payouts.rules import PayoutRules
 
@@ -36,6 +47,9 @@ CLOSE = "period_close"
 ADJUSTMENTS = "payee_adjustments"
 STATEMENTS = "payee_statements"
 EARNINGS = "payee_earnings"
+# Why an adjustment was posted (payee_adjustments.reason).
+LATE_DATA, RETURNED_PAYMENT = "late_data", "returned_payment"
+ADJUSTMENT_REASONS = (LATE_DATA, RETURNED_PAYMENT)
 
 
 def close_record(lake: Lake, month: str) -> dict[str, Any] | None:
@@ -87,11 +101,16 @@ def closed_months_before(lake: Lake, first_month: str, month: str) -> list[str]:
 
 
 def adjustment_basis(lake: Lake, first_month: str, month: str) -> str:
-    """A hash of what ``month``'s adjustments are computed from: which earlier months are closed,
-    and their ``payee_earnings`` as they are now. It changes when a closed month is restated or
-    another month closes, which makes an open month's draft stale."""
+    """A hash of what ``month``'s adjustments and holds are computed from: which earlier months are
+    closed, their ``payee_earnings`` and the status of their payments as they are now. It changes
+    when a closed month is restated, another month closes or the bank reports on a payment, which
+    makes an open month's draft stale."""
     basis = [
-        [k, lake.content_hash(EARNINGS, k) if lake.exists(EARNINGS, k) else "missing"]
+        [
+            k,
+            lake.content_hash(EARNINGS, k) if lake.exists(EARNINGS, k) else "missing",
+            lake.content_hash(PAYMENT_STATUS, k) if lake.exists(PAYMENT_STATUS, k) else None,
+        ]
         for k in closed_months_before(lake, first_month, month)
     ]
     return hashlib.sha256(json.dumps(basis).encode()).hexdigest()[:16]
@@ -110,47 +129,87 @@ def adjustment_sources(lake: Lake, closed: list[str], posted_for: dict[str, list
     ]
 
 
+def posted_adjustments_sql(lake: Lake, month: str) -> str:
+    """``(payee_id, source_month, cents, reason)`` of ``month``'s adjustments (months closed under
+    rules v2 have no ``reason`` column: all of theirs are late data)."""
+    glob = lake.parquet_glob(ADJUSTMENTS, month)
+    first = next(iter(sorted(lake.require(ADJUSTMENTS, month).glob("*.parquet"))), None)
+    reason = "reason" if first is not None and "reason" in pq.read_schema(first).names else f"'{LATE_DATA}'"
+    return f"SELECT payee_id, source_month, cents, {reason} AS reason FROM {read_parquet(glob)}"
+
+
+def statements_sql(lake: Lake, month: str) -> str:
+    """Every column of ``month``'s ``payee_statements``; months closed under rules v2 get a null
+    ``hold_reason`` (nobody was held before rule 10)."""
+    glob = lake.parquet_glob(STATEMENTS, month)
+    first = next(iter(sorted(lake.require(STATEMENTS, month).glob("*.parquet"))), None)
+    hold = "" if first is not None and "hold_reason" in pq.read_schema(first).names else ", NULL::VARCHAR AS hold_reason"
+    return f"SELECT *{hold} FROM {read_parquet(glob)}"
+
+
+def attach_ledger(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> None:
+    """The views ``payee_statements`` and ``payee_adjustments`` of ``month`` in the v3 shape
+    (``hold_reason``, ``reason``), whatever rules version the month was computed under."""
+    con.execute(f"CREATE OR REPLACE VIEW payee_statements AS {statements_sql(lake, month)}").fetchall()
+    con.execute(f"CREATE OR REPLACE VIEW payee_adjustments AS {posted_adjustments_sql(lake, month)}").fetchall()
+
+
 def post_adjustments(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: str, month: str) -> None:
-    """Create ``payee_adjustments(payee_id, source_month, cents)`` for the open ``month``: only
-    non-zero rows, from the closed months before it (one read of each one's manifests)."""
+    """Create ``payee_adjustments(payee_id, source_month, cents, reason)`` for the open ``month``: only
+    non-zero rows, from the closed months before it (one read of each one's manifests).
+
+    ``late_data``: a restated closed month's earnings minus what was posted for it. ``returned_payment``:
+    a closed month's payments the bank returned minus what was already credited back for them."""
     closed = closed_months_before(lake, first_month, month)
     posted_for = {
         c: lake.manifest(ADJUSTMENTS, c).get("source_months", []) for c in closed if lake.exists(ADJUSTMENTS, c)
     }
     sources = adjustment_sources(lake, closed, posted_for)
+    returned_sources = months_with_payment_status(lake, closed)
     restated = [
         f"SELECT {sql_string(k)} AS source_month, payee_id, sum(uc_cents)::BIGINT AS cents "
         f"FROM {read_parquet(lake.parquet_glob(EARNINGS, k))} GROUP BY payee_id"
         for k in sources
     ]
+    returned = [
+        f"SELECT {sql_string(k)} AS source_month, payee_id, sum(cents)::BIGINT AS cents "
+        f"FROM ({returned_payments_sql(lake, k)}) GROUP BY payee_id"
+        for k in returned_sources
+    ]
     posted = [
-        f"SELECT {sql_string(k)} AS source_month, payee_id, earned_cents::BIGINT AS cents "
+        f"SELECT {sql_string(k)} AS source_month, payee_id, earned_cents::BIGINT AS cents, '{LATE_DATA}' AS reason "
         f"FROM {read_parquet(lake.parquet_glob(STATEMENTS, k))}"
         for k in sources
     ]
-    wanted = ", ".join(sql_string(k) for k in sources)
+    wanted = set(sources) | set(returned_sources)
     posted += [
-        f"SELECT source_month, payee_id, cents FROM {read_parquet(lake.parquet_glob(ADJUSTMENTS, c))} "
-        f"WHERE source_month IN ({wanted})"
+        f"SELECT source_month, payee_id, cents, reason FROM ({posted_adjustments_sql(lake, c)}) "
+        f"WHERE source_month IN ({', '.join(sql_string(k) for k in sorted(wanted))})"
         for c, posted_sources in posted_for.items()
-        if set(posted_sources) & set(sources)
+        if set(posted_sources) & wanted
     ]
     empty = "SELECT NULL::VARCHAR AS source_month, NULL::VARCHAR AS payee_id, NULL::BIGINT AS cents WHERE false"
+    empty_posted = empty.replace(" WHERE false", ", NULL::VARCHAR AS reason WHERE false")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE payee_adjustments AS
-        WITH restated AS ({' UNION ALL '.join(restated) or empty}),
+        WITH due AS (
+            SELECT source_month, payee_id, cents, '{LATE_DATA}' AS reason FROM ({' UNION ALL '.join(restated) or empty})
+            UNION ALL
+            SELECT source_month, payee_id, cents, '{RETURNED_PAYMENT}' FROM ({' UNION ALL '.join(returned) or empty})
+        ),
         posted AS (
-            SELECT source_month, payee_id, sum(cents) AS cents
-            FROM ({' UNION ALL '.join(posted) or empty}) GROUP BY ALL
+            SELECT source_month, payee_id, reason, sum(cents) AS cents
+            FROM ({' UNION ALL '.join(posted) or empty_posted}) GROUP BY ALL
         )
-        SELECT payee_id, source_month, cents FROM (
-            SELECT payee_id, source_month,
-                   (coalesce(r.cents, 0) - coalesce(p.cents, 0))::BIGINT AS cents
-            FROM restated r FULL OUTER JOIN posted p USING (source_month, payee_id)
+        SELECT payee_id, source_month, cents, reason FROM (
+            SELECT payee_id, source_month, reason,
+                   (coalesce(d.cents, 0) - coalesce(p.cents, 0))::BIGINT AS cents
+            FROM (SELECT source_month, payee_id, reason, sum(cents) AS cents FROM due GROUP BY ALL) d
+            FULL OUTER JOIN posted p USING (source_month, payee_id, reason)
         )
         WHERE cents <> 0
-        ORDER BY payee_id, source_month
+        ORDER BY payee_id, source_month, reason
         """
     ).fetchall()
 
@@ -188,14 +247,22 @@ def attach_previous_statements(
 def draft_statements(
     con: duckdb.DuckDBPyConnection, lake: Lake, first_month: str, month: str, rules: PayoutRules
 ) -> dict[str, Any]:
-    """Rule 9 for the open ``month``: post its adjustments, roll its statements, and publish both
-    together. Leaves ``payee_statements`` and ``payee_adjustments`` on ``con``; returns the manifest
-    they were written with (and their row counts under ``rows``)."""
+    """Rules 9 and 10 for the open ``month``: post its adjustments, roll its statements (holding who
+    cannot be paid), and publish both together. Leaves ``payee_statements`` and
+    ``payee_adjustments`` on ``con``; returns the manifest they were written with (and their row
+    counts under ``rows``)."""
     attach_month(con, lake, month, {"payee_earnings": EARNINGS})
     previous = attach_previous_statements(con, lake, first_month, month)
     post_adjustments(con, lake, first_month, month)
     source_months = [r[0] for r in con.execute("SELECT DISTINCT source_month FROM payee_adjustments ORDER BY 1").fetchall()]
-    roll_statements(con, rules)
+    restated_months = [
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT source_month FROM payee_adjustments WHERE reason = '{LATE_DATA}' ORDER BY 1"
+        ).fetchall()
+    ]
+    managed = attach_payment_standing(con, lake, month, closed_months_before(lake, first_month, month))
+    roll_statements(con, rules, payment_standing=managed)
     manifest = {
         "rules": rules.as_dict(),
         "opening_from": "zero balances (first month)" if previous is None else f"payee_statements {previous}",
@@ -207,8 +274,13 @@ def draft_statements(
         "previous_statements_hash": None if previous is None else lake.content_hash(STATEMENTS, previous),
         "adjustment_basis": adjustment_basis(lake, first_month, month),
         "source_months": source_months,
-        # The audit of every posted adjustment: the restated month, the run, the changed files.
-        "restatements": [restatement(lake, k).as_dict() for k in source_months],
+        # The audit of every late-data adjustment: the restated month, the run, the changed files.
+        "restatements": [restatement(lake, k).as_dict() for k in restated_months],
+        # Rule 10: whether the month's payment details were managed, and which snapshot held them.
+        "payment_details": {
+            "configured": managed,
+            "hash": lake.content_hash(PAYMENT_DETAILS, month) if managed else None,
+        },
     }
     manifest["rows"] = publish_month(con, lake, month, [STATEMENTS, ADJUSTMENTS], manifest)
     return manifest
@@ -273,8 +345,11 @@ def draft_problems(lake: Lake, first_month: str, month: str) -> list[str]:
         problems.append("payee_earnings changed after the draft statements were computed")
     if previous is not None and draft.get("previous_statements_hash") != lake.content_hash(STATEMENTS, previous):
         problems.append(f"the draft opened from other {previous} statements than the closed ones")
+    recorded_details = draft.get("payment_details", {}).get("hash")
+    if recorded_details != (lake.content_hash(PAYMENT_DETAILS, month) if details_configured(lake, month) else None):
+        problems.append("the payment details changed after the draft was computed")
     if draft.get("adjustment_basis") != adjustment_basis(lake, first_month, month):
-        problems.append("an earlier month was restated or closed after the draft was computed")
+        problems.append("an earlier month was restated or closed, or the bank reported on a payment, after the draft was computed")
     if problems:
         problems[-1] += f": recompute the draft (--select 'payee_statements' --partition {month}) and review it"
     return problems
@@ -302,6 +377,8 @@ def close_month(
         "statements_hash": lake.content_hash(STATEMENTS, month),
         "adjustments_hash": lake.content_hash(ADJUSTMENTS, month),
         "earnings_hash": lake.content_hash(EARNINGS, month),
+        # The payment details the holds were decided on (rule 10), which the payment batch pays to.
+        "payment_details_hash": lake.content_hash(PAYMENT_DETAILS, month) if details_configured(lake, month) else None,
         "landing_fingerprint": lake.manifest("landing_month", month)["input_fingerprint"],
         "landing_files": _landing_files(lake, month),
     }

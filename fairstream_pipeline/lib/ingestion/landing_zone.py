@@ -137,6 +137,18 @@ LANDING_RIGHTS_SPLITS = LandingTable(
 LANDING_PAYEES = LandingTable(
     "payees", (Column("payee_id", STRING), Column("name", STRING), Column("email", STRING, nullable=True))
 )
+#: Optional: the payees' bank accounts. Without the file FairStream does not manage payment details
+#: (nobody is held, no payment batch); with it, a payee without a valid row is held (rules v3).
+#: Personal data: the file is read, never logged, and every copy the pipeline writes is mode 0600.
+LANDING_PAYMENT_DETAILS = LandingTable(
+    "payment_details",
+    (
+        Column("payee_id", STRING),
+        Column("iban", STRING),
+        Column("bic", STRING, nullable=True),
+        Column("account_holder", STRING, nullable=True),
+    ),
+)
 #: Every input of the landing zone, the one definition of its contract.
 LANDING_TABLES = (
     LANDING_EVENTS,
@@ -145,6 +157,7 @@ LANDING_TABLES = (
     LANDING_TRACKS,
     LANDING_RIGHTS_SPLITS,
     LANDING_PAYEES,
+    LANDING_PAYMENT_DETAILS,
 )
 
 # The required columns of each input, by kind (what the ingestion checks each file's footer for).
@@ -154,6 +167,7 @@ AD_REVENUE_COLUMNS = LANDING_AD_REVENUE.column_kinds
 TRACK_COLUMNS = LANDING_TRACKS.column_kinds
 SPLIT_COLUMNS = LANDING_RIGHTS_SPLITS.column_kinds
 PAYEE_COLUMNS = LANDING_PAYEES.column_kinds
+PAYMENT_DETAIL_COLUMNS = LANDING_PAYMENT_DETAILS.column_kinds
 
 
 def _type_matches(kind: str, arrow_type: pa.DataType) -> bool:
@@ -336,6 +350,11 @@ class LandingZone:
         return self._monthly_files(LANDING_AD_REVENUE, month)
 
     # Catalog -----------------------------------------------------------------------------------
+
+    def optional_catalog_file(self, name: str, columns: dict[str, str]) -> DataFile | None:
+        """``catalog/<name>.parquet`` checked against the contract, or None when there is no such file."""
+        path = self.root / CATALOG_DIR / f"{name}.parquet"
+        return check_parquet_file(path, self._relative(path), columns) if path.is_file() else None
 
     def catalog_file(self, name: str, columns: dict[str, str]) -> DataFile:
         path = self.root / CATALOG_DIR / f"{name}.parquet"

@@ -4,7 +4,8 @@ The monthly tables and the catalog (the listening events are ``lib.ingestion.pla
 
 - :func:`ingest_monthly_table` checks a month's subscriptions (:data:`BILLED_USERS`) or free-tier
   ad revenue (:data:`AD_REVENUE`); a broken row is an error.
-- :func:`ingest_catalog` loads the catalog's tracks, payees and rights splits, and
+- :func:`ingest_catalog` loads the catalog's tracks, payees, rights splits and (optional) payment
+  details, and
   :func:`snapshot_payee_directory` the month's payee directory from them.
 
 Each function writes Parquet to the paths it is given and returns counts; it never writes
@@ -23,10 +24,12 @@ from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet, sql_string
 from fairstream_pipeline.lib.ingestion.landing_zone import (
     LANDING_AD_REVENUE,
     LANDING_PAYEES,
+    LANDING_PAYMENT_DETAILS,
     LANDING_RIGHTS_SPLITS,
     LANDING_SUBSCRIPTIONS,
     LANDING_TRACKS,
     PAYEE_COLUMNS,
+    PAYMENT_DETAIL_COLUMNS,
     SPLIT_COLUMNS,
     TRACK_COLUMNS,
     DataFile,
@@ -244,14 +247,18 @@ class Catalog:
     split_rows: int
     payees: int
     files: list[DataFile]
+    payment_details: int | None = None  # rows of catalog/payment_details.parquet; None: no such file
 
 
 def ingest_catalog(con: duckdb.DuckDBPyConnection, zone: LandingZone) -> Catalog:
-    """Load ``catalog/*.parquet`` into temp tables ``catalog_tracks``, ``split_rows``, ``catalog_payees``.
+    """Load ``catalog/*.parquet`` into temp tables ``catalog_tracks``, ``split_rows``, ``catalog_payees``
+    and, when the optional ``payment_details.parquet`` exists, ``catalog_payment_details``.
 
     A track or payee listed twice, or a row without its id, is an error. Broken *shares* are not:
-    they send the track's money to suspense (``docs/payout-rules.md``, rule 7).
+    they send the track's money to suspense (``docs/payout-rules.md``, rule 7); nor are broken bank
+    details: they hold the payee (rule 10, ``lib.payments.details``).
     """
+    details = zone.optional_catalog_file("payment_details", PAYMENT_DETAIL_COLUMNS)
     sources = {
         "catalog_tracks": (zone.catalog_file("tracks", TRACK_COLUMNS), LANDING_TRACKS.typed_columns_sql("r"), "track_id"),
         "split_rows": (
@@ -261,6 +268,8 @@ def ingest_catalog(con: duckdb.DuckDBPyConnection, zone: LandingZone) -> Catalog
         ),
         "catalog_payees": (zone.catalog_file("payees", PAYEE_COLUMNS), LANDING_PAYEES.typed_columns_sql("r"), "payee_id"),
     }
+    if details is not None:
+        sources["catalog_payment_details"] = (details, LANDING_PAYMENT_DETAILS.typed_columns_sql("r"), "payee_id")
     for table, (data_file, columns, _) in sources.items():
         _register_files(con, f"{table}_files", [data_file])
         _load(con, table, _read([data_file], f"{table}_files", columns), [data_file], data_file.relative_path)
@@ -297,6 +306,7 @@ def ingest_catalog(con: duckdb.DuckDBPyConnection, zone: LandingZone) -> Catalog
         split_rows=counts["split_rows"],
         payees=counts["catalog_payees"],
         files=[data_file for data_file, _, _ in sources.values()],
+        payment_details=counts.get("catalog_payment_details"),
     )
 
 

@@ -68,6 +68,8 @@ class PartitionWriter:
         self.staging_dir = staging_dir
         self.manifest: dict[str, Any] = {}
         self.replaced: Replaced | None = None  # set once published
+        # Personal data (bank details): the version's folder is 0700 and its files 0600 when published.
+        self.private = False
 
     def file(self, name: str = "part-00000.parquet") -> Path:
         return self.staging_dir / name
@@ -166,6 +168,8 @@ class Lake:
                 manifest["files"] = _parquet_files(writer.staging_dir)
                 manifest["content_hash"] = _hash_files(writer.staging_dir)
                 _write_durably(writer.staging_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+                if writer.private:
+                    _restrict_to_owner(writer.staging_dir)
             names = ",".join(asset for asset, _ in targets)
             fault_point(f"publish:{names}:before")
             with self._pointer_lock(month):
@@ -249,6 +253,12 @@ def _write_durably(path: Path, text: str) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(temporary, path)
+
+
+def _restrict_to_owner(folder: Path) -> None:
+    """Mode 0700 for ``folder`` and its sub-folders, 0600 for every file in them."""
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 def _parquet_files(folder: Path) -> list[str]:

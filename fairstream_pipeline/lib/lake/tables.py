@@ -59,14 +59,23 @@ def write_table(con: duckdb.DuckDBPyConnection, table: str, path: str | Path) ->
 
 
 def publish_month(
-    con: duckdb.DuckDBPyConnection, lake: Lake, month: str, tables: list[str], manifest: dict[str, Any]
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    month: str,
+    tables: list[str],
+    manifest: dict[str, Any],
+    private: frozenset[str] = frozenset(),
 ) -> dict[str, int]:
-    """Write each table to ``<table>/month=M`` in the lake, all published together; return row counts."""
+    """Write each table to ``<table>/month=M`` in the lake, all published together; return row counts.
+
+    The tables named in ``private`` carry personal data (bank details): their files are mode 0600.
+    """
     rows = {}
     with lake.write_partitions([(table, month) for table in tables]) as writers:
         for table, writer in zip(tables, writers):
             rows[table] = write_table(con, table, writer.file())
             writer.manifest.update(rows=rows[table], **manifest)
+            writer.private = table in private
     return rows
 
 

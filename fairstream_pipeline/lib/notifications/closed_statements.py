@@ -11,13 +11,13 @@ import duckdb
 
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.payouts.rules import RULES_VERSION, SPECIAL_PAYEES
+from fairstream_pipeline.lib.payouts.rules import SPECIAL_PAYEES
 
 
 def statement_rows(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     """The month's statements of real payees, by payee: id, name, email, the five amounts (opening
     balance, earned, pro-rata, paid, closing balance), the lines ``(country, tier, uc_cents,
-    pr_cents)``, the adjustment and its lines ``(source_month, cents)``."""
+    pr_cents)``, the adjustment, its lines ``(source_month, cents, reason)`` and the hold reason."""
     special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
     return con.execute(
         f"""
@@ -26,12 +26,12 @@ def statement_rows(con: duckdb.DuckDBPyConnection) -> list[tuple]:
             FROM closed_earnings GROUP BY payee_id
         ),
         adjustments AS (
-            SELECT payee_id, list((source_month, cents) ORDER BY source_month) AS adjustments
+            SELECT payee_id, list((source_month, cents, reason) ORDER BY source_month, reason) AS adjustments
             FROM payee_adjustments GROUP BY payee_id
         )
         SELECT s.payee_id, d.name, d.email, s.opening_balance_cents, s.earned_cents, s.pro_rata_cents,
                s.paid_cents, s.closing_balance_cents, coalesce(l.lines, []), s.adjustment_cents,
-               coalesce(a.adjustments, [])
+               coalesce(a.adjustments, []), s.hold_reason
         FROM payee_statements s
         LEFT JOIN payee_directory d USING (payee_id)
         LEFT JOIN lines l USING (payee_id)
@@ -43,17 +43,17 @@ def statement_rows(con: duckdb.DuckDBPyConnection) -> list[tuple]:
 
 
 def published_statement_rows(
-    con: duckdb.DuckDBPyConnection, month: str, closed_at: str, statements_hash: str
+    con: duckdb.DuckDBPyConnection, month: str, closed_at: str, statements_hash: str, rules_version: str
 ) -> list[tuple]:
     """Every statement of the month as the app database stores it, by payee: month, id, name,
-    email, opening, earned, adjustment, pro-rata, paid, closing, the rules version, when the month
-    closed and the hash of its statements."""
+    email, opening, earned, adjustment, pro-rata, paid, closing, the rules version it was closed
+    under, when the month closed, the hash of its statements and the hold reason."""
     return con.execute(
         f"""SELECT '{month}', s.payee_id, d.name, d.email, s.opening_balance_cents, s.earned_cents,
                    s.adjustment_cents, s.pro_rata_cents, s.paid_cents, s.closing_balance_cents,
-                   '{RULES_VERSION}', ?::TIMESTAMPTZ, ?
+                   ?, ?::TIMESTAMPTZ, ?, s.hold_reason
             FROM payee_statements s LEFT JOIN payee_directory d USING (payee_id) ORDER BY s.payee_id""",
-        [closed_at, statements_hash],
+        [rules_version, closed_at, statements_hash],
     ).fetchall()
 
 
@@ -67,10 +67,10 @@ def published_line_rows(con: duckdb.DuckDBPyConnection, month: str) -> list[tupl
     ).fetchall()
 
 
-def adjustment_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int]]:
-    """The month's adjustments ``(payee_id, source_month, cents)``, by payee and source month."""
+def adjustment_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int, str]]:
+    """The month's adjustments ``(payee_id, source_month, cents, reason)``, by payee, source month and reason."""
     return con.execute(
-        "SELECT payee_id, source_month, cents FROM payee_adjustments ORDER BY payee_id, source_month"
+        "SELECT payee_id, source_month, cents, reason FROM payee_adjustments ORDER BY payee_id, source_month, reason"
     ).fetchall()
 
 

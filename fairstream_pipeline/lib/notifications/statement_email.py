@@ -36,7 +36,9 @@ class Statement:
     closing_balance_cents: int
     lines: tuple[tuple[str, str, int, int], ...]  # (country, tier, uc_cents, pr_cents)
     adjustment_cents: int = 0
-    adjustments: tuple[tuple[str, int], ...] = ()  # (source_month, cents): restated closed months
+    # (source_month, cents, reason): late_data (a restated closed month) or returned_payment
+    adjustments: tuple[tuple[str, int, str], ...] = ()
+    hold_reason: str | None = None  # rule 10: why a payee due a payment was not paid
 
 
 def message_id(month: str, payee_id: str, kind: str, domain: str) -> str:
@@ -50,9 +52,29 @@ def month_title(month: str) -> str:
     return f"{calendar.month_name[first.month]} {first.year}"
 
 
-def adjustment_reason(source_month: str) -> str:
-    """Why an adjustment was posted: the only cause today is a restated (late-data) closed month."""
+def adjustment_reason(source_month: str, reason: str = "late_data") -> str:
+    """Why an adjustment was posted, in words: a restated (late-data) closed month, or a payment
+    the bank returned, credited back."""
+    if reason == "returned_payment":
+        return f"payment for {source_month} returned by the bank, credited back"
     return f"late data for {source_month}"
+
+
+# What a held payee reads (rule 10): why they were not paid and what to do. Never a bank detail.
+HOLD_MESSAGES = {
+    "no_payment_details": (
+        "we have no bank details for you. Add your IBAN in your FairStream account: your balance is "
+        "paid with the first statement after that"
+    ),
+    "invalid_payment_details": (
+        "the bank details we have for you are not valid (the IBAN or the BIC is wrong). Correct them in "
+        "your FairStream account: your balance is paid with the first statement after that"
+    ),
+    "returned_payment": (
+        "your bank returned our last payment, so it was credited back to your balance. Check and update "
+        "your bank details in your FairStream account: your balance is paid with the first statement after that"
+    ),
+}
 
 
 def render_statement(statement: Statement, threshold_cents: int, domain: str) -> Message:
@@ -62,6 +84,8 @@ def render_statement(statement: Statement, threshold_cents: int, domain: str) ->
     title = month_title(s.month)
     if s.paid_cents:
         payment = f"Paid this month: {cents(s.paid_cents)} EUR."
+    elif s.hold_reason:
+        payment = f"Not paid this month: your balance of {cents(s.closing_balance_cents)} EUR is held because {HOLD_MESSAGES[s.hold_reason]}."
     elif s.closing_balance_cents < 0:
         payment = (
             f"Not paid this month: your balance is negative ({cents(s.closing_balance_cents)} EUR) after "
@@ -85,8 +109,8 @@ def render_statement(statement: Statement, threshold_cents: int, domain: str) ->
             ("Closing balance", s.closing_balance_cents),
         ],
         "adjustments": [
-            {"title": month_title(source), "reason": adjustment_reason(source), "cents": amount}
-            for source, amount in s.adjustments
+            {"title": month_title(source), "reason": adjustment_reason(source, reason), "cents": amount}
+            for source, amount, reason in s.adjustments
         ],
         "payment": payment,
         "line_count": len(s.lines),
@@ -113,8 +137,8 @@ def _statement_csv(s: Statement) -> str:
     writer.writerow(["month", "payee_id", "line", "source_month", "country", "tier", "uc_cents", "pr_cents", "reason"])
     writer.writerows((s.month, s.payee_id, "earned", s.month, *line, "") for line in s.lines)
     writer.writerows(
-        (s.month, s.payee_id, "adjustment", source, "", "", amount, "", adjustment_reason(source))
-        for source, amount in s.adjustments
+        (s.month, s.payee_id, "adjustment", source, "", "", amount, "", adjustment_reason(source, reason))
+        for source, amount, reason in s.adjustments
     )
     return buffer.getvalue()
 

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 import duckdb
 
-from fairstream_pipeline.lib.payouts.rules import PICO_PER_CENT, PPM, SPECIAL_PAYEES, SUSPENSE
+from fairstream_pipeline.lib.payouts.rules import (
+    HOLD_REASONS,
+    NO_PAYMENT_DETAILS,
+    PICO_PER_CENT,
+    PPM,
+    SPECIAL_PAYEES,
+    SUSPENSE,
+)
 
 
 @dataclass(frozen=True)
@@ -82,15 +89,31 @@ def totals_agree(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     return uc, pr
 
 
-def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int) -> Finding:
+def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int, standing: bool | None = False) -> Finding:
     """Every statement: opening + earned + adjustment - paid = closing; earned and pro-rata equal the
     payee's ``payee_earnings`` and the adjustment the sum of their ``payee_adjustments``; openings
     equal last month's closings; nothing but a closing balance (a clawback) is negative; special
-    payees are never paid; a payment is the whole balance and reaches the threshold.
+    payees are never paid; a payment is the whole balance and reaches the threshold; a payee due a
+    payment who is not paid is held, with a known ``hold_reason``, and nobody else has one.
 
-    Problems are ``(payee_id, what is wrong)``.
+    ``standing`` (rule 10): True when the view ``payment_standing`` says who can be paid (each hold
+    must then be exactly its reason, and nobody it holds is paid); False when the landing zone has no
+    payment details (nobody may be held); None to skip that comparison (a closed month, checked
+    against its closed bytes instead). Problems are ``(payee_id, what is wrong)``.
     """
     special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
+    reasons = ", ".join(f"'{r}'" for r in HOLD_REASONS)
+    is_due = f"(payee_id NOT IN ({special}) AND due >= {threshold_cents} AND due > 0)"
+    standing_join = "LEFT JOIN payment_standing ps USING (payee_id)" if standing else ""
+    expected_hold = (
+        f"CASE WHEN ps.payee_id IS NULL THEN '{NO_PAYMENT_DETAILS}' ELSE ps.hold_reason END" if standing else "NULL"
+    )
+    standing_problem = (
+        "" if standing is None else
+        f"""WHEN {is_due} AND hold_reason IS DISTINCT FROM expected_hold
+                    THEN 'hold_reason ' || coalesce(hold_reason, 'null') || ' but the payment details say '
+                         || coalesce(expected_hold, 'payable')"""
+    )
     problems = _rows(
         con,
         f"""
@@ -103,11 +126,13 @@ def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int) -> 
             SELECT st.*, coalesce(e.uc, 0) AS expected_earned, coalesce(e.pr, 0) AS expected_pr,
                    coalesce(a.cents, 0) AS expected_adjustment,
                    coalesce(p.closing_balance_cents, 0) AS expected_opening,
-                   st.opening_balance_cents + st.earned_cents + st.adjustment_cents AS due
+                   st.opening_balance_cents + st.earned_cents + st.adjustment_cents AS due,
+                   {expected_hold} AS expected_hold
             FROM payee_statements st
             LEFT JOIN earned e USING (payee_id)
             LEFT JOIN adjusted a USING (payee_id)
             LEFT JOIN previous_statements p USING (payee_id)
+            {standing_join}
         )
         SELECT payee_id, problem FROM (
             SELECT payee_id, CASE
@@ -121,8 +146,13 @@ def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int) -> 
                 WHEN paid_cents > 0 AND payee_id IN ({special}) THEN 'a special payee was paid'
                 WHEN paid_cents > 0 AND (closing_balance_cents <> 0 OR paid_cents < {threshold_cents})
                     THEN 'a payment must be the whole balance and reach the threshold'
-                WHEN paid_cents = 0 AND payee_id NOT IN ({special}) AND due >= {threshold_cents} AND due > 0
+                WHEN hold_reason IS NOT NULL AND hold_reason NOT IN ({reasons})
+                    THEN 'unknown hold_reason ' || hold_reason
+                WHEN hold_reason IS NOT NULL AND (paid_cents <> 0 OR NOT {is_due})
+                    THEN 'a hold_reason on a payee who was paid or not due a payment'
+                WHEN paid_cents = 0 AND {is_due} AND hold_reason IS NULL
                     THEN 'a balance at or over the threshold was not paid'
+                {standing_problem}
             END AS problem FROM s
         ) WHERE problem IS NOT NULL ORDER BY payee_id LIMIT 20
         """,

@@ -1,4 +1,4 @@
-"""The payout rules (v2) in DuckDB SQL, exactly as ``docs/payout-rules.md`` states them.
+"""The payout rules (v3) in DuckDB SQL, exactly as ``docs/payout-rules.md`` states them.
 
 Each stage reads views or tables of fixed names from the connection and creates its output tables:
 
@@ -15,7 +15,7 @@ stage                      reads                                          create
 :func:`pay_payees`         ``segment_pools``, ``track_earnings``,         ``payee_earnings``
                            ``track_splits``
 :func:`roll_statements`    ``payee_earnings``, ``previous_statements``,   ``payee_statements``
-                           ``payee_adjustments``
+                           ``payee_adjustments`` (``payment_standing``)
 =========================  =============================================  =======================================
 
 Money is integer pico-cents (10^-12 cent) in ``HUGEINT`` until it is rounded to integer cents once,
@@ -40,7 +40,15 @@ import duckdb
 
 from fairstream_pipeline.lib.lake.faults import fault_point
 from fairstream_pipeline.lib.payouts.fixed_point import quotient_and_remainder, scaled_floor_div
-from fairstream_pipeline.lib.payouts.rules import PICO_PER_CENT, PPM, SPECIAL_PAYEES, SUSPENSE, UNALLOCATED, PayoutRules
+from fairstream_pipeline.lib.payouts.rules import (
+    NO_PAYMENT_DETAILS,
+    PICO_PER_CENT,
+    PPM,
+    SPECIAL_PAYEES,
+    SUSPENSE,
+    UNALLOCATED,
+    PayoutRules,
+)
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -353,15 +361,27 @@ def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def roll_statements(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
-    """Rule 9: opening + earned + adjustment; pay it all when it reaches the threshold, else carry it.
+def roll_statements(con: duckdb.DuckDBPyConnection, rules: PayoutRules, payment_standing: bool = False) -> None:
+    """Rules 9 and 10: opening + earned + adjustment; pay it all when it reaches the threshold and the
+    payee can be paid, else carry it.
 
     ``previous_statements`` is last month's ``payee_statements`` (empty in the first month) and
-    ``payee_adjustments`` this month's adjustments for restated closed months. A balance may be
-    negative (a clawback): it carries over and is recovered from future earnings.
+    ``payee_adjustments`` this month's adjustments for restated closed months and returned payments.
+    A balance may be negative (a clawback): it carries over and is recovered from future earnings.
     ``__suspense__`` and ``__unallocated__`` are never paid; their balance accumulates.
+
+    With ``payment_standing`` (the landing zone has payment details), the view ``payment_standing
+    (payee_id, hold_reason)`` says who can be paid (``hold_reason`` null) and who cannot; a payee
+    missing from it has no payment details. A payee due a payment who cannot be paid is **held**:
+    nothing is paid, the whole due carries over, and ``hold_reason`` says why. ``hold_reason`` is
+    null for everybody else.
     """
     special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
+    standing = (
+        "LEFT JOIN payment_standing s USING (payee_id)" if payment_standing else
+        "LEFT JOIN (SELECT NULL::VARCHAR AS payee_id, NULL::VARCHAR AS hold_reason WHERE false) s USING (payee_id)"
+    )
+    held = f"CASE WHEN s.payee_id IS NULL THEN '{NO_PAYMENT_DETAILS}' ELSE s.hold_reason END" if payment_standing else "NULL"
     _run(
         con,
         f"""
@@ -380,19 +400,24 @@ def roll_statements(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
             FROM month m
             FULL OUTER JOIN previous_statements p USING (payee_id)
             FULL OUTER JOIN adjusted a USING (payee_id)
+        ),
+        due AS (
+            SELECT j.*, opening_balance_cents + earned_cents + adjustment_cents AS due,
+                   payee_id NOT IN ({special})
+                       AND opening_balance_cents + earned_cents + adjustment_cents >= {rules.payout_threshold_cents}
+                       AND opening_balance_cents + earned_cents + adjustment_cents > 0 AS is_due,
+                   ({held})::VARCHAR AS standing
+            FROM joined j {standing}
         )
         SELECT payee_id, opening_balance_cents, earned_cents, adjustment_cents, pro_rata_cents, paid_cents,
-               opening_balance_cents + earned_cents + adjustment_cents - paid_cents AS closing_balance_cents
+               due - paid_cents AS closing_balance_cents, hold_reason
         FROM (
             SELECT *,
-                   CASE WHEN payee_id NOT IN ({special})
-                             AND opening_balance_cents + earned_cents + adjustment_cents >= {rules.payout_threshold_cents}
-                             AND opening_balance_cents + earned_cents + adjustment_cents > 0
-                        THEN opening_balance_cents + earned_cents + adjustment_cents ELSE 0 END::BIGINT AS paid_cents
-            FROM joined
+                   CASE WHEN is_due AND standing IS NULL THEN due ELSE 0 END::BIGINT AS paid_cents,
+                   CASE WHEN is_due THEN standing END AS hold_reason
+            FROM due
         )
         WHERE opening_balance_cents <> 0 OR earned_cents <> 0 OR adjustment_cents <> 0 OR pro_rata_cents <> 0
         ORDER BY payee_id
         """,
     )
-

@@ -22,13 +22,15 @@ from fairstream_pipeline.lib.payouts.checks import (
 )
 from fairstream_pipeline.lib.payouts.report import cents
 from fairstream_pipeline.lib.close.period_close import (
-    ADJUSTMENTS,
     CLOSE,
     EARNINGS,
     STATEMENTS,
+    attach_ledger,
     attach_previous_statements,
     close_record,
+    closed_months_before,
 )
+from fairstream_pipeline.lib.payments.standing import attach_payment_standing
 
 def earnings_findings(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> dict[str, Finding]:
     """The blocking checks of ``payee_earnings``: UC and PR reconcile per segment to the targets
@@ -52,22 +54,22 @@ def statements_finding(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: 
     """``statements_balance_check``: every statement balances against its inputs.
 
     A closed month is checked against the earnings it was closed with (``period_close``), not the
-    restated ones, and its statements must still be the bytes that were closed.
+    restated ones, and its statements must still be the bytes that were closed (its holds were
+    checked against the payment details when it closed). An open month's holds are checked against
+    who can be paid now (rule 10).
     """
     record = close_record(lake, month)
     attach_month(
         con,
         lake,
         month,
-        {
-            "payee_statements": STATEMENTS,
-            "payee_adjustments": ADJUSTMENTS,
-            "payee_earnings": CLOSE if record else EARNINGS,
-        },
+        {"payee_earnings": CLOSE if record else EARNINGS},
     )
+    attach_ledger(con, lake, month)  # (a month closed under rules v2 has no hold_reason: nobody was held)
     attach_previous_statements(con, lake, first_month, month)
     threshold = lake.manifest(STATEMENTS, month)["rules"]["payout_threshold_cents"]
-    finding = statements_balance(con, threshold)
+    standing = None if record else attach_payment_standing(con, lake, month, closed_months_before(lake, first_month, month))
+    finding = statements_balance(con, threshold, standing)
     if record and lake.content_hash(STATEMENTS, month) != record["statements_hash"]:
         finding = Finding(
             finding.checked,

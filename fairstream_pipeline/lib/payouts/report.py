@@ -208,24 +208,43 @@ def carried_over(
     con: duckdb.DuckDBPyConnection, names_view: str, negative: bool = False, limit: int = 20
 ) -> list[tuple]:
     """Real payees whose balance carries over, largest first: below the threshold (positive), or
-    owing money (``negative``). Rows: (payee_id, name, opening, earned, adjustment, closing)."""
+    owing money (``negative``); held payees are :func:`held_payees`'. Rows: (payee_id, name,
+    opening, earned, adjustment, closing)."""
     special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
     return con.execute(
         f"""SELECT s.payee_id, n.name, s.opening_balance_cents, s.earned_cents, s.adjustment_cents,
                    s.closing_balance_cents
             FROM payee_statements s LEFT JOIN {names_view} n USING (payee_id)
-            WHERE s.payee_id NOT IN ({special}) AND s.paid_cents = 0
+            WHERE s.payee_id NOT IN ({special}) AND s.paid_cents = 0 AND s.hold_reason IS NULL
               AND s.closing_balance_cents {'<' if negative else '>'} 0
             ORDER BY abs(s.closing_balance_cents) DESC, s.payee_id LIMIT {int(limit)}"""
     ).fetchall()
 
 
-def largest_adjustments(con: duckdb.DuckDBPyConnection, names_view: str, limit: int = 20) -> list[tuple]:
-    """The month's ``payee_adjustments``, largest first: (payee_id, name, source_month, cents)."""
+def held_payees(con: duckdb.DuckDBPyConnection, names_view: str, limit: int = 20) -> list[tuple]:
+    """Payees due a payment but held (rule 10), largest first: (payee_id, name, hold_reason, closing)."""
     return con.execute(
-        f"""SELECT a.payee_id, n.name, a.source_month, a.cents
+        f"""SELECT s.payee_id, n.name, s.hold_reason, s.closing_balance_cents
+            FROM payee_statements s LEFT JOIN {names_view} n USING (payee_id)
+            WHERE s.hold_reason IS NOT NULL
+            ORDER BY s.closing_balance_cents DESC, s.payee_id LIMIT {int(limit)}"""
+    ).fetchall()
+
+
+def holds_by_reason(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int]]:
+    """Held payees per ``hold_reason``: (reason, payees, cents held)."""
+    return con.execute(
+        """SELECT hold_reason, count(*), sum(closing_balance_cents)::BIGINT FROM payee_statements
+           WHERE hold_reason IS NOT NULL GROUP BY 1 ORDER BY 1"""
+    ).fetchall()
+
+
+def largest_adjustments(con: duckdb.DuckDBPyConnection, names_view: str, limit: int = 20) -> list[tuple]:
+    """The month's ``payee_adjustments``, largest first: (payee_id, name, source_month, reason, cents)."""
+    return con.execute(
+        f"""SELECT a.payee_id, n.name, a.source_month, a.reason, a.cents
             FROM payee_adjustments a LEFT JOIN {names_view} n USING (payee_id)
-            ORDER BY abs(a.cents) DESC, a.payee_id, a.source_month LIMIT {int(limit)}"""
+            ORDER BY abs(a.cents) DESC, a.payee_id, a.source_month, a.reason LIMIT {int(limit)}"""
     ).fetchall()
 
 

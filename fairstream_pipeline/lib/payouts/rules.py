@@ -1,4 +1,4 @@
-"""The parameters of the payout rules (v2), see ``docs/payout-rules.md``."""
+"""The parameters of the payout rules (v3), see ``docs/payout-rules.md``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ SUSPENSE = "__suspense__"  # tracks without valid splits: held until the rights 
 UNALLOCATED = "__unallocated__"  # money no stream could claim
 SPECIAL_PAYEES = (SUSPENSE, UNALLOCATED)  # never paid out; their balance accumulates
 # v2: period close, adjustments and negative balances (rule 9), max_held_share_ppm; rules 1-8 as v1.
-RULES_VERSION = "v2"
+# v3: pay only what can be paid (rule 10): with payment details in the landing zone, a payee due a
+# payment is held without valid details or after a returned payment; rules 1-9 as v2.
+RULES_VERSION = "v3"
+# Why a payee who is due a payment is not paid (payee_statements.hold_reason; null when not held).
+NO_PAYMENT_DETAILS = "no_payment_details"
+INVALID_PAYMENT_DETAILS = "invalid_payment_details"
+RETURNED_PAYMENT = "returned_payment"
+HOLD_REASONS = (NO_PAYMENT_DETAILS, INVALID_PAYMENT_DETAILS, RETURNED_PAYMENT)
 PAYOUT_DUE_DAY = 3  # month M's statements are due by the 3rd of month M+1, 00:00 UTC
 
 
