@@ -11,6 +11,15 @@ Subcommands:
 * ``fairstream run 2026-09 [2026-10 ...] [--workspace workspace.yaml] [--config-json JSON]`` runs each
   month as a ``monthly_payout_job`` run of the ``DAGSTER_HOME`` instance, showing its steps, and
   exits with the run's status (see :mod:`fairstream_pipeline.run_command`).
+* ``fairstream payments show MONTH [--json]`` prints a closed month's payment batch and its status;
+  ``fairstream payments approve MONTH --count N --control-sum EUR --approver NAME`` launches
+  ``approve_payment_batch`` as a real run and exits 0 only when the batch is released;
+  ``fairstream payments ingest`` applies the bank's new status reports (``payment_reports/``), one
+  ``ingest_payment_report`` run each, and prints what each changed (see
+  :mod:`fairstream_pipeline.payments_command`).
+* ``fairstream sample bank-report --month M --out data/landing [--return N] [--seed S]`` plays the
+  bank in the demo: reads the month's released payment file and writes a pain.002 status report
+  that settles every payment but N returned ones.
 * ``fairstream serve-status [--host H] [--port P]`` serves ``/health`` and ``/metrics`` over HTTP
   (see :mod:`fairstream_pipeline.status_server`).
 * ``fairstream health [--heartbeat-tolerance SECONDS] [--now ISO8601]`` prints one JSON object
@@ -104,6 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.set_defaults(func=_cmd_sample)
 
+    bank = sub.add_parser(
+        "sample-bank-report",
+        help="play the bank in the demo: answer a month's released payment file with a pain.002 status report",
+        description=(
+            "Read the month's released payment file (FAIRSTREAM_PAYMENTS_OUT_DIR/FS-MONTH-*.xml) and write a "
+            "pain.002.001.10 status report into OUT/payment_reports/ that settles every payment but --return N, "
+            "rejected with AC04 (closed account) and AC01 (incorrect account number). Same inputs, same bytes."
+        ),
+    )
+    bank.add_argument("--month", required=True, type=_month, help="the batch's month, YYYY-MM")
+    bank.add_argument("--out", required=True, type=Path, help="landing-zone root, e.g. data/landing")
+    bank.add_argument("--return", dest="returns", type=_at_least(0), default=2, help="payments to return (default 2)")
+    bank.add_argument("--seed", type=_at_least(0), default=7, help="which payments come back (default 7)")
+    bank.set_defaults(func=_cmd_sample_bank_report)
+
     summary = sub.add_parser(
         "summary",
         help="summarize computed months from the warehouse",
@@ -180,7 +204,62 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config-json", default=None, metavar="JSON",
                      help='run config, e.g. \'{"execution": {"config": {"celery": {}}}}\'')
     run.set_defaults(func=_cmd_run)
+
+    payments = sub.add_parser(
+        "payments",
+        help="a closed month's payment batch: show it, approve (release) it, apply the bank's reports",
+        description="The payment run (docs/payments.md). approve and ingest launch real runs of the instance (DAGSTER_HOME).",
+    )
+    actions = payments.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = actions.add_parser("show", help="print the month's batch: id, count, control sum, status, holds")
+    show.add_argument("month", type=_month, help="month, YYYY-MM")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=_cmd_payments_show)
+    approve = actions.add_parser(
+        "approve",
+        help="release the month's batch as its second approver; exit 0 only when it is released",
+        description=(
+            "Launch approve_payment_batch for MONTH. Restate the batch's count and control sum as you "
+            "reviewed them in the UI: on a mismatch nothing is released and the message says which differs."
+        ),
+    )
+    approve.add_argument("month", type=_month, help="month, YYYY-MM")
+    approve.add_argument("--count", required=True, type=_at_least(0), help="the batch's number of payments")
+    approve.add_argument("--control-sum", required=True, metavar="EUR", help="the batch's total in EUR, e.g. 1234.56")
+    approve.add_argument("--approver", required=True, help="your name (the second person)")
+    approve.add_argument("-w", "--workspace", type=Path, default=None, help="workspace file")
+    approve.set_defaults(func=_cmd_payments_approve)
+    ingest = actions.add_parser(
+        "ingest",
+        help="apply the bank's new status reports from the landing zone's payment_reports/",
+        description="One ingest_payment_report run per new report; prints what each settled and returned.",
+    )
+    ingest.add_argument("-w", "--workspace", type=Path, default=None, help="workspace file")
+    ingest.set_defaults(func=_cmd_payments_ingest)
     return parser
+
+
+def _cmd_payments_show(args: argparse.Namespace) -> int:
+    from fairstream_pipeline.lib.lake.storage import Lake
+    from fairstream_pipeline.payments_command import show
+    from fairstream_pipeline.settings import get_settings
+
+    return show(Lake(get_settings().warehouse_dir), args.month, args.json)
+
+
+def _cmd_payments_approve(args: argparse.Namespace) -> int:
+    from fairstream_pipeline.payments_command import approve, parse_eur
+    from fairstream_pipeline.run_command import default_workspace
+
+    parse_eur(args.control_sum)  # a bad amount is a usage error before anything is launched
+    return approve(args.month, args.count, args.control_sum, args.approver, args.workspace or default_workspace())
+
+
+def _cmd_payments_ingest(args: argparse.Namespace) -> int:
+    from fairstream_pipeline.payments_command import ingest
+    from fairstream_pipeline.run_command import default_workspace
+
+    return ingest(args.workspace or default_workspace())
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -188,6 +267,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = parse_run_config(args.config_json)
     return run_months(args.months, args.workspace or default_workspace(), config)
+
+
+def _cmd_sample_bank_report(args: argparse.Namespace) -> int:
+    from fairstream_pipeline.lib.payouts.report import eur
+    from fairstream_pipeline.sample.bank_report import write_bank_report
+    from fairstream_pipeline.settings import get_settings
+
+    report = write_bank_report(get_settings().payments_out_dir, args.month, args.out, args.returns, args.seed)
+    print(f"wrote {report.path}: {report.settled:,} payments of {report.batch_id} settled, {len(report.returned)} returned")
+    for end_to_end_id, amount, reason in report.returned:
+        print(f"  returned {end_to_end_id} {eur(amount)} ({reason})")
+    return 0
 
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -67,15 +68,10 @@ def default_workspace() -> Path:
 
 def run_months(months: list[str], workspace: Path, run_config: dict, out: TextIO = sys.stdout) -> int:
     """Run ``months`` in order, one run each; stop at the first that does not succeed. The exit status."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        print("DAGSTER_HOME is not set: it names the folder of the instance's dagster.yaml", file=out)
-        return 2
-    if not workspace.is_file():
-        print(f"no workspace file at {workspace}: pass --workspace", file=out)
-        return 2
-    log = Path(home) / SERVER_LOG
-    with dg.DagsterInstance.get() as instance, _RunQueue(instance, workspace, log, out) as queue:
+    with instance_and_queue(workspace, out) as served:
+        if served is None:
+            return 2
+        instance, queue, log = served
         for month in months:
             try:
                 status = run_month(instance, queue, workspace, month, run_config, log, out)
@@ -87,17 +83,36 @@ def run_months(months: list[str], workspace: Path, run_config: dict, out: TextIO
     return 0
 
 
+@contextmanager
+def instance_and_queue(workspace: Path, out: TextIO):
+    """``(instance, run queue, log)`` for launching runs of ``DAGSTER_HOME``'s instance from a
+    command, or None after saying why not (no ``DAGSTER_HOME``, no workspace file)."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        print("DAGSTER_HOME is not set: it names the folder of the instance's dagster.yaml", file=out)
+        yield None
+        return
+    if not workspace.is_file():
+        print(f"no workspace file at {workspace}: pass --workspace", file=out)
+        yield None
+        return
+    log = Path(home) / SERVER_LOG
+    with dg.DagsterInstance.get() as instance, _RunQueue(instance, workspace, log, out) as queue:
+        yield instance, queue, log
+
+
 def run_month(
     instance: dg.DagsterInstance, queue: "_RunQueue", workspace: Path, month: str, run_config: dict, log: Path,
-    out: TextIO,
+    out: TextIO, job: str = JOB, launched_by: str = "fairstream run",
 ):
-    """Launch the run of ``month`` with ``dagster job launch`` and follow it; its final status."""
+    """Launch the run of ``job`` (``monthly_payout_job`` by default) for ``month`` with ``dagster job
+    launch`` and follow it; its final status."""
     started = time.time()
     run_id = str(uuid.uuid4())
     command = [
-        str(Path(sys.executable).parent / "dagster"), "job", "launch", "-w", str(workspace), "-j", JOB,
+        str(Path(sys.executable).parent / "dagster"), "job", "launch", "-w", str(workspace), "-j", job,
         "--run-id", run_id,
-        "--tags", json.dumps({"dagster/partition": month, "fairstream/launched_by": "fairstream run"}),
+        "--tags", json.dumps({"dagster/partition": month, "fairstream/launched_by": launched_by}),
     ]
     if run_config:
         command += ["--config-json", json.dumps(run_config)]
@@ -107,7 +122,7 @@ def run_month(
     if launched.returncode != 0 or run is None:
         raise RunCommandError(f"`dagster job launch` failed (exit {launched.returncode}); see {log}:\n{_tail(log)}")
     url = run_url(get_settings().ui_base_url, run_id)
-    print(f"== {month}: {JOB} run {run_id}, {queue.how}\n   {url}", file=out, flush=True)
+    print(f"== {month}: {job} run {run_id}, {queue.how}\n   {url}", file=out, flush=True)
     return follow_run(instance, run_id, month, out, started, queue.keep_served)
 
 

@@ -71,6 +71,16 @@ class Settings(BaseSettings):
     message_id_domain: str = "statements.fairstream.example"
     """The domain part of statement emails' Message-IDs."""
 
+    # --- payment runs ---
+    payments_debtor_name: str = ""
+    """FairStream's name as the debtor of the SEPA payment files; empty: payment batches are not configured."""
+    payments_debtor_iban: SecretStr = SecretStr("")
+    """FairStream's IBAN, debited by the payment batches; empty: not configured. Never logged."""
+    payments_debtor_bic: str = ""
+    """FairStream's BIC (optional; it must be of the IBAN's country)."""
+    payments_out_dir: str = "data/payments"
+    """Where a released payment file is written (``<MsgId>.xml``, mode 0600) for the bank connector or finance."""
+
     # --- mail: the relay, statement emails, alerts ---
     smtp_host: str = ""
     """The mail relay, for alert and statement emails; empty: no email."""

@@ -14,7 +14,7 @@ from fairstream_pipeline.settings import Settings, env_name, first_month, get_se
 README = Path(__file__).parents[1] / "README.md"
 PACKAGE = Path(__file__).parents[1] / "fairstream_pipeline"
 ROW = re.compile(r"^\| `(FAIRSTREAM_[A-Z_]+)` \| (.+?) \| (.+) \|$")
-SECRETS = {"database_url", "smtp_user", "smtp_password", "alert_webhook_url", "pg_password"}
+SECRETS = {"database_url", "smtp_user", "smtp_password", "alert_webhook_url", "pg_password", "payments_debtor_iban"}
 
 
 def readme_table() -> dict[str, str]:

@@ -226,10 +226,12 @@ def period_close(
 
 close_month_job = dg.define_asset_job(
     name="close_month_job",
-    selection=dg.AssetSelection.assets(CLOSE).downstream(),
+    # Not the release nor the bank's reports: those are approve_payment_batch and ingest_payment_report.
+    selection=dg.AssetSelection.assets(CLOSE).downstream() - dg.AssetSelection.assets("payment_release").downstream(),
     description=(
         "Close a reviewed month and publish it: period_close, then the statement emails, the app "
-        "database and the outbox. Finance launches it from the UI for the month they reviewed."
+        "database, the outbox and the payment batch. Finance launches it from the UI for the month "
+        "they reviewed; the batch is released by approve_payment_batch."
     ),
     executor_def=dg.in_process_executor,
 )

@@ -6,12 +6,16 @@ from fairstream_pipeline.defs.execution import in_process_or_celery
 
 monthly_payout_job = dg.define_asset_job(
     name="monthly_payout_job",
-    selection=dg.AssetSelection.groups("ingestion", "catalog", "payouts", "close", "notifications"),
+    # The payments group's automatic part: the month's payment details (with the catalog) and its
+    # batch (after the close). The release and the bank's reports are never part of this run.
+    selection=dg.AssetSelection.groups("ingestion", "catalog", "payouts", "close", "notifications")
+    | dg.AssetSelection.assets("payment_details", "payment_batch"),
     description=(
         "Compute one month that has ended: wait for a complete landing zone, ingest, count streams, "
         "pay payees user-centrically (with pro-rata beside it), roll the statements forward with "
-        "the adjustments of restated months, close the month (unless FAIRSTREAM_AUTO_CLOSE is off), "
-        "then publish the statements and queue the statement emails. Blocking money checks stop bad "
+        "the adjustments of restated months and returned payments, hold whoever cannot be paid, close the "
+        "month (unless FAIRSTREAM_AUTO_CLOSE is off), then publish the statements, queue the statement "
+        "emails and build the payment batch (released only by approve_payment_batch). Blocking money checks stop bad "
         "money before the statements, the close and the emails. For a closed month it restates its "
         "earnings and changes nothing else. Sending happens in send_statement_emails, not here."
     ),

@@ -36,6 +36,28 @@ PENDING, RETURNED = "pending", "returned"
 PAYMENT_TRANSITIONS = {PENDING: {SETTLED, RETURNED}, SETTLED: {RETURNED}, RETURNED: set()}
 
 
+# The return reasons a bank gives most (ISO 20022 ExternalStatusReason1Code), in words.
+REASON_TEXTS = {
+    "AC01": "incorrect account number",
+    "AC04": "closed account",
+    "AC06": "blocked account",
+    "AG01": "transaction forbidden",
+    "AM05": "duplication",
+    "BE04": "missing creditor address",
+    "MD07": "end customer deceased",
+    "MS02": "reason not specified (customer)",
+    "MS03": "reason not specified (agent)",
+    "RC01": "BIC incorrect",
+}
+
+
+def reason_text(code: str | None) -> str:
+    """``AC04 closed account``: a return reason code with its meaning when known."""
+    if not code:
+        return "no reason given"
+    return f"{code} {REASON_TEXTS[code]}" if code in REASON_TEXTS else code
+
+
 class IllegalTransition(ValueError):
     """A status change the lifecycle does not allow; nothing of the change is applied."""
 

@@ -8,12 +8,20 @@ from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import attach_month
 from fairstream_pipeline.lib.markdown import payee_label
+from fairstream_pipeline.lib.payments.overview import batch_overview, overview_line
 from fairstream_pipeline.lib.payouts.report import cents, compare_models, percent
 from fairstream_pipeline.lib.close.period_close import (
     ADJUSTMENTS,
     close_record,
     next_open_month,
+    posted_adjustments_sql,
+    statements_sql,
 )
+
+
+def describe(reason: str, source: str) -> str:
+    """Why a month's adjustments for ``source`` were posted, in words."""
+    return f"payments for {source} returned by the bank" if reason == "returned_payment" else f"late data for {source}"
 
 
 def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
@@ -28,8 +36,10 @@ def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
         f"""SELECT count(*), count(*) FILTER (WHERE paid_cents > 0),
                    coalesce(sum(paid_cents), 0)::BIGINT, coalesce(sum(opening_balance_cents), 0)::BIGINT,
                    coalesce(sum(closing_balance_cents), 0)::BIGINT, coalesce(sum(adjustment_cents), 0)::BIGINT,
-                   count(*) FILTER (WHERE closing_balance_cents < 0)
-            FROM {read_parquet(lake.parquet_glob('payee_statements', month))}"""
+                   count(*) FILTER (WHERE closing_balance_cents < 0),
+                   count(*) FILTER (WHERE hold_reason IS NOT NULL),
+                   coalesce(sum(closing_balance_cents) FILTER (WHERE hold_reason IS NOT NULL), 0)::BIGINT
+            FROM ({statements_sql(lake, month)})"""
     ).fetchall()[0]
     record = close_record(lake, month)
     status = (
@@ -66,16 +76,19 @@ def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
         f"statements: {statements[0]:,} payees, {statements[1]:,} paid {cents(statements[2])} EUR; "
         f"opening balances {cents(statements[3])} EUR, carried over {cents(statements[4])} EUR"
         + (f" ({statements[6]:,} negative)" if statements[6] else "")
+        + (f"; held (no valid payment details or a returned payment) {statements[7]:,} payees {cents(statements[8])} EUR"
+           if statements[7] else "")
     )
     if lake.exists(ADJUSTMENTS, month):
         adjustments = con.execute(
-            f"""SELECT source_month, count(*), sum(cents)::BIGINT
-                FROM {read_parquet(lake.parquet_glob(ADJUSTMENTS, month))} GROUP BY 1 ORDER BY 1"""
+            f"""SELECT source_month, reason, count(*), sum(cents)::BIGINT
+                FROM ({posted_adjustments_sql(lake, month)}) GROUP BY 1, 2 ORDER BY 1, 2"""
         ).fetchall()
         lines += [
-            f"adjustments for {source}: {payees:,} payees, net {cents(net)} EUR (late data for {source})"
-            for source, payees, net in adjustments
+            f"adjustments for {source}: {payees:,} payees, net {cents(net)} EUR ({describe(reason, source)})"
+            for source, reason, payees, net in adjustments
         ] or ["adjustments: none"]
+    lines.append(overview_line(batch_overview(lake, month)))
     if lake.exists("statement_notifications", month):
         by_status = dict(
             con.execute(
