@@ -10,10 +10,16 @@ DEMO_MONTHS := 2026-09 2026-10
 DEMO_USERS ?= 5000
 DEMO_SEED ?= 7
 DEMO_HOME := $(CURDIR)/.dagster_home
+# FairStream's own (sample) account pays the batches; a released file lands in data/payments.
+PAYMENTS_ENV := FAIRSTREAM_PAYMENTS_DEBTOR_NAME="FairStream Demo SAS" \
+	FAIRSTREAM_PAYMENTS_DEBTOR_IBAN=FR7630006000011234567890189 FAIRSTREAM_PAYMENTS_DEBTOR_BIC=AGRIFRPPXXX \
+	FAIRSTREAM_PAYMENTS_OUT_DIR=$(CURDIR)/data/payments
 DEMO_ENV := FAIRSTREAM_FIRST_MONTH=$(firstword $(DEMO_MONTHS)) \
 	FAIRSTREAM_LANDING_DIR=$(CURDIR)/data/landing \
 	FAIRSTREAM_WAREHOUSE_DIR=$(CURDIR)/data/warehouse \
+	$(PAYMENTS_ENV) \
 	DAGSTER_HOME=$(DEMO_HOME)
+PAID_MONTH := $(firstword $(DEMO_MONTHS))
 
 EVENTS ?= 1000000
 
@@ -39,7 +45,17 @@ demo: install $(DEMO_HOME)/dagster.yaml
 	done
 	@# One monthly_payout_job run per month, in order, through the instance (Jobs page, alerts, retries);
 	@# the steps show as they run, and a failure's last lines say which step failed and why.
-	@$(DEMO_ENV) $(BIN)/fairstream run $(DEMO_MONTHS)
+	@$(DEMO_ENV) $(BIN)/fairstream run $(PAID_MONTH)
+	@# The payment run (docs/payments.md): a second person approves September's batch by restating its
+	@# count and control sum, which releases its SEPA file once; the (sample) bank settles it but returns
+	@# two payments, and October credits them back.
+	@$(DEMO_ENV) $(BIN)/fairstream payments show $(PAID_MONTH)
+	@$(DEMO_ENV) $(BIN)/fairstream payments approve $(PAID_MONTH) --approver "Demo Approver" \
+	  --count $$($(DEMO_ENV) $(BIN)/fairstream payments show $(PAID_MONTH) --field payments) \
+	  --control-sum $$($(DEMO_ENV) $(BIN)/fairstream payments show $(PAID_MONTH) --field control_sum)
+	@$(DEMO_ENV) $(BIN)/fairstream sample-bank-report --month $(PAID_MONTH) --out data/landing --return 2
+	@$(DEMO_ENV) $(BIN)/fairstream payments ingest
+	@$(DEMO_ENV) $(BIN)/fairstream run $(wordlist 2,$(words $(DEMO_MONTHS)),$(DEMO_MONTHS))
 	@$(DEMO_ENV) $(BIN)/fairstream summary $(DEMO_MONTHS)
 
 # The same two months on 2 local Celery workers (RabbitMQ on 127.0.0.1:5672, the instance on the

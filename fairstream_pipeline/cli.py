@@ -214,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     show = actions.add_parser("show", help="print the month's batch: id, count, control sum, status, holds")
     show.add_argument("month", type=_month, help="month, YYYY-MM")
     show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument("--field", choices=["batch_id", "payments", "control_sum", "status"], default=None,
+                      help="print only this field (for scripts: the demo approves with it)")
     show.set_defaults(func=_cmd_payments_show)
     approve = actions.add_parser(
         "approve",
@@ -244,7 +246,7 @@ def _cmd_payments_show(args: argparse.Namespace) -> int:
     from fairstream_pipeline.payments_command import show
     from fairstream_pipeline.settings import get_settings
 
-    return show(Lake(get_settings().warehouse_dir), args.month, args.json)
+    return show(Lake(get_settings().warehouse_dir), args.month, args.json, args.field)
 
 
 def _cmd_payments_approve(args: argparse.Namespace) -> int:

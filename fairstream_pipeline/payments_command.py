@@ -40,8 +40,15 @@ def parse_eur(text: str) -> int:
     return int(cents)
 
 
-def show(lake: Lake, month: str, as_json: bool, out: TextIO = sys.stdout) -> int:
+def show(lake: Lake, month: str, as_json: bool, field: str | None = None, out: TextIO = sys.stdout) -> int:
+    """Print the month's batch (a line, JSON, or one field); 1 when a field is asked of a month without a batch."""
     overview = batch_overview(lake, month)
+    if field is not None:
+        if overview["batch_id"] is None:
+            print(f"{month}: payment batch {overview['status']}", file=sys.stderr)
+            return 1
+        print(overview[field], file=out)
+        return 0
     print(json.dumps(overview, indent=2) if as_json else f"== {month}\n{overview_line(overview)}", file=out)
     return 0
 

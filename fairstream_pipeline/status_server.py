@@ -12,6 +12,9 @@
     ``fairstream_outbox_oldest_pending_age_seconds`` (application database);
   - ``fairstream_last_closed_month_start_timestamp_seconds`` and
     ``fairstream_last_closed_month_info{month}``, ``fairstream_payout_overdue`` (0 or 1);
+  - ``fairstream_payments_released_cents{month}``, ``fairstream_payments_released{month}`` (payments
+    in the released batch), ``fairstream_payments_returned{month}`` and
+    ``fairstream_payments_returned_cents{month}`` (returned by the bank) for every released month;
   - ``fairstream_daemon_heartbeat_age_seconds{daemon}`` (every daemon of the instance);
   - ``fairstream_metrics_source_up{source}``: 0 when a source (instance, app database, lake)
     could not be read at this scrape; its metrics are then missing, never made up.
@@ -38,7 +41,10 @@ from fairstream_pipeline.instance_status import heartbeats
 from fairstream_pipeline.lib.notifications import outbox_queue
 from fairstream_pipeline.lib.app_db.store import transaction
 from fairstream_pipeline.lib.alerting.health import check_payout, completed_months, health_report
+from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.months import parse_month
+from fairstream_pipeline.lib.payments.overview import batch_overview
+from fairstream_pipeline.lib.payments.release import PAYMENT_RELEASE
 from fairstream_pipeline.settings import first_month, get_settings
 
 logger = logging.getLogger(__name__)
@@ -58,7 +64,7 @@ class PipelineCollector(Collector):
         up = GaugeMetricFamily("fairstream_metrics_source_up", "Whether a source could be read at this scrape.",
                                labels=["source"])
         for source, metrics in (("instance", self._runs), ("instance_daemons", self._daemons),
-                                ("app_database", self._outbox), ("lake", self._months)):
+                                ("app_database", self._outbox), ("lake", self._months), ("lake_payments", self._payments)):
             try:
                 families = list(metrics())
             except Exception as exc:  # a scrape reports what it can; the source shows as down
@@ -142,6 +148,31 @@ class PipelineCollector(Collector):
                                      labels=["month"])
             info.add_metric([closed[-1]], 1)
             yield from (start, info)
+
+
+    def _payments(self) -> Iterator[GaugeMetricFamily]:
+        """What each released batch paid out and what the bank returned, from the lake."""
+        lake = Lake(get_settings().warehouse_dir)
+        now, first = datetime.now(timezone.utc), first_month()
+        families = {
+            "released_cents": GaugeMetricFamily("fairstream_payments_released_cents",
+                                                "Cents in the month's released payment batch.", labels=["month"]),
+            "released": GaugeMetricFamily("fairstream_payments_released",
+                                          "Payments in the month's released payment batch.", labels=["month"]),
+            "returned": GaugeMetricFamily("fairstream_payments_returned",
+                                          "Payments of the month's batch that the bank returned.", labels=["month"]),
+            "returned_cents": GaugeMetricFamily("fairstream_payments_returned_cents",
+                                                "Cents of the month's batch that the bank returned.", labels=["month"]),
+        }
+        for month in completed_months(get_settings().warehouse_dir, first, now):
+            if not lake.exists(PAYMENT_RELEASE, month):
+                continue
+            o = batch_overview(lake, month)
+            families["released_cents"].add_metric([month], o["control_sum_cents"])
+            families["released"].add_metric([month], o["payments"])
+            families["returned"].add_metric([month], o["returned"])
+            families["returned_cents"].add_metric([month], o["returned_cents"])
+        yield from families.values()
 
 
 def make_handler(registry: CollectorRegistry, instance: dg.DagsterInstance):

@@ -96,7 +96,7 @@ def test_the_walk_sees_imports_inside_functions_and_relative_ones(tmp_path):
 def test_lib_mirrors_the_defs_domains():
     domains = {p.name for p in DEFS.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     lib_packages = {p.name for p in LIB.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    assert domains == {"ingestion", "payouts", "close", "notifications", "alerting"}
+    assert domains == {"ingestion", "payouts", "close", "payments", "notifications", "alerting"}
     # every wiring domain has its logic under the same name; lib adds the shared lake helpers
     # and the application database
     assert lib_packages == domains | {"lake", "app_db"}

@@ -18,6 +18,8 @@ from fairstream_pipeline.lib.app_db.schema import upgrade
 from fairstream_pipeline.lib.app_db.store import dispose_engines
 from fairstream_pipeline.lib.alerting.health import last_closed_month, months_between
 from fairstream_pipeline.lib.lake.storage import Lake
+from fairstream_pipeline.lib.payments.lifecycle import Payment
+from fairstream_pipeline.lib.payments.reports import publish_status
 from fairstream_pipeline_tests.postgres import PG
 
 FIRST = "2026-09"
@@ -65,6 +67,16 @@ def deployment(tmp_path, fresh_database, monkeypatch):
     for month in closed:  # every ended month is closed: nothing overdue
         with lake.write_partition("period_close", month):
             pass
+    # September's batch was released; the bank settled one payment and returned another.
+    with lake.write_partition("payment_batch", FIRST) as out:
+        out.manifest.update(rows=3, batch_id="FS-2026-09-0badcafe", control_sum_cents=12_345, payees_held=1,
+                            held_cents=1_500)
+    with lake.write_partition("payment_release", FIRST) as out:
+        out.manifest.update(approver="Ines", released_at="2026-10-03T09:00:00+00:00", file_name="FS-2026-09-0badcafe.xml",
+                            file_sha256="ab" * 32, file_path="/bank/FS-2026-09-0badcafe.xml")
+    publish_status(lake, FIRST, [Payment("e1", "a", 10_000, "h1", "settled", "ACSC"),
+                                 Payment("e2", "b", 2_000, "h2", "returned", "RJCT", "AC04", "r.xml"),
+                                 Payment("e3", "c", 345, "h3")], [], "FS-2026-09-0badcafe")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FAIRSTREAM_", "DAGSTER_"))}
     env.update(DAGSTER_HOME=str(home), FAIRSTREAM_DATABASE_URL=url, FAIRSTREAM_FIRST_MONTH=FIRST,
                FAIRSTREAM_WAREHOUSE_DIR=str(tmp_path / "warehouse"))
@@ -119,7 +131,11 @@ def test_metrics_report_runs_outbox_months_and_sources(deployment):
     assert 3500 < metrics[("fairstream_outbox_oldest_pending_age_seconds", ())] < 7200
     assert metrics[("fairstream_last_closed_month_info", (("month", last_closed),))] == 1
     assert metrics[("fairstream_payout_overdue", ())] == 0
-    for source in ("instance", "instance_daemons", "app_database", "lake"):
+    assert metrics[("fairstream_payments_released_cents", (("month", FIRST),))] == 12_345
+    assert metrics[("fairstream_payments_released", (("month", FIRST),))] == 3
+    assert metrics[("fairstream_payments_returned", (("month", FIRST),))] == 1
+    assert metrics[("fairstream_payments_returned_cents", (("month", FIRST),))] == 2_000
+    for source in ("instance", "instance_daemons", "app_database", "lake", "lake_payments"):
         assert metrics[("fairstream_metrics_source_up", (("source", source),))] == 1
     assert not [name for name, _ in metrics if name == "fairstream_daemon_heartbeat_age_seconds"]  # no daemon
 
