@@ -52,7 +52,8 @@ def measure_pipeline(landing: Path, warehouse: Path, month: str, buckets: int = 
 
     definitions = defs()
     job = definitions.resolve_job_def("monthly_payout_job")
-    # Ingestion through statements: the notification assets (emails, app database) are not part of it.
+    # Ingestion through statements and the payment batch: the notification assets (emails, app
+    # database) are not part of it.
     graph = definitions.resolve_asset_graph()
     through_statements = [
         key for key in job.asset_layer.selected_asset_keys if graph.get(key).group_name != "notifications"

@@ -17,7 +17,7 @@ Subcommands:
   ``fairstream payments ingest`` applies the bank's new status reports (``payment_reports/``), one
   ``ingest_payment_report`` run each, and prints what each changed (see
   :mod:`fairstream_pipeline.payments_command`).
-* ``fairstream sample bank-report --month M --out data/landing [--return N] [--seed S]`` plays the
+* ``fairstream sample-bank-report --month M --out data/landing [--return N] [--seed S]`` plays the
   bank in the demo: reads the month's released payment file and writes a pain.002 status report
   that settles every payment but N returned ones.
 * ``fairstream serve-status [--host H] [--port P]`` serves ``/health`` and ``/metrics`` over HTTP

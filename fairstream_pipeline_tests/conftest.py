@@ -26,6 +26,7 @@ import dagster as dg
 import pytest
 
 from fairstream_pipeline.definitions import defs
+from fairstream_pipeline.defs.payments.resources import PaymentsResource
 from fairstream_pipeline.defs.resources import (
     AppDatabaseResource,
     DuckDBEngine,
@@ -51,6 +52,7 @@ def resources(tmp_path: Path) -> dict:
         "duckdb": DuckDBEngine(memory_limit="1GB", threads=2, temp_directory=str(tmp_path / "spill")),
         "payout_rules": PayoutRulesResource(),
         "app_database": AppDatabaseResource(),  # not configured unless a test points it at Postgres
+        "payments": PaymentsResource(),  # no debtor account: batches are "not configured" unless a test sets one
     }
 
 

@@ -56,6 +56,8 @@ def test_valid_details(iban, bic, verdict):
         ("DE0237040044053201300X", "IBAN is malformed"),  # a letter where DE has digits
         ("1289370400440532013000", "IBAN is malformed"),  # no country code at all
         ("12345", "IBAN is malformed"),
+        # A valid IBAN that a SEPA credit transfer cannot reach (Brazil).
+        ("BR1800360305000010009795493C1", "IBAN country BR is not in the SEPA zone"),
     ],
 )
 def test_invalid_iban_problems(iban, problem):

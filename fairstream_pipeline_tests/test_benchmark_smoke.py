@@ -30,10 +30,10 @@ def test_benchmark_smoke(tmp_path):
                  "ours / pandas_user_centric:", "ingest_listening_events"):
         assert line in run.stdout
     added = [line for line in docs.read_text().splitlines() if line.startswith("| ") and "| 100,000 |" in line]
-    # The results row, then one row per op, ingestion to the close: 13 asset ops (ingest_listening_events
-    # is 3: the plan, the days (one row for the 31 steps), the merge; count_and_allocate is 3: the plan,
-    # the buckets, the merge) and 7 check steps.
-    assert len(added) == 1 + 20
+    # The results row, then one row per op, ingestion to the close and the payment batch: 14 asset ops
+    # (ingest_listening_events is 3: the plan, the days (one row for the 31 steps), the merge;
+    # count_and_allocate is 3: the plan, the buckets, the merge) and 7 check steps.
+    assert len(added) == 1 + 21
     assert any("ingest_listening_events.ingest_event_day (×31," in line for line in added)
     # The landing zone is reused by the next run rather than generated again.
     assert len(list((tmp_path / "bench").glob("landing-100000-*/_bench-2026-10.json"))) == 1

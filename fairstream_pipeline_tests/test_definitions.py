@@ -25,6 +25,10 @@ def test_expected_asset_keys(definitions):
         "payee_directory",
         "payee_earnings",
         "payee_statements",
+        "payment_batch",
+        "payment_details",
+        "payment_release",
+        "payment_status",
         "period_close",
         "play_quarantine",
         "published_statements",
@@ -49,13 +53,18 @@ def test_every_asset_shares_the_monthly_partitions_and_has_owner_kinds_and_descr
 
 
 def test_the_monthly_job_computes_every_asset_and_check(definitions):
-    """Every asset is in a named group, and monthly_payout_job runs them all with all their checks."""
+    """Every asset is in a named group, and monthly_payout_job runs them all with all their checks,
+    but for the payment run's release and bank reports, which have jobs of their own."""
     graph = definitions.resolve_asset_graph()
     groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
-    assert groups == {"ingestion", "catalog", "payouts", "close", "notifications"}
+    assert groups == {"ingestion", "catalog", "payouts", "close", "payments", "notifications"}
     job = definitions.resolve_job_def("monthly_payout_job")
-    assert job.asset_layer.selected_asset_keys == graph.get_all_asset_keys()
+    release, status = dg.AssetKey("payment_release"), dg.AssetKey("payment_status")
+    assert job.asset_layer.selected_asset_keys == graph.get_all_asset_keys() - {release, status}
     assert job.asset_layer.asset_graph.asset_check_keys == graph.asset_check_keys
+    for name, key in (("approve_payment_batch", release), ("ingest_payment_report", status)):
+        assert definitions.resolve_job_def(name).asset_layer.selected_asset_keys == {key}
+    assert release not in definitions.resolve_job_def("close_month_job").asset_layer.selected_asset_keys
 
 
 def test_partition_keys_are_closed_utc_months():

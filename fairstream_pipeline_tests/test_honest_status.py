@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from fairstream_pipeline.defs.payments.assets import DETAILS_NOT_CONFIGURED
 from fairstream_pipeline.defs.alerting.failure_alerts import AlertsResource, alerting, payout_failure_alert
 from fairstream_pipeline.defs.notifications.dead_letters import outbox_dead_letters
 from fairstream_pipeline.defs.partitions import monthly_partitions
@@ -89,12 +90,17 @@ def test_a_closed_month_without_an_app_database_materializes_nothing_it_did_not_
         )
     ]
     assert [w for w in warnings(instance, result.run_id) if "not configured" in w] == [
+        f"payment_batch for {MONTH}: {DETAILS_NOT_CONFIGURED}",
         f"published_statements: {NOT_CONFIGURED}; no materialization recorded",
         f"statement_outbox: {NOT_CONFIGURED}; no materialization recorded",
     ]
-    # statement_outbox needs published_statements: skipped, and its dead-letter check with it
+    assert materializations(instance, "payment_batch") == []
+    assert observations(instance, "payment_batch") == [(DETAILS_NOT_CONFIGURED, {"status": DETAILS_NOT_CONFIGURED})]
+    # statement_outbox needs published_statements: skipped, and its dead-letter check with it; the
+    # release and the bank's reports need a batch
     skipped = [e.step_key for e in result.all_events if e.is_step_skipped]
-    assert skipped == ["statement_outbox", "statement_outbox_outbox_dead_letters"]
+    assert sorted(skipped) == ["payment_release", "payment_status", "statement_outbox",
+                               "statement_outbox_outbox_dead_letters"]
     assert [e for e in result.get_asset_check_evaluations() if e.check_name == "outbox_dead_letters"] == []
 
     # the outbox on its own records its own "not configured", and still no materialization

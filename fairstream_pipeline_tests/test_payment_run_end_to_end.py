@@ -70,7 +70,8 @@ def month_bytes(lake: Lake, month: str) -> dict[str, bytes]:
     """Every file of the closed month's statements, batch and release, by asset and name."""
     return {
         f"{asset}/{path.name}": path.read_bytes()
-        for asset in ("payee_statements", "payee_adjustments", "period_close", "payment_batch", "payment_release")
+        for asset in ("payee_statements", "payee_adjustments", "period_close", "payment_details", "payment_batch",
+                      "payment_release")
         for path in lake.partition_files(asset, month)
         if path.name != "_manifest.json" or asset == "payment_release"
     }
@@ -176,6 +177,26 @@ def test_c11_holds_pays_releases_once_and_credits_a_returned_payment(c11):
     assert "returned: X 20.00 EUR (AC04 closed account)" in ingested.stdout
     twice = fairstream(env, "payments", "ingest")
     assert twice.returncode == 0 and "already applied" in twice.stdout
+    status_bytes = [p.read_bytes() for p in lake.partition_files("payment_status", JAN)]
+
+    # A damaged report and one that names a payment the batch does not hold: each fails naming its
+    # file, and nothing of either is applied.
+    (landing.root / "payment_reports" / "damaged.xml").write_bytes(report[: len(report) // 2])
+    unknown = build_status_report(
+        "BANK-STS-2", datetime(2024, 2, 7, 9, 0, tzinfo=timezone.utc), transfers.msg_id,
+        [TransactionStatus("FS202401-not-ours", "ACSC", None)],
+    )
+    (landing.root / "payment_reports" / "unknown.xml").write_bytes(unknown)
+    bad = fairstream(env, "payments", "ingest")
+    assert bad.returncode == 1, bad.stdout[-3000:]
+    assert "payment_reports/damaged.xml: not an XML document" in bad.stdout
+    assert (
+        f"payment_reports/unknown.xml: unknown end-to-end id(s) for batch {transfers.msg_id}: FS202401-not-ours; "
+        "nothing of it was applied"
+    ) in bad.stdout
+    assert [p.read_bytes() for p in lake.partition_files("payment_status", JAN)] == status_bytes
+    for name in ("damaged.xml", "unknown.xml"):
+        (landing.root / "payment_reports" / name).unlink()
 
     landing.payment_details([("X", X_IBAN, None, None), ("Y", Y_IBAN, None, None)])
     c11_month().write(landing, FEB)
@@ -204,3 +225,33 @@ def test_c11_holds_pays_releases_once_and_credits_a_returned_payment(c11):
     assert month_bytes(lake, JAN) == closed
     assert [p.name for p in out_dir.iterdir()] == [released.name]
     assert os.environ.get("FAIRSTREAM_PAYMENTS_DEBTOR_IBAN") is None  # the test's settings stayed in its env
+
+
+def test_two_concurrent_approvals_release_one_file(c11):
+    """Two approvals of one batch at once, each a real run: the month's lock lets one release it; the
+    other fails on the lock or reports the first release. One file, one release record."""
+    landing, lake, env, out_dir = c11
+    c11_month().write(landing, JAN)
+    landing.payment_details([("X", X_IBAN, None, None), ("Y", Y_IBAN, "BNPAFRPPXXX", "Y Holdings")])
+    january = materialize(env, JAN, "*", "--config-json", C11_CONFIG)
+    assert january.returncode == 0, january.stderr[-4000:]
+    assert batch(lake, JAN) == [("X", X_IBAN, 2000), ("Y", Y_IBAN, 1500)]
+    approvals = [
+        subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "fairstream_pipeline.definitions",
+             "--select", "payment_release", "--partition", JAN, "--config-json",
+             json.dumps({"ops": {"payment_release": {"config": {"approver": approver, "count": 2, "control_sum_cents": 3500}}}})],
+            env=env, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for approver in ("Ines", "Omar")
+    ]
+    results = [(a.wait(timeout=600), a.communicate()[1]) for a in approvals]
+    assert any(code == 0 for code, _ in results), [err[-2000:] for _, err in results]
+    for code, err in results:
+        assert code == 0 or f"{JAN} is being computed by run" in err, err[-3000:]
+    (released,) = out_dir.iterdir()
+    release = lake.manifest("payment_release", JAN)
+    assert released.name == release["file_name"] and release["approver"] in ("Ines", "Omar")
+    assert (release["payments"], release["control_sum_cents"]) == (2, 3500)
+    assert [t.creditor_name for t in read_pain001(released.read_bytes()).transfers] == ["Payee X", "Y Holdings"]
+    assert len(list(lake.month_dir("payment_release", JAN).glob("v-*"))) == 1  # one release, never replaced

@@ -144,7 +144,7 @@ def test_c7_threshold_and_carry_over_across_three_months(landing, materialize_mo
     assert statements["2024-03"] == {"P": (930, 75, 1005, 0)}
 
 
-def test_c11_free_tier_pool_adds_to_the_paid_one(run_case):
+def test_c13_free_tier_pool_adds_to_the_paid_one(run_case):
     money = run_case(
         MonthCase(
             [("UP", "premium", "FR", 3000), ("UF", "free", "FR", 0)],

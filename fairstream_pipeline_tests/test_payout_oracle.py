@@ -147,7 +147,7 @@ def test_c7_threshold_and_carry_over():
     assert [m["P"].closing_balance_cents for m in (m1, m2, m3)] == [640, 930, 0]
 
 
-def test_c11_paid_and_free_segments_are_separate_pools():
+def test_c13_paid_and_free_segments_are_separate_pools():
     subscribers = premium_fr(UP=3000) + [("UF", "free", "FR", 0)]
     plays = listen("UP", "X", 2) + listen("UP", "Y", 1) + listen("UF", "X", 1) + listen("UF", "Y", 9)
     month = compute_month(plays, subscribers, {"FR": 100}, self_splits("X", "Y"), PayoutRules(royalty_share_ppm=FULL))

@@ -8,6 +8,7 @@ import pytest
 
 from fairstream_pipeline.lib.markdown import Markdown, markdown_table, md_text, payee_label
 from fairstream_pipeline.lib.payouts.report import eur, percent_number
+from fairstream_pipeline.defs.payments.resources import PaymentsResource
 from fairstream_pipeline.defs.resources import (
     AppDatabaseResource,
     DuckDBEngine,
@@ -72,6 +73,7 @@ def reviewed_month(tmp_path_factory, definitions):
             "duckdb": DuckDBEngine(memory_limit="1GB", threads=2, temp_directory=str(root / "spill")),
             "payout_rules": PayoutRulesResource(),
             "app_database": AppDatabaseResource(),
+            "payments": PaymentsResource(),
         },
         instance=instance,
         raise_on_error=False,

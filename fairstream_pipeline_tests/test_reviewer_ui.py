@@ -126,10 +126,27 @@ def test_statements_show_a_carried_over_payee(reviewed_instance, page):
             JOIN read_parquet('{lake.parquet_glob("payee_directory", MONTH)}', hive_partitioning = false) d
             USING (payee_id)
             WHERE s.paid_cents = 0 AND s.closing_balance_cents > 0 AND s.payee_id NOT LIKE '\\_\\_%' ESCAPE '\\'
+              AND s.hold_reason IS NULL
             ORDER BY s.closing_balance_cents DESC, s.payee_id LIMIT 1"""
     ).fetchall()
     _open_events(page, reviewed_instance["base"], "payee_statements")
     assert payee_label(payee, name) in _markdown_entry(page, "carried_over")
+
+
+def test_statements_show_the_held_payees_with_their_reason(reviewed_instance, page):
+    """Rule 10: the sample's payees without valid bank details who are due a payment are held."""
+    lake = reviewed_instance["lake"]
+    (payee, name, reason), = duckdb.sql(
+        f"""SELECT s.payee_id, d.name, s.hold_reason
+            FROM read_parquet('{lake.parquet_glob("payee_statements", MONTH)}', hive_partitioning = false) s
+            JOIN read_parquet('{lake.parquet_glob("payee_directory", MONTH)}', hive_partitioning = false) d
+            USING (payee_id)
+            WHERE s.hold_reason IS NOT NULL
+            ORDER BY s.closing_balance_cents DESC, s.payee_id LIMIT 1"""
+    ).fetchall()
+    _open_events(page, reviewed_instance["base"], "payee_statements")
+    held = _markdown_entry(page, "held")
+    assert payee_label(payee, name) in held and reason in held
 
 
 def test_monthly_payout_job_has_the_run(reviewed_instance, page):

@@ -57,5 +57,5 @@ def test_the_job_covers_the_whole_chain(definitions):
         "landing_month", "billed_users", "ad_revenue", "clean_plays", "play_quarantine", "track_splits",
         "payee_directory", "user_streams", "flagged_users", "segment_pools", "track_earnings",
         "payee_earnings", "payee_statements", "payee_adjustments", "period_close", "statement_notifications",
-        "published_statements", "statement_outbox",
+        "published_statements", "statement_outbox", "payment_details", "payment_batch",
     }

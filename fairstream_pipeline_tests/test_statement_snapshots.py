@@ -43,6 +43,13 @@ STATEMENTS = {
     "non_ascii": (Statement("2025-12", "zoë-1", "Zoë Ångström 李", "zoe@example.org", 0, 2500, 2400, 2500, 0,
                             (("SE", "premium", 2500, 2400),)), "FairStream Relevés <statements@fairstream.test>"),
     "no_address": (Statement("2026-09", "NOMAIL", None, None, 0, 640, 600, 0, 640, ()), MAIL_FROM),
+    # Rule 10: held payees are told why and what to do, never shown a bank detail.
+    "held_no_details": (Statement("2026-10", "Z", "Zed", "z@example.org", 1200, 1200, 1200, 0, 2400,
+                                  (("FR", "paid", 1200, 1200),), hold_reason="no_payment_details"), MAIL_FROM),
+    "held_returned": (Statement("2024-02", "X", "Xavier", "x@example.org", 0, 2000, 2000, 0, 4000,
+                                (("FR", "paid", 2000, 2000),), adjustment_cents=2000,
+                                adjustments=(("2024-01", 2000, "returned_payment"),), hold_reason="returned_payment"),
+                      MAIL_FROM),
 }
 HEADERS = ("From", "To", "Subject", "Message-ID", "Auto-Submitted", "MIME-Version")
 

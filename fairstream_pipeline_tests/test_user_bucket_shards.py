@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fairstream_pipeline.defs.payments.resources import PaymentsResource
 from fairstream_pipeline.defs.resources import (
     AppDatabaseResource,
     DuckDBEngine,
@@ -72,6 +73,7 @@ def materialize(definitions, landing_root: Path, warehouse: Path, buckets: int |
             "duckdb": DuckDBEngine(memory_limit="1GB", threads=2, temp_directory=str(warehouse.parent / "spill")),
             "payout_rules": PayoutRulesResource(),
             "app_database": AppDatabaseResource(),
+            "payments": PaymentsResource(),
         },
         raise_on_error=False,
         instance=instance,
@@ -137,6 +139,7 @@ def test_a_bad_number_of_buckets_fails_naming_the_setting(definitions, landing_r
             "duckdb": DuckDBEngine(memory_limit="1GB", threads=2, temp_directory=str(tmp_path / "spill")),
             "payout_rules": PayoutRulesResource(),
             "app_database": AppDatabaseResource(),
+            "payments": PaymentsResource(),
         },
         raise_on_error=False,
         instance=dg.DagsterInstance.ephemeral(),

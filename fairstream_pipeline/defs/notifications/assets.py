@@ -287,13 +287,13 @@ def statement_outbox(
 
 publish_closed_months = dg.AutomationConditionSensorDefinition(
     "publish_closed_months",
-    target=dg.AssetSelection.groups(NOTIFICATIONS) | dg.AssetSelection.assets("payment_batch"),
+    target=dg.AssetSelection.groups(NOTIFICATIONS),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     description=(
         "Publishes and emails a month closed by a run that did not publish it (`dagster asset "
         "materialize --select period_close`, or Materialize on period_close in the UI): renders its "
-        "statement emails, writes the app database, queues the outbox and builds its payment batch. Runs that close and "
+        "statement emails, writes the app database and queues the outbox. Runs that close and "
         "publish together (monthly_payout_job, close_month_job, --select '*') request nothing."
     ),
 )

@@ -28,7 +28,7 @@ from fairstream_pipeline.lib.close.period_close import CLOSE, STATEMENTS, close_
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import write_table
-from fairstream_pipeline.lib.markdown import payee_label
+from fairstream_pipeline.lib.markdown import md_text, payee_label
 from fairstream_pipeline.lib.payments.batch import (
     PAYMENT_BATCH,
     BatchError,
@@ -80,13 +80,6 @@ DETAILS_NOT_CONFIGURED = (
     "not configured: the landing zone has no catalog/payment_details.parquet, so FairStream does not "
     "manage payment details for it (statements pay as under rules v2)"
 )
-# A month closed by a run that did not build its batch (`--select period_close`, the UI) gets it
-# from publish_closed_months, like its statement emails.
-AFTER_CLOSE = (
-    dg.AutomationCondition.any_deps_updated().allow(dg.AssetSelection.assets(CLOSE)).since_last_handled()
-    & ~dg.AutomationCondition.any_deps_in_progress()
-    & ~dg.AutomationCondition.in_progress()
-).with_label("after period_close")
 
 
 def _closed(context: dg.AssetExecutionContext, lake: Lake) -> dict:
@@ -170,7 +163,9 @@ def _batch_metadata(lake: Lake, month: str, status: str) -> dict:
     code_version="payment-batch-v1",
     kinds={"duckdb", "parquet", "xml"},
     deps=[CLOSE, STATEMENTS, PAYMENT_DETAILS, "payee_directory"],
-    automation_condition=AFTER_CLOSE,
+    # No automation condition: a landing zone without payment details records only an observation,
+    # which never counts as handled, so every close would request the batch again. monthly_payout_job,
+    # close_month_job and `--select '*'` build it with the close; on its own, materialize it.
     output_required=False,
 )
 def payment_batch(
@@ -439,47 +434,60 @@ def payment_status(
     zone's payment_reports/): settled (ACSC, ACCP) or returned (RJCT, with its reason code). A
     returned payment is credited back to the payee in the next open month and holds them until
     their payment details change. A report is applied whole or not at all, and only once: an
-    unknown end-to-end id, a batch never released or an illegal status change fails the run naming
-    the file. Started by payment_reports_sensor or `fairstream payments ingest`."""
+    unknown end-to-end id, a batch never released or an illegal status change fails the run of that
+    report, naming the file (payment_reports_sensor and `fairstream payments ingest` start one run
+    per report); a run without a report applies every new one it can and lists the others."""
     month, lake, root = context.partition_key, warehouse.lake(), landing_zone.root
+    skipped: list[str] = []
     try:
         if config.report:
             candidates = [read_report(root, config.report)]
         else:
+            # Every report for this month's batch. One that cannot be read, or answers another month,
+            # is left to its own run (the sensor's, or `fairstream payments ingest`), which fails
+            # naming it: here it is only listed, so that it does not stop this month's other reports.
             candidates = []
             for path in report_paths(root):
                 report = read_report(root, path.name)
                 try:
                     if attribute(report)[1] == month:
                         candidates.append(report)
-                except StatusReportError:
-                    context.log.warning(f"{report.name} cannot be read; it is reported by its own run")
+                except StatusReportError as exc:
+                    skipped.append(str(exc))
+                    context.log.warning(f"{exc}: skipped here; its own run reports it")
         applied = applied_reports(lake, month)
         done = {a["sha256"] for a in applied}
         new = [r for r in candidates if r.sha256 not in done]
-        if not new:
-            if candidates:
-                context.log.info(f"{month}: {', '.join(r.name for r in candidates)} already applied: nothing changes")
-            if lake.exists(PAYMENT_STATUS, month):
-                yield dg.MaterializeResult(
-                    metadata=_status_metadata(lake, month, "nothing new: every report was applied before"),
-                    data_version=dg.DataVersion(lake.content_hash(PAYMENT_STATUS, month)),
-                )
-            return
+        if candidates and not new:
+            context.log.info(f"{month}: {', '.join(r.name for r in candidates)} already applied: nothing changes")
         released = lake.exists(PAYMENT_RELEASE, month)
         batch_id = lake.manifest(PAYMENT_BATCH, month)["batch_id"] if lake.exists(PAYMENT_BATCH, month) else f"(no batch for {month})"
         payments = current_payments(lake, month) if released else []
         before = batch_status(released, [p.status for p in payments])
         entries = []
         for report in new:
-            parsed, _ = attribute(report)
-            result = apply_report(parsed, report.name, batch_id, released, payments)
+            try:
+                parsed, _ = attribute(report)
+                result = apply_report(parsed, report.name, batch_id, released, payments)
+                check_batch_transition(before, batch_status(True, [p.status for p in result.payments]))
+            except (StatusReportError, IllegalTransition) as exc:
+                if config.report:
+                    raise
+                skipped.append(str(exc))
+                context.log.warning(f"{exc}: nothing of it was applied")
+                continue
             payments = list(result.payments)
             entries.append(applied_entry(report, context.run.run_id, result.settled, result.returned, result.unchanged))
-        after = batch_status(True, [p.status for p in payments])
-        check_batch_transition(before, after)
     except (StatusReportError, IllegalTransition) as exc:
         raise dg.Failure(description=f"{exc}; nothing of it was applied", allow_retries=False) from exc
+    if not entries:
+        if lake.exists(PAYMENT_STATUS, month):
+            yield dg.MaterializeResult(
+                metadata={**_status_metadata(lake, month, "nothing new was applied"), **_skipped_metadata(skipped)},
+                data_version=dg.DataVersion(lake.content_hash(PAYMENT_STATUS, month)),
+            )
+        return
+    after = batch_status(True, [p.status for p in payments])
     rows = publish_status(lake, month, payments, applied + entries, batch_id)
     returned = [p for p in payments if p.status == RETURNED]
     if app_database.configured:
@@ -492,9 +500,16 @@ def payment_status(
     ) + f"; batch {before} -> {after}"
     context.log.info(f"{month}: {status}")
     yield dg.MaterializeResult(
-        metadata={**_status_metadata(lake, month, status), "dagster/row_count": rows},
+        metadata={**_status_metadata(lake, month, status), **_skipped_metadata(skipped), "dagster/row_count": rows},
         data_version=dg.DataVersion(lake.content_hash(PAYMENT_STATUS, month)),
     )
+
+
+def _skipped_metadata(skipped: list[str]) -> dict:
+    """The reports a run without a ``report`` left alone, each with why (its own run fails on it)."""
+    if not skipped:
+        return {}
+    return {"skipped_reports": dg.MetadataValue.md("\n".join(f"- {md_text(reason)}" for reason in skipped))}
 
 
 class RejectedReportConfig(dg.Config):

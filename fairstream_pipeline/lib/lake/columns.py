@@ -15,7 +15,27 @@ from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake
 
 COLUMN_DESCRIPTIONS = {
-    "adjustment_cents": "What restated closed months post to this statement, in cents (sum of payee_adjustments).",
+    "account_holder": "Who the account belongs to (empty in payment_details: the payee's name is used).",
+    "adjustment_cents": "What closed months post to this statement, in cents (sum of payee_adjustments).",
+    "amount_cents": "The payment, in cents.",
+    "approver": "Who approved the release (the second person).",
+    "bank_status": "The bank's last ISO 20022 status code for the payment (ACSC, RJCT...).",
+    "batch_id": "The batch id, the SEPA file's MsgId: FS-<month>-<8 hex of the lines' hash>.",
+    "bic": "The bank's BIC (empty: not given). Personal data.",
+    "control_sum_cents": "The released batch's total, in cents.",
+    "details_hash": "A hash of the payee's bank details row: a returned payment holds the payee until it changes.",
+    "end_to_end_id": "The payment's id in the SEPA file, stable for (month, payee); bank reports quote it.",
+    "file_name": "The released SEPA file's name (<MsgId>.xml).",
+    "file_sha256": "The sha256 of the released SEPA file.",
+    "hold_reason": "Why a payee due a payment was not paid: no_payment_details, invalid_payment_details, returned_payment.",
+    "iban": "The account's IBAN. Personal data: this file is mode 0600; the UI shows iban_masked.",
+    "iban_masked": "The IBAN as the UI shows it: country code and last 4 characters.",
+    "payments": "Payments in the released batch.",
+    "reason_code": "Why the bank returned the payment (AC04 closed account, AC01 incorrect account number...).",
+    "released_at": "When the batch was released (UTC).",
+    "released_by_run": "The run that released the batch.",
+    "remittance": "The text the payee's bank shows: the month and the statement.",
+    "report": "The bank status report (payment_reports/...) that set the payment's status.",
     "attachment_csv": "The statement lines as CSV, attached to the email.",
     "attachment_name": "The file name of the CSV attachment.",
     "body_html": "The email's HTML body.",
@@ -90,6 +110,16 @@ def partition_files(lake: Lake, asset: str, month: str) -> list[Path]:
     return [f for f in lake.partition_files(asset, month) if f.suffix == ".parquet"]
 
 
+# Columns whose meaning depends on the asset (the map above holds the common meaning).
+ASSET_COLUMN_DESCRIPTIONS = {
+    ("payee_adjustments", "reason"): "Why it was posted: late_data (a restated closed month) or returned_payment.",
+    ("payee_adjustments", "source_month"): "The closed month restated, or whose payment the bank returned.",
+    ("payment_details", "valid"): "Whether the bank details can be paid to (else the payee is held).",
+    ("payment_details", "problem"): "Why the bank details cannot be paid to (empty: valid).",
+    ("payment_status", "status"): "pending, settled or returned.",
+}
+
+
 def partition_columns(con: duckdb.DuckDBPyConnection, lake: Lake, asset: str, month: str) -> list[tuple[str, str, str]]:
     """(name, type, description) of each column of an asset's month, read from its files' footers."""
     files = [str(f) for f in partition_files(lake, asset, month)]
@@ -98,4 +128,7 @@ def partition_columns(con: duckdb.DuckDBPyConnection, lake: Lake, asset: str, mo
     columns = [tuple(row[:2]) for row in con.execute(f"DESCRIBE SELECT * FROM {read_parquet(files)}").fetchall()]
     if asset == "clean_plays":  # the play files' folders: plays/bucket=K/day=D/
         columns += [("bucket", "INTEGER"), ("day", "DATE")]
-    return [(name, kind, COLUMN_DESCRIPTIONS.get(name, "")) for name, kind in columns]
+    return [
+        (name, kind, ASSET_COLUMN_DESCRIPTIONS.get((asset, name), COLUMN_DESCRIPTIONS.get(name, "")))
+        for name, kind in columns
+    ]

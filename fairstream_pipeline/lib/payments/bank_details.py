@@ -82,8 +82,9 @@ def _valid_bic(bic: str) -> str | None:
 def check_payment_details(iban: str | None, bic: str | None) -> DetailsVerdict:
     """Whether ``iban`` (and ``bic``, when given) can be paid to.
 
-    The IBAN must parse (checksum, known country, that country's length and structure); a BIC,
-    when given, must be valid and from the IBAN's country. ``bic`` in the verdict is the compact
+    The IBAN must parse (checksum, known country, that country's length and structure) and be of
+    the SEPA zone (a SEPA credit transfer reaches nothing else); a BIC, when given, must be valid
+    and from the IBAN's country. ``bic`` in the verdict is the compact
     BIC whenever it is a valid BIC (even when its country does not match); the IBAN's problem comes
     before the BIC's."""
     compact_iban, compact_bic = compact(iban), compact(bic)
@@ -91,6 +92,9 @@ def check_payment_details(iban: str | None, bic: str | None) -> DetailsVerdict:
     valid_iban = None if iban_problem else compact_iban
     valid_bic = _valid_bic(compact_bic) if compact_bic else None
     problem = iban_problem
+    if problem is None and not IBAN(compact_iban).in_sepa_zone:
+        problem = f"IBAN country {compact_iban[:2]} is not in the SEPA zone"
+        valid_iban = None
     if problem is None and compact_bic:
         if valid_bic is None:
             problem = BIC_INVALID

