@@ -98,8 +98,8 @@ def test_a_control_sum_left_at_the_config_default_is_shown_as_what_it_is():
     assert message.startswith("approval refused, nothing released: the control sum you entered (")
     if "(-1.99 EUR)" in message:
         pytest.xfail(
-            "lib/payments/sepa_credit_transfer.py:100 cents_text(-1) is '-1.99' (floor division of a negative "
-            "amount), so check_approval (lib/payments/release.py:47) quotes -1 cent as -1.99 EUR"
+            "lib/payments/sepa_credit_transfer.py:102 cents_text(-1) is '-1.99' (floor division of a negative "
+            "amount), so check_approval (lib/payments/release.py:45) quotes -1 cent as -1.99 EUR"
         )
     assert "(-0.01 EUR)" in message
 

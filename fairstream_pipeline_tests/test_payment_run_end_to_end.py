@@ -253,5 +253,6 @@ def test_two_concurrent_approvals_release_one_file(c11):
     release = lake.manifest("payment_release", JAN)
     assert released.name == release["file_name"] and release["approver"] in ("Ines", "Omar")
     assert (release["payments"], release["control_sum_cents"]) == (2, 3500)
+    xmlschema.XMLSchema(PAIN001_XSD).validate(released.read_bytes().decode())
     assert [t.creditor_name for t in read_pain001(released.read_bytes()).transfers] == ["Payee X", "Y Holdings"]
     assert len(list(lake.month_dir("payment_release", JAN).glob("v-*"))) == 1  # one release, never replaced
