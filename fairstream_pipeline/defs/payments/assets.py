@@ -260,6 +260,12 @@ def _release_metadata(lake: Lake, month: str, status: str) -> dict:
     }
 
 
+def _lake_release(lake: Lake, month: str) -> Release:
+    """The month's release record as the lake holds it."""
+    manifest = lake.manifest(PAYMENT_RELEASE, month)
+    return Release(**{k: v for k, v in manifest.items() if k in Release.__dataclass_fields__})
+
+
 def _record_in_app_database(app_database: AppDatabaseResource, release: Release) -> str:
     if not app_database.configured:
         return "not configured (FAIRSTREAM_DATABASE_URL is empty): the lake holds the release record"
@@ -295,7 +301,7 @@ def payment_release(
     again reports the first release; a month never releases two files."""
     month, lake = context.partition_key, warehouse.lake()
     if lake.exists(PAYMENT_RELEASE, month):
-        release = Release(**{k: v for k, v in lake.manifest(PAYMENT_RELEASE, month).items() if k in Release.__dataclass_fields__})
+        release = _lake_release(lake, month)
         stored = _record_in_app_database(app_database, release)
         status = (
             f"already released at {release.released_at} by {release.approver}: {release.file_name}, "
@@ -491,7 +497,7 @@ def payment_status(
     rows = publish_status(lake, month, payments, applied + entries, batch_id)
     returned = [p for p in payments if p.status == RETURNED]
     if app_database.configured:
-        app_database.ensure_schema()
+        _record_in_app_database(app_database, _lake_release(lake, month))  # the release may predate the database
         with app_database.transaction() as cursor:
             record_status(cursor, month, after, sum(p.status == SETTLED for p in payments), len(returned),
                           sum(p.amount_cents for p in returned))

@@ -98,8 +98,9 @@ def sepa_text(text: str, limit: int) -> str:
 
 
 def cents_text(cents: int) -> str:
-    """Integer cents as the file's decimal amount text: 1001 -> "10.01"."""
-    return f"{cents // 100}.{cents % 100:02d}"
+    """Integer cents as the file's decimal amount text: 1001 -> "10.01", -1 -> "-0.01"."""
+    whole, rest = divmod(abs(cents), 100)
+    return f"{'-' if cents < 0 else ''}{whole}.{rest:02d}"
 
 
 def cents_from_text(amount: str | Decimal) -> int:

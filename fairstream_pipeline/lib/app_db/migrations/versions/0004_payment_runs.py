@@ -46,9 +46,11 @@ def upgrade() -> None:
         -- A release is never rewritten: only its status moves on.
         CREATE FUNCTION refuse_release_change() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            IF TG_OP = 'DELETE' OR NEW.batch_id <> OLD.batch_id OR NEW.file_sha256 <> OLD.file_sha256
+            IF TG_OP = 'DELETE' OR NEW.month <> OLD.month OR NEW.batch_id <> OLD.batch_id
+               OR NEW.file_name <> OLD.file_name OR NEW.file_sha256 <> OLD.file_sha256
                OR NEW.payments <> OLD.payments OR NEW.control_sum_cents <> OLD.control_sum_cents
-               OR NEW.approver <> OLD.approver OR NEW.released_at <> OLD.released_at THEN
+               OR NEW.approver <> OLD.approver OR NEW.released_at <> OLD.released_at
+               OR NEW.released_by_run <> OLD.released_by_run THEN
                 RAISE EXCEPTION 'the payment release of % cannot change (%)', OLD.month, TG_OP;
             END IF;
             RETURN NEW;
