@@ -49,7 +49,6 @@ STATEMENTS = "payee_statements"
 EARNINGS = "payee_earnings"
 # Why an adjustment was posted (payee_adjustments.reason).
 LATE_DATA, RETURNED_PAYMENT = "late_data", "returned_payment"
-ADJUSTMENT_REASONS = (LATE_DATA, RETURNED_PAYMENT)
 
 
 def close_record(lake: Lake, month: str) -> dict[str, Any] | None:
