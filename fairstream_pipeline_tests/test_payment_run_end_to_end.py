@@ -7,7 +7,6 @@ is corrected, and February credits X back and holds X, pays Y and still holds Z.
 """
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -134,6 +133,11 @@ def test_c11_holds_pays_releases_once_and_credits_a_returned_payment(c11):
     metadata = recorded_metadata(env, "payment_batch", JAN)
     assert "DE…3000" in metadata and "DE…3001" in metadata  # X paid, Y held: masked
     assert metadata_value(env, "payment_batch", JAN, "control_sum") == "20.00 EUR"
+    # Held payees are not "carried over below the threshold": the statements say which is which.
+    assert metadata_value(env, "payee_statements", JAN, "payees_held") == 2
+    summary_md = metadata_value(env, "payee_statements", JAN, "summary")
+    assert "below the 10.00 EUR threshold: 0.00 EUR for 0 payees" in summary_md
+    assert "payment): 27.00 EUR for 2 payees" in summary_md
     for asset in ("payment_details", "payee_statements", "payment_batch"):
         text = recorded_metadata(env, asset, JAN)
         assert not any(iban in text for iban in (X_IBAN, Y_BAD_IBAN, DEBTOR_IBAN)), asset
@@ -224,7 +228,6 @@ def test_c11_holds_pays_releases_once_and_credits_a_returned_payment(c11):
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     assert month_bytes(lake, JAN) == closed
     assert [p.name for p in out_dir.iterdir()] == [released.name]
-    assert os.environ.get("FAIRSTREAM_PAYMENTS_DEBTOR_IBAN") is None  # the test's settings stayed in its env
 
 
 def test_two_concurrent_approvals_release_one_file(c11):

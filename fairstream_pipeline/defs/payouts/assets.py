@@ -421,8 +421,8 @@ def roll_statements_month(
                 _balances_table(carried) if carried else "Every payee with a positive balance is paid."
             ),
             **({"negative_balances_carried": dg.MetadataValue.md(_balances_table(negative))} if negative else {}),
-            "payees_held": sum(n for _, n, _ in held_by_reason),
-            "held_for_payment_cents": sum(c for _, _, c in held_by_reason),
+            "payees_held": summary.due_held_payees,
+            "held_for_payment_cents": summary.due_held_cents,
             "held": dg.MetadataValue.md(_held_markdown(draft["payment_details"]["configured"], held_by_reason, held)),
             "adjustments": adjustments_table,
             **lake_metadata(lake, STATEMENTS, month),
@@ -449,7 +449,8 @@ def statement_summary_markdown(s: StatementSummary, threshold_cents: int) -> str
     return (
         f"**Paid {eur(s.paid_cents)}** to {s.paid_payees:,} of {s.payees:,} payees.\n\n"
         f"Carried over below the {eur(threshold_cents)} threshold: {eur(s.carried_cents)} "
-        f"for {s.carried_payees:,} payees. Negative balances (clawbacks, recovered from future "
+        f"for {s.carried_payees:,} payees. Held although due (no valid payment details, or a returned "
+        f"payment): {eur(s.due_held_cents)} for {s.due_held_payees:,} payees. Negative balances (clawbacks, recovered from future "
         f"earnings): {s.negative_payees:,}, {eur(s.negative_cents)}.\n\n"
         f"Opening balances {eur(s.opening_cents)}, earned {eur(s.earned_cents)}, adjustments "
         f"{eur(s.adjustment_cents)} for {s.adjusted_payees:,} payees. Held for {md_text('__suspense__')} and "

@@ -131,19 +131,21 @@ def adjustment_sources(lake: Lake, closed: list[str], posted_for: dict[str, list
 def posted_adjustments_sql(lake: Lake, month: str) -> str:
     """``(payee_id, source_month, cents, reason)`` of ``month``'s adjustments (months closed under
     rules v2 have no ``reason`` column: all of theirs are late data)."""
-    glob = lake.parquet_glob(ADJUSTMENTS, month)
-    first = next(iter(sorted(lake.require(ADJUSTMENTS, month).glob("*.parquet"))), None)
-    reason = "reason" if first is not None and "reason" in pq.read_schema(first).names else f"'{LATE_DATA}'"
-    return f"SELECT payee_id, source_month, cents, {reason} AS reason FROM {read_parquet(glob)}"
+    reason = "reason" if _has_column(lake, ADJUSTMENTS, month, "reason") else f"'{LATE_DATA}'"
+    return f"SELECT payee_id, source_month, cents, {reason} AS reason FROM {read_parquet(lake.parquet_glob(ADJUSTMENTS, month))}"
 
 
 def statements_sql(lake: Lake, month: str) -> str:
     """Every column of ``month``'s ``payee_statements``; months closed under rules v2 get a null
     ``hold_reason`` (nobody was held before rule 10)."""
-    glob = lake.parquet_glob(STATEMENTS, month)
-    first = next(iter(sorted(lake.require(STATEMENTS, month).glob("*.parquet"))), None)
-    hold = "" if first is not None and "hold_reason" in pq.read_schema(first).names else ", NULL::VARCHAR AS hold_reason"
-    return f"SELECT *{hold} FROM {read_parquet(glob)}"
+    hold = "" if _has_column(lake, STATEMENTS, month, "hold_reason") else ", NULL::VARCHAR AS hold_reason"
+    return f"SELECT *{hold} FROM {read_parquet(lake.parquet_glob(STATEMENTS, month))}"
+
+
+def _has_column(lake: Lake, asset: str, month: str, column: str) -> bool:
+    """Whether ``asset``'s month was written with ``column`` (read from one file's footer)."""
+    first = next(iter(sorted(lake.require(asset, month).glob("*.parquet"))), None)
+    return first is not None and column in pq.read_schema(first).names
 
 
 def attach_ledger(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> None:

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from fairstream_pipeline.lib.lake.tables import Rows
-from fairstream_pipeline.lib.payments.bank_details import check_payment_details, details_hash, mask_iban
+from fairstream_pipeline.lib.payments.bank_details import check_payment_details, compact, details_hash, mask_iban
 
 PAYMENT_DETAILS = "payment_details"  # the lake asset: one version per month, mode 0600
 COLUMNS = (
@@ -41,8 +41,8 @@ def snapshot_payment_details(con: duckdb.DuckDBPyConnection, configured: bool) -
         "SELECT payee_id, iban, bic, account_holder FROM catalog_payment_details ORDER BY payee_id"
     ).fetchall():
         verdict = check_payment_details(iban, bic)
-        kept_iban = verdict.iban or (iban or "").replace(" ", "").upper() or None
-        kept_bic = verdict.bic or ((bic or "").replace(" ", "").upper() or None)
+        kept_iban = verdict.iban or compact(iban) or None
+        kept_bic = verdict.bic or compact(bic) or None
         holder = holder.strip() if holder and holder.strip() else None
         rows.append(
             (payee_id, holder, kept_iban, kept_bic, mask_iban(kept_iban), details_hash(kept_iban, kept_bic, holder),

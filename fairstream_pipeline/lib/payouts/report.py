@@ -181,6 +181,8 @@ class StatementSummary:
     earned_cents: int
     adjustment_cents: int
     adjusted_payees: int
+    due_held_payees: int  # rule 10: payees due a payment but held (no or invalid details, a returned payment)
+    due_held_cents: int
 
 
 def summarize_statements(con: duckdb.DuckDBPyConnection) -> StatementSummary:
@@ -190,15 +192,19 @@ def summarize_statements(con: duckdb.DuckDBPyConnection) -> StatementSummary:
         f"""SELECT count(*) FILTER (WHERE NOT held),
                    count(*) FILTER (WHERE NOT held AND paid_cents > 0),
                    coalesce(sum(paid_cents), 0)::BIGINT,
-                   count(*) FILTER (WHERE NOT held AND paid_cents = 0 AND closing_balance_cents > 0),
-                   coalesce(sum(closing_balance_cents) FILTER (WHERE NOT held AND closing_balance_cents > 0), 0)::BIGINT,
+                   count(*) FILTER (WHERE NOT held AND paid_cents = 0 AND closing_balance_cents > 0
+                                          AND hold_reason IS NULL),
+                   coalesce(sum(closing_balance_cents) FILTER (WHERE NOT held AND closing_balance_cents > 0
+                                                               AND hold_reason IS NULL), 0)::BIGINT,
                    count(*) FILTER (WHERE NOT held AND closing_balance_cents < 0),
                    coalesce(sum(closing_balance_cents) FILTER (WHERE NOT held AND closing_balance_cents < 0), 0)::BIGINT,
                    coalesce(sum(closing_balance_cents) FILTER (WHERE held), 0)::BIGINT,
                    coalesce(sum(opening_balance_cents), 0)::BIGINT,
                    coalesce(sum(earned_cents), 0)::BIGINT,
                    coalesce(sum(adjustment_cents), 0)::BIGINT,
-                   count(*) FILTER (WHERE adjustment_cents <> 0)
+                   count(*) FILTER (WHERE adjustment_cents <> 0),
+                   count(*) FILTER (WHERE hold_reason IS NOT NULL),
+                   coalesce(sum(closing_balance_cents) FILTER (WHERE hold_reason IS NOT NULL), 0)::BIGINT
             FROM (SELECT *, payee_id IN ({special}) AS held FROM payee_statements)"""
     ).fetchall()[0]
     return StatementSummary(*row)
