@@ -32,6 +32,8 @@ def utc(text: str) -> datetime:
 
 def _write(path: Path, rows: list[tuple], table: LandingTable) -> Path:
     schema = table.arrow_schema
+    if rows:  # rows may leave out the optional columns at the end (a delivery without them)
+        schema = pa.schema(list(schema)[: len(rows[0])])
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(zip(*rows)) if rows else [[] for _ in schema]
     pq.write_table(pa.table([pa.array(c, f.type) for c, f in zip(columns, schema)], schema=schema), path)
@@ -45,10 +47,9 @@ class Landing:
         self.root = Path(root)
 
     def events(self, day: str, rows: list[tuple], name: str = "part-0.parquet") -> Path:
-        """Rows are ``(event_id, user_id, track_id, 'YYYY-MM-DD HH:MM', ms_played)``."""
-        converted = [
-            (e, u, t, utc(p) if isinstance(p, str) else p, ms) for e, u, t, p, ms in rows
-        ]
+        """Rows are ``(event_id, user_id, track_id, 'YYYY-MM-DD HH:MM', ms_played)``, optionally
+        followed by ``source``."""
+        converted = [(e, u, t, utc(p) if isinstance(p, str) else p, *rest) for e, u, t, p, *rest in rows]
         return _write(LANDING_EVENTS.path(self.root, day) / name, converted, LANDING_EVENTS)
 
     def event_table(self, day: str, table: pa.Table, name: str = "part-0.parquet") -> Path:

@@ -21,6 +21,7 @@ class Plays:
     times: int
     day: int = 1
     ms: int = 60_000
+    source: str | None = None  # listening_events.source (ACPS v1: search and editorial_playlist are active)
 
 
 @dataclass
@@ -30,6 +31,8 @@ class MonthCase:
     splits: dict[str, list[tuple[str, int]]] | None = None  # default: each track pays 100% to itself
     ad_revenue: list[tuple[str, int]] = field(default_factory=list)
     extra_payees: list[str] = field(default_factory=list)
+    noise: set[str] = field(default_factory=set)  # tracks whose content_type is noise
+    artists: dict[str, str] | None = None  # track -> artist_id; None: no artist_id column (the name identifies)
 
     def write(self, landing: Landing, month: str) -> None:
         landing.subscriptions(month, self.users)
@@ -37,20 +40,27 @@ class MonthCase:
         first = parse_month(month)
         rows_by_day: dict[date, list[tuple]] = {}
         serial = 0
+        with_sources = any(p.source is not None for p in self.plays)
         for p in self.plays:
             day = first + timedelta(days=p.day - 1)
             for _ in range(p.times):
                 serial += 1
                 played_at = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(seconds=serial)
-                rows_by_day.setdefault(day, []).append((f"{month}-e{serial:07d}", p.user, p.track, played_at, p.ms))
+                row = (f"{month}-e{serial:07d}", p.user, p.track, played_at, p.ms)
+                rows_by_day.setdefault(day, []).append(row + ((p.source,) if with_sources else ()))
         for day, rows in rows_by_day.items():
             landing.events(day.isoformat(), rows)
         landing.close_days(month)
         tracks = sorted({p.track for p in self.plays} | set(self.splits or {}))
         splits = self.splits if self.splits is not None else {t: [(t, 1_000_000)] for t in tracks}
         payees = sorted({payee for rows in splits.values() for payee, _ in rows} | set(self.extra_payees))
+        acps_columns = self.artists is not None or bool(self.noise)
         landing.catalog(
-            tracks=[(t, f"Song {t}", f"Artist {t}") for t in tracks],
+            tracks=[
+                (t, f"Song {t}", f"Artist {t}")
+                + (((self.artists or {}).get(t), "noise" if t in self.noise else "music") if acps_columns else ())
+                for t in tracks
+            ],
             splits=[(t, payee, share) for t, rows in splits.items() for payee, share in rows],
             payees=[(p, f"Payee {p}", f"{p.lower()}@example.org") for p in payees],
         )
@@ -72,7 +82,10 @@ def read_money(lake: Lake, month: str) -> MonthMoney:
             sql.replace("{t}", f"read_parquet('{lake.parquet_glob(asset, month)}', hive_partitioning = false)")
         ).fetchall()
 
-    by_segment = {(c, t, p): (uc, pr) for c, t, p, uc, pr in rows("payee_earnings", "SELECT * FROM {t}")}
+    by_segment = {
+        (c, t, p): (uc, pr)
+        for c, t, p, uc, pr in rows("payee_earnings", "SELECT country, tier, payee_id, uc_cents, pr_cents FROM {t}")
+    }
     uc: dict[str, int] = {}
     pr: dict[str, int] = {}
     for (_, _, payee), (u, r) in by_segment.items():

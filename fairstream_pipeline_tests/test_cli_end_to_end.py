@@ -22,7 +22,8 @@ BLOCKING_CHECKS = (
     ("uc_cents_reconcile_per_segment", "payee_earnings"),
     ("pr_cents_reconcile_per_segment", "payee_earnings"),
     ("no_negative_earnings", "payee_earnings"),
-    ("uc_total_equals_pr_total", "payee_earnings"),
+    ("acps_cents_reconcile_per_segment", "payee_earnings"),
+    ("model_totals_equal_target", "payee_earnings"),
     ("statements_balance_check", "payee_statements"),
 )
 

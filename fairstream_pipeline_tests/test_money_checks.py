@@ -56,8 +56,9 @@ def test_inflated_track_earnings_are_caught_and_statements_are_not_written(compu
     assert _checks(result) == {
         "uc_cents_reconcile_per_segment": False,
         "pr_cents_reconcile_per_segment": True,
+        "acps_cents_reconcile_per_segment": True,
         "no_negative_earnings": True,
-        "uc_total_equals_pr_total": False,
+        "model_totals_equal_target": False,
         "suspense_share": True,
     }
     assert _materialized(result) == {"payee_earnings"}

@@ -63,7 +63,13 @@ def test_users_and_tracks_are_coded_by_rank_the_catalog_first(month):
     users = pq.read_table(folder / clean_plays.USERS).to_pylist()
     assert users == [{"user_index": i, "user_id": u, "bucket": user_bucket(u, 3)} for i, u in enumerate(USERS)]
     tracks = [tuple(r.values()) for r in pq.read_table(folder / clean_plays.TRACKS).to_pylist()]
-    assert tracks == [(0, "t1", True), (1, "t2", True), (2, "t9", True), (3, "aa", False), (4, "zz", False)]
+    # (track_index, track_id, catalogued, artist_index, noise): the catalog names its artists A, B, C
+    assert tracks == [
+        (0, "t1", True, 0, False), (1, "t2", True, 1, False), (2, "t9", True, 2, False),
+        (3, "aa", False, None, False), (4, "zz", False, None, False),
+    ]
+    artists = [tuple(r.values()) for r in pq.read_table(folder / clean_plays.ARTISTS).to_pylist()]
+    assert artists == [(0, "name:A", None, "A"), (1, "name:B", None, "B"), (2, "name:C", None, "C")]
     # One file per bucket and day, empty or not; 18 plays in all, as the footers say.
     files = clean_plays.play_files(folder)
     assert [f.relative_to(folder).as_posix() for f in files] == [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -136,17 +137,16 @@ class PayoutRulesResource(dg.ConfigurableResource):
     residual_policy: str = PayoutRules.residual_policy
     payout_threshold_cents: int = PayoutRules.payout_threshold_cents
     max_held_share_ppm: int = PayoutRules.max_held_share_ppm
+    payout_model: str = PayoutRules.payout_model
+    acps_pro_min_streams: int = PayoutRules.acps_pro_min_streams
+    acps_pro_min_listeners: int = PayoutRules.acps_pro_min_listeners
+    acps_pro_boost: int = PayoutRules.acps_pro_boost
+    acps_active_boost: int = PayoutRules.acps_active_boost
+    acps_user_stream_cap: int = PayoutRules.acps_user_stream_cap
+    acps_cap_mode: str = PayoutRules.acps_cap_mode
 
     def rules(self) -> PayoutRules:
-        return PayoutRules(
-            royalty_share_ppm=self.royalty_share_ppm,
-            min_play_ms=self.min_play_ms,
-            max_daily_plays_per_track=self.max_daily_plays_per_track,
-            max_daily_streams_per_user=self.max_daily_streams_per_user,
-            residual_policy=self.residual_policy,
-            payout_threshold_cents=self.payout_threshold_cents,
-            max_held_share_ppm=self.max_held_share_ppm,
-        )
+        return PayoutRules(**{f.name: getattr(self, f.name) for f in dataclasses.fields(PayoutRules)})
 
 
 class AppDatabaseResource(dg.ConfigurableResource):

@@ -22,6 +22,7 @@ from fairstream_pipeline.defs.metadata import (
     contract_failures,
     lake_metadata,
     markdown_table,
+    plottable,
     preview,
 )
 from fairstream_pipeline.defs.payouts.assets import CODE_VERSION, PAYOUTS, month_rules
@@ -32,15 +33,29 @@ from fairstream_pipeline.defs.resources import (
 )
 from fairstream_pipeline.defs.specs import lake_out, monthly_graph_asset
 from fairstream_pipeline.lib.ingestion.clean_plays import (
+    artists_file,
     attach_coded_plays,
     decode_shard,
     decode_track_earnings,
     track_dictionary_file,
 )
+from fairstream_pipeline.lib.payouts.professional_artists import (
+    artists_near_the_line,
+    attach_track_attributes,
+    name_professional_artists,
+    professional_summary,
+)
 from fairstream_pipeline.lib.lake.tables import attach_month, publish_month
 from fairstream_pipeline.lib.lake.memory import RssSampler
 from fairstream_pipeline.lib.payouts.engine import allocate_shard, price_segments
-from fairstream_pipeline.lib.payouts.report import eur, flagged_users_preview, segment_summary, stream_totals
+from fairstream_pipeline.lib.payouts.report import (
+    eur,
+    flagged_users_preview,
+    percent,
+    percent_number,
+    segment_summary,
+    stream_totals,
+)
 from fairstream_pipeline.lib.payouts.rules import PayoutRules
 from fairstream_pipeline.lib.close.period_close import closed_month
 from fairstream_pipeline.lib.payouts.shards import ShardStore, attach_shards, shard_track_dictionary
@@ -137,9 +152,10 @@ def allocate_user_bucket(
         "flagged_users": dg.Out(dg.Nothing),
         "segment_pools": dg.Out(dg.Nothing),
         "track_earnings": dg.Out(dg.Nothing),
+        "professional_artists": dg.Out(dg.Nothing),
     },
-    description="Add the buckets up in integers, price every segment (rules 5-6) and publish the four "
-    "tables together.",
+    description="Add the buckets up in integers, judge the artists (ACPS), price every segment (rules 5-6 "
+    "and 11) and publish the five tables together.",
 )
 def merge_user_buckets(
     context: dg.OpExecutionContext,
@@ -154,19 +170,24 @@ def merge_user_buckets(
         attach_month(con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue"})
         dictionary = shard_track_dictionary(shards)
         buckets = attach_shards(con, shards)
+        if dictionary is not None:
+            attach_track_attributes(con, dictionary)
         price_segments(con, rules)
         if dictionary is not None:  # the shards were added up on track indexes: the ids come back once
             decode_track_earnings(con, dictionary)
+        name_professional_artists(con, rules, artists_file(lake, month))
         totals = stream_totals(con)
         rows = publish_month(
             con,
             lake,
             month,
-            ["user_streams", "flagged_users", "segment_pools", "track_earnings"],
+            ["user_streams", "flagged_users", "segment_pools", "track_earnings", "professional_artists"],
             {"rules": rules.as_dict(), "counted_streams": totals.counted_streams, "user_buckets": buckets},
         )
         flagged_preview = preview(flagged_users_preview(con, limit=20))
         pools = segment_summary(con)
+        professionals = professional_summary(con)
+        near_the_line = preview(artists_near_the_line(con))
     ShardStore(warehouse.root, month, context.run_id).remove_month()
     common = {"payout_rules": dg.MetadataValue.json(rules.as_dict()), "user_buckets": buckets}
     yield dg.Output(
@@ -212,6 +233,28 @@ def merge_user_buckets(
         "track_earnings",
         metadata={"dagster/row_count": rows["track_earnings"], **lake_metadata(lake, "track_earnings", month), **common},
     )
+    yield dg.Output(
+        None,
+        "professional_artists",
+        metadata={
+            "dagster/row_count": rows["professional_artists"],
+            "summary": dg.MetadataValue.md(
+                f"**{professionals.professional:,}** of {professionals.artists:,} artists with a counted music "
+                f"stream are professional this month (at least {rules.acps_pro_min_streams:,} counted music "
+                f"streams and {rules.acps_pro_min_listeners:,} listeners); they hold "
+                f"{percent(professionals.professional_streams, professionals.music_streams)} of the counted "
+                f"music streams, and their streams weigh {rules.acps_pro_boost}× under ACPS."
+            ),
+            "professional_artists": dg.MetadataValue.int(professionals.professional),
+            "artists": dg.MetadataValue.int(professionals.artists),
+            "professional_stream_share": plottable(
+                percent_number(professionals.professional_streams, professionals.music_streams)
+            ),
+            "nearest_the_thresholds": near_the_line,
+            **lake_metadata(lake, "professional_artists", month),
+            **common,
+        },
+    )
 
 
 @monthly_graph_asset(
@@ -236,18 +279,28 @@ def merge_user_buckets(
             CODE_VERSION,
         ),
         "track_earnings": lake_out(
-            "Per segment and track: counted streams, user-centric and pro-rata pico-cents, before splits.",
+            "Per segment and track: counted streams, user-centric and pro-rata pico-cents, the ACPS weight "
+            "W_t in micro-streams and the ACPS pico-cents, before splits.",
+            CODE_VERSION,
+        ),
+        "professional_artists": lake_out(
+            "ACPS v1: each artist with a counted music stream this month, platform-wide: counted music "
+            "streams and distinct listeners against the two thresholds, and whether the artist is "
+            "professional (their streams then weigh acps_pro_boost times). Noise counts for nobody.",
             CODE_VERSION,
         ),
     },
 )
 def count_and_allocate(clean_plays, billed_users, ad_revenue):
-    """Rules 1-6, sharded by user bucket: one step per bucket, then one merge."""
+    """Rules 1-6 and ACPS v1 (rule 11), sharded by user bucket: one step per bucket, then one merge."""
     shards = plan_user_buckets(clean_plays=clean_plays, billed_users=billed_users, ad_revenue=ad_revenue).map(allocate_user_bucket)
-    user_streams, flagged_users, segment_pools, track_earnings = merge_user_buckets(shards.collect())
+    user_streams, flagged_users, segment_pools, track_earnings, professional_artists = merge_user_buckets(
+        shards.collect()
+    )
     return {
         "user_streams": user_streams,
         "flagged_users": flagged_users,
         "segment_pools": segment_pools,
         "track_earnings": track_earnings,
+        "professional_artists": professional_artists,
     }

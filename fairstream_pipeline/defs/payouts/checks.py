@@ -14,11 +14,12 @@ from fairstream_pipeline.lib.payouts.month_checks import (
 )
 from fairstream_pipeline.lib.months import previous_month
 from fairstream_pipeline.lib.payouts.checks import (
+    MODELS,
     Finding,
+    model_totals,
     payees_without_email,
     suspense_cents,
     suspense_tracks,
-    totals_agree,
 )
 from fairstream_pipeline.lib.payouts.report import eur, percent, percent_number
 
@@ -32,8 +33,10 @@ def _spec(name: str, asset: str, description: str, blocking: bool = True) -> dg.
     )
 
 
-def _finding_result(name: str, asset: str, finding: Finding, header: list[str]) -> dg.AssetCheckResult:
-    metadata = {"rows_checked": finding.checked, "problems": len(finding.problems)}
+def _finding_result(
+    name: str, asset: str, finding: Finding, header: list[str], extra: dict | None = None
+) -> dg.AssetCheckResult:
+    metadata = {"rows_checked": finding.checked, "problems": len(finding.problems), **(extra or {})}
     if finding.problems:
         metadata["first_problems"] = dg.MetadataValue.md(markdown_table(header, finding.problems[:20]))
     return dg.AssetCheckResult(check_name=name, asset_key=asset, passed=finding.passed, metadata=metadata)
@@ -52,11 +55,17 @@ def _finding_result(name: str, asset: str, finding: Finding, header: list[str]) 
             "payee_earnings",
             "Per segment, the payees' pro-rata cents sum exactly to the segment's target.",
         ),
-        _spec("no_negative_earnings", "payee_earnings", "No payee has a negative amount under either model."),
         _spec(
-            "uc_total_equals_pr_total",
+            "acps_cents_reconcile_per_segment",
             "payee_earnings",
-            "The month's user-centric total equals its pro-rata total: the models share the same money.",
+            "Per segment, the payees' artist-centric (ACPS v1) cents sum exactly to the segment's target.",
+        ),
+        _spec("no_negative_earnings", "payee_earnings", "No payee has a negative amount under any model."),
+        _spec(
+            "model_totals_equal_target",
+            "payee_earnings",
+            "The month's user-centric, pro-rata and artist-centric totals each equal the month's target, "
+            "recomputed from the inputs: the three models share the same money.",
         ),
         _spec(
             "suspense_share",
@@ -71,26 +80,28 @@ def _finding_result(name: str, asset: str, finding: Finding, header: list[str]) 
 def payee_earnings_money_checks(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, duckdb: DuckDBEngine
 ):
-    """Reconcile the month's payee earnings to the cent, under both models."""
+    """Reconcile the month's payee earnings to the cent, under the three models."""
     month, lake = context.partition_key, warehouse.lake()
     with duckdb.connect() as con:
         findings = earnings_findings(con, lake, month)
         segment_header = ["country", "tier", "target cents", "payees' cents"]
-        for model in ("uc", "pr"):
+        for model in MODELS:
             name = f"{model}_cents_reconcile_per_segment"
             yield _finding_result(name, "payee_earnings", findings[name], segment_header)
         yield _finding_result(
             "no_negative_earnings",
             "payee_earnings",
             findings["no_negative_earnings"],
-            ["country", "tier", "payee", "uc cents", "pr cents"],
+            ["country", "tier", "payee", "uc cents", "pr cents", "acps cents"],
         )
-        uc_total, pr_total = totals_agree(con)
-        yield dg.AssetCheckResult(
-            check_name="uc_total_equals_pr_total",
-            asset_key="payee_earnings",
-            passed=findings["uc_total_equals_pr_total"].passed,
-            metadata={"uc_total_cents": uc_total, "pr_total_cents": pr_total},
+        totals = model_totals(con)
+        uc_total = totals["uc"]
+        yield _finding_result(
+            "model_totals_equal_target",
+            "payee_earnings",
+            findings["model_totals_equal_target"],
+            ["model", "target cents", "total cents"],
+            {f"{m}_total_cents": dg.MetadataValue.int(t) for m, t in totals.items()},
         )
         suspense = suspense_cents(con)
         attach_month(con, lake, month, {"track_earnings": "track_earnings", "track_splits": "track_splits"})

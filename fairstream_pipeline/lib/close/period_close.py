@@ -41,7 +41,7 @@ from fairstream_pipeline.lib.payments.standing import (
     returned_payments_sql,
 )
 from fairstream_pipeline.lib.payouts.engine import roll_statements
-from fairstream_pipeline.lib.payouts.rules import PayoutRules
+from fairstream_pipeline.lib.payouts.rules import MODEL_COLUMNS, USER_CENTRIC, PayoutRules
 
 CLOSE = "period_close"
 ADJUSTMENTS = "payee_adjustments"
@@ -136,10 +136,34 @@ def posted_adjustments_sql(lake: Lake, month: str) -> str:
 
 
 def statements_sql(lake: Lake, month: str) -> str:
-    """Every column of ``month``'s ``payee_statements``; months closed under rules v2 get a null
-    ``hold_reason`` (nobody was held before rule 10)."""
-    hold = "" if _has_column(lake, STATEMENTS, month, "hold_reason") else ", NULL::VARCHAR AS hold_reason"
-    return f"SELECT *{hold} FROM {read_parquet(lake.parquet_glob(STATEMENTS, month))}"
+    """Every column of ``month``'s ``payee_statements`` in the v4 shape: months closed under rules v2
+    get a null ``hold_reason`` (nobody was held before rule 10), months closed before v4 an
+    ``acps_cents`` of 0 and the ``payout_model`` ``user_centric`` (the only one there was)."""
+    missing = ""
+    if not _has_column(lake, STATEMENTS, month, "hold_reason"):
+        missing += ", NULL::VARCHAR AS hold_reason"
+    if not _has_column(lake, STATEMENTS, month, "acps_cents"):
+        missing += f", 0::BIGINT AS acps_cents, '{USER_CENTRIC}' AS payout_model"
+    return f"SELECT *{missing} FROM {read_parquet(lake.parquet_glob(STATEMENTS, month))}"
+
+
+def earnings_sql(lake: Lake, asset: str, month: str) -> str:
+    """Every column of ``month``'s ``payee_earnings`` (or its copy at the close, ``period_close``)
+    in the v4 shape: months computed before v4 get an ``acps_cents`` of 0."""
+    acps = "" if _has_column(lake, asset, month, "acps_cents") else ", 0::BIGINT AS acps_cents"
+    return f"SELECT *{acps} FROM {read_parquet(lake.parquet_glob(asset, month))}"
+
+
+def attach_earnings(con: duckdb.DuckDBPyConnection, lake: Lake, asset: str, month: str) -> None:
+    """The view ``payee_earnings`` over ``asset`` (``payee_earnings`` or ``period_close``) in the v4 shape."""
+    con.execute(f"CREATE OR REPLACE VIEW payee_earnings AS {earnings_sql(lake, asset, month)}").fetchall()
+
+
+def earned_column(lake: Lake, month: str) -> str:
+    """The ``payee_earnings`` column ``month``'s earned cents come from: its payout model's, as its
+    earnings were computed (a closed month is restated under the model it was closed with)."""
+    recorded = lake.manifest(EARNINGS, month).get("rules", {})
+    return MODEL_COLUMNS[recorded.get("payout_model", USER_CENTRIC)]
 
 
 def _has_column(lake: Lake, asset: str, month: str, column: str) -> bool:
@@ -149,8 +173,9 @@ def _has_column(lake: Lake, asset: str, month: str, column: str) -> bool:
 
 
 def attach_ledger(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> None:
-    """The views ``payee_statements`` and ``payee_adjustments`` of ``month`` in the v3 shape
-    (``hold_reason``, ``reason``), whatever rules version the month was computed under."""
+    """The views ``payee_statements`` and ``payee_adjustments`` of ``month`` in the v4 shape
+    (``hold_reason``, ``acps_cents``, ``payout_model``, ``reason``), whatever rules version the
+    month was computed under."""
     con.execute(f"CREATE OR REPLACE VIEW payee_statements AS {statements_sql(lake, month)}").fetchall()
     con.execute(f"CREATE OR REPLACE VIEW payee_adjustments AS {posted_adjustments_sql(lake, month)}").fetchall()
 
@@ -168,7 +193,7 @@ def post_adjustments(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: st
     sources = adjustment_sources(lake, closed, posted_for)
     returned_sources = months_with_payment_status(lake, closed)
     restated = [
-        f"SELECT {sql_string(k)} AS source_month, payee_id, sum(uc_cents)::BIGINT AS cents "
+        f"SELECT {sql_string(k)} AS source_month, payee_id, sum({earned_column(lake, k)})::BIGINT AS cents "
         f"FROM {read_parquet(lake.parquet_glob(EARNINGS, k))} GROUP BY payee_id"
         for k in sources
     ]
@@ -252,7 +277,7 @@ def draft_statements(
     cannot be paid), and publish both together. Leaves ``payee_statements`` and
     ``payee_adjustments`` on ``con``; returns the manifest they were written with (and their row
     counts under ``rows``)."""
-    attach_month(con, lake, month, {"payee_earnings": EARNINGS})
+    attach_earnings(con, lake, EARNINGS, month)
     previous = attach_previous_statements(con, lake, first_month, month)
     post_adjustments(con, lake, first_month, month)
     source_months = [r[0] for r in con.execute("SELECT DISTINCT source_month FROM payee_adjustments ORDER BY 1").fetchall()]

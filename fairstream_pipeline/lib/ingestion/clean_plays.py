@@ -5,12 +5,17 @@ A month of clean plays is a folder ``clean_plays/month=M/<version>/`` holding:
 - ``users.parquet``: the month's user dictionary, one row per billed user: ``user_index``
   (INTEGER, the user's rank by ``user_id``, from 0), ``user_id`` and ``bucket`` (its user bucket
   of ``user_buckets``, ``lib.ingestion.user_buckets``);
-- ``tracks.parquet``: the month's track dictionary: ``track_index`` (INTEGER), ``track_id`` and
-  ``catalogued``. The catalog's tracks come first, ranked by id; tracks played but missing from
-  the catalog (they pay suspense) follow, ranked by id;
+- ``tracks.parquet``: the month's track dictionary: ``track_index`` (INTEGER), ``track_id``,
+  ``catalogued``, ``artist_index`` (null: no artist) and ``noise`` (the catalog's ``content_type``
+  is ``noise``). The catalog's tracks come first, ranked by id; tracks played but missing from the
+  catalog (they pay suspense, have no artist and are music) follow, ranked by id;
+- ``artists.parquet``: the catalog's artists (ACPS v1): ``artist_index``, ``artist_key`` (``id:``
+  and the ``artist_id``, or ``name:`` and the ``artist_name`` of a track without an id),
+  ``artist_id`` and ``artist_name``;
 - ``plays/bucket=K/day=YYYY-MM-DD/plays.parquet``: the clean plays of bucket K's users on that day:
   ``user_index``, ``track_index`` (null for a track missing from the catalog),
-  ``uncatalogued_track_id`` (that track's id, else null) and ``ms_played``, sorted by every column;
+  ``uncatalogued_track_id`` (that track's id, else null), ``ms_played`` and ``active`` (started by
+  search or an editorial playlist), sorted by every column;
 - ``files.parquet``: the month's event files (``file_index``, landing-relative ``source_file``,
   ``folder_date``, ``num_rows``, ``size_bytes``, ``mtime_ns``);
 - ``removed.parquet``: every landing row that does not count (``file_index``,
@@ -43,9 +48,10 @@ FILES = "files.parquet"
 REMOVED = "removed.parquet"
 USERS = "users.parquet"
 TRACKS = "tracks.parquet"
+ARTISTS = "artists.parquet"
 PLAYS = "plays"
 PLAY_FILE = "plays.parquet"
-PLAY_COLUMNS = "user_index INTEGER, track_index INTEGER, uncatalogued_track_id VARCHAR, ms_played BIGINT"
+PLAY_COLUMNS = "user_index INTEGER, track_index INTEGER, uncatalogued_track_id VARCHAR, ms_played BIGINT, active BOOLEAN"
 DICTIONARY = "_dictionary.json"  # how many users, tracks and buckets the folder's dictionaries hold
 
 
@@ -69,8 +75,12 @@ def _plays_relation(files: list[Path]) -> str:
     if not files:
         nulls = ", ".join(f"NULL::{kind} AS {name}" for name, kind in (c.split() for c in PLAY_COLUMNS.split(", ")))
         return f"(SELECT {nulls}, NULL::DATE AS day WHERE false)"
+    import pyarrow.parquet as pq
+
+    # Plays stored before ACPS v1 have no ``active`` column: none of them was active.
+    active = "" if "active" in pq.read_schema(files[0]).names else ", false AS active"
     return (
-        f"(SELECT * EXCLUDE (bucket) FROM read_parquet({sql_list([str(f) for f in files])}, "
+        f"(SELECT * EXCLUDE (bucket){active} FROM read_parquet({sql_list([str(f) for f in files])}, "
         "hive_partitioning = true, hive_types = {'bucket': INTEGER, 'day': DATE}))"
     )
 
@@ -82,8 +92,10 @@ def attach_coded_plays(
     returns the days that have plays.
 
     Creates ``user_dictionary`` (the bucket's users: ``user_index``, ``user_id``),
-    ``track_dictionary`` (every track of the month), the view ``clean_plays`` (``user_id`` = the
-    user index, ``track_id`` = the track index, ``ms_played``, ``day``) and the view
+    ``track_dictionary`` (every track of the month), ``track_attributes`` (``track_id`` = the
+    track index, ``artist_id`` = the artist index, ``noise``), the view ``clean_plays``
+    (``user_id`` = the user index, ``track_id`` = the track index, ``ms_played``, ``day``,
+    ``active``) and the view
     ``billed_users`` with the same coded ``user_id`` (from the ``billed_users`` asset, the bucket's
     users only). When ``buckets`` is the number the month was stored with, the shard reads only its
     own files; otherwise it reads every file and keeps its users' rows.
@@ -103,20 +115,38 @@ def attach_coded_plays(
         CREATE OR REPLACE TEMP TABLE user_dictionary AS
         SELECT user_index, user_id FROM {read_parquet(str(folder / USERS))} WHERE {users_filter};
         CREATE OR REPLACE TEMP TABLE track_dictionary AS
-        SELECT track_index, track_id, catalogued FROM {read_parquet(str(folder / TRACKS))};
+        SELECT track_index, track_id, catalogued, {_track_attribute_columns(con, folder)}
+        FROM {read_parquet(str(folder / TRACKS))};
+        CREATE OR REPLACE TEMP VIEW track_attributes AS
+        SELECT track_index AS track_id, artist_index AS artist_id, noise FROM track_dictionary;
         CREATE OR REPLACE TEMP TABLE uncatalogued_tracks AS
         SELECT track_index, track_id FROM track_dictionary WHERE NOT catalogued;
         CREATE OR REPLACE TEMP VIEW billed_users AS
         SELECT d.user_index AS user_id, b.country, b.tier, b.net_cents
         FROM {read_parquet(lake.parquet_glob('billed_users', month))} b JOIN user_dictionary d USING (user_id);
         CREATE OR REPLACE TEMP VIEW clean_plays AS
-        SELECT p.user_index AS user_id, coalesce(p.track_index, u.track_index) AS track_id, p.ms_played, p.day
+        SELECT p.user_index AS user_id, coalesce(p.track_index, u.track_index) AS track_id, p.ms_played, p.day,
+               p.active
         FROM {_plays_relation(files)} p
         LEFT JOIN uncatalogued_tracks u ON u.track_id = p.uncatalogued_track_id
         {keep_users};
         """
     ).fetchall()
     return sorted({date.fromisoformat(f.parent.name.removeprefix("day=")) for f in files})
+
+
+def _track_attribute_columns(con: duckdb.DuckDBPyConnection, folder: Path) -> str:
+    """``artist_index`` and ``noise`` of a track dictionary (nulls and false for one written before
+    ACPS v1)."""
+    names = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {read_parquet(str(folder / TRACKS))}").fetchall()}
+    return "artist_index, noise" if "noise" in names else "NULL::INTEGER AS artist_index, false AS noise"
+
+
+def artists_file(lake: Lake, month: str) -> Path | None:
+    """The month's artist dictionary (``artist_index``, ``artist_key``, ``artist_id``,
+    ``artist_name``), or None for clean plays stored before ACPS v1."""
+    path = lake.require("clean_plays", month) / ARTISTS
+    return path if path.is_file() else None
 
 
 def _replace_codes(con: duckdb.DuckDBPyConnection, table: str, column: str, dictionary: str, index: str) -> None:
@@ -159,12 +189,12 @@ def decode_track_earnings(con: duckdb.DuckDBPyConnection, dictionary: Path) -> N
 
 
 def attach_clean_plays(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> None:
-    """The view ``clean_plays`` with its ids: ``user_id``, ``track_id``, ``ms_played``, ``day``."""
+    """The view ``clean_plays`` with its ids: ``user_id``, ``track_id``, ``ms_played``, ``day``, ``active``."""
     folder = lake.require("clean_plays", month)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP VIEW clean_plays AS
-        SELECT u.user_id, coalesce(t.track_id, p.uncatalogued_track_id) AS track_id, p.ms_played, p.day
+        SELECT u.user_id, coalesce(t.track_id, p.uncatalogued_track_id) AS track_id, p.ms_played, p.day, p.active
         FROM {_plays_relation(play_files(folder))} p
         JOIN {read_parquet(str(folder / USERS))} u USING (user_index)
         LEFT JOIN {read_parquet(str(folder / TRACKS))} t USING (track_index)

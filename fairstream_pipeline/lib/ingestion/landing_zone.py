@@ -52,11 +52,13 @@ _KEY_PATTERNS = {"date": "YYYY-MM-DD", "month": "YYYY-MM"}
 
 @dataclass(frozen=True)
 class Column:
-    """One column of a landing table; ``nullable`` when the contract allows a null value in it."""
+    """One column of a landing table; ``nullable`` when the contract allows a null value in it,
+    ``optional`` when a file may leave the column out (it then reads as null everywhere)."""
 
     name: str
     kind: str
     nullable: bool = False
+    optional: bool = False
 
     @property
     def duckdb_type(self) -> str:
@@ -81,8 +83,13 @@ class LandingTable:
 
     @property
     def column_kinds(self) -> dict[str, str]:
-        """``{column: kind}``: what :func:`check_parquet_file` requires."""
-        return {c.name: c.kind for c in self.columns}
+        """``{column: kind}`` of the required columns: what :func:`check_parquet_file` requires."""
+        return {c.name: c.kind for c in self.columns if not c.optional}
+
+    @property
+    def optional_kinds(self) -> dict[str, str]:
+        """``{column: kind}`` of the optional columns: checked for their type when a file has them."""
+        return {c.name: c.kind for c in self.columns if c.optional}
 
     @property
     def arrow_schema(self) -> pa.Schema:
@@ -90,14 +97,22 @@ class LandingTable:
         whether a null is allowed is the ingestion's rule, not the file's."""
         return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns])
 
-    def typed_columns_sql(self, alias: str = "") -> str:
+    def typed_columns_sql(self, alias: str = "", present: frozenset[str] | set[str] | None = None) -> str:
         """Its columns for a DuckDB SELECT, each cast to its contract type unless already VARCHAR
-        (``alias``: the relation's name, e.g. ``r``, for ``r.col``)."""
+        (``alias``: the relation's name, e.g. ``r``, for ``r.col``). An optional column that is not
+        in ``present`` (the file's columns, :func:`file_columns`) reads as a typed null; without
+        ``present`` only the required columns are selected."""
         prefix = f"{alias}." if alias else ""
-        return ", ".join(
-            f"{prefix}{c.name}" if c.duckdb_type == "VARCHAR" else f"CAST({prefix}{c.name} AS {c.duckdb_type}) AS {c.name}"
-            for c in self.columns
-        )
+        selected = []
+        for c in self.columns:
+            if c.optional and (present is None or c.name not in present):
+                if present is not None:
+                    selected.append(f"NULL::{c.duckdb_type} AS {c.name}")
+            elif c.duckdb_type == "VARCHAR":
+                selected.append(f"{prefix}{c.name}")
+            else:
+                selected.append(f"CAST({prefix}{c.name} AS {c.duckdb_type}) AS {c.name}")
+        return ", ".join(selected)
 
     @property
     def location(self) -> str:
@@ -121,6 +136,8 @@ LANDING_EVENTS = LandingTable(
         Column("track_id", STRING),
         Column("played_at", TIMESTAMP),
         Column("ms_played", INT64),
+        # ACPS v1: how the play started (``lib.payouts.rules.PLAY_SOURCES``); null or another value: not active.
+        Column("source", STRING, nullable=True, optional=True),
     ),
     partition="date",
 )
@@ -130,7 +147,18 @@ LANDING_SUBSCRIPTIONS = LandingTable(
     partition="month",
 )
 LANDING_AD_REVENUE = LandingTable("ad_revenue", (Column("country", STRING), Column("net_cents", INT64)), partition="month")
-LANDING_TRACKS = LandingTable("tracks", (Column("track_id", STRING), Column("title", STRING), Column("artist_name", STRING)))
+LANDING_TRACKS = LandingTable(
+    "tracks",
+    (
+        Column("track_id", STRING),
+        Column("title", STRING),
+        Column("artist_name", STRING),
+        # ACPS v1: the primary artist (null: ``artist_name`` identifies the artist) and ``music``
+        # (the default) or ``noise``; another value counts as music.
+        Column("artist_id", STRING, nullable=True, optional=True),
+        Column("content_type", STRING, nullable=True, optional=True),
+    ),
+)
 LANDING_RIGHTS_SPLITS = LandingTable(
     "rights_splits", (Column("track_id", STRING), Column("payee_id", STRING), Column("share_ppm", INT64))
 )
@@ -197,8 +225,16 @@ class DataFile:
     folder_date: date | None = None
 
 
-def check_parquet_file(path: Path, relative_path: str, columns: dict[str, str]) -> DataFile:
-    """Read the footer of ``path`` and check the required columns and their types.
+def file_columns(path: Path) -> frozenset[str]:
+    """The column names of a Parquet file (its footer only)."""
+    return frozenset(pq.read_schema(path).names)
+
+
+def check_parquet_file(
+    path: Path, relative_path: str, columns: dict[str, str], optional: dict[str, str] | None = None
+) -> DataFile:
+    """Read the footer of ``path`` and check the required columns and their types, and the type of
+    each ``optional`` column the file has.
 
     Raises ``LandingZoneError`` naming the file for a corrupt file, a missing column or a wrong type.
     """
@@ -216,6 +252,12 @@ def check_parquet_file(path: Path, relative_path: str, columns: dict[str, str]) 
         if not _type_matches(kind, arrow_type):
             raise LandingZoneError(
                 f"{relative_path}: column '{name}' has type {arrow_type}, expected {kind}"
+            )
+    for name, kind in (optional or {}).items():
+        index = schema.get_field_index(name)
+        if index >= 0 and not _type_matches(kind, schema.field(index).type):
+            raise LandingZoneError(
+                f"{relative_path}: optional column '{name}' has type {schema.field(index).type}, expected {kind}"
             )
     stat = path.stat()
     return DataFile(path, relative_path, num_rows, stat.st_size, stat.st_mtime_ns)
@@ -304,7 +346,7 @@ class LandingZone:
         """Every event file of the month, checked against the contract."""
         checked = []
         for day, path in self.event_file_paths(month):
-            data_file = check_parquet_file(path, self._relative(path), EVENT_COLUMNS)
+            data_file = check_parquet_file(path, self._relative(path), EVENT_COLUMNS, LANDING_EVENTS.optional_kinds)
             checked.append(
                 DataFile(
                     data_file.path,
@@ -356,8 +398,8 @@ class LandingZone:
         path = self.root / CATALOG_DIR / f"{name}.parquet"
         return check_parquet_file(path, self._relative(path), columns) if path.is_file() else None
 
-    def catalog_file(self, name: str, columns: dict[str, str]) -> DataFile:
+    def catalog_file(self, name: str, columns: dict[str, str], optional: dict[str, str] | None = None) -> DataFile:
         path = self.root / CATALOG_DIR / f"{name}.parquet"
         if not path.is_file():
             raise LandingZoneError(f"{CATALOG_DIR}/{name}.parquet: file not found")
-        return check_parquet_file(path, self._relative(path), columns)
+        return check_parquet_file(path, self._relative(path), columns, optional)

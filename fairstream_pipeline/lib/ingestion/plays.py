@@ -39,11 +39,14 @@ from fairstream_pipeline.lib.lake.faults import fault_point
 from fairstream_pipeline.lib.ingestion.monthly_tables import copy_to_parquet, read_failure
 from fairstream_pipeline.lib.ingestion.landing_zone import (
     LANDING_EVENTS,
+    LANDING_TRACKS,
     TRACK_COLUMNS,
     DataFile,
     LandingZone,
     LandingZoneError,
+    file_columns,
 )
+from fairstream_pipeline.lib.payouts.rules import ACTIVE_SOURCES, NOISE, PLAY_SOURCES
 from fairstream_pipeline.lib.ingestion.user_buckets import bucket_sql, check_buckets
 
 QUARANTINE_REASONS = ("invalid_row", "outside_partition", "conflicting_duplicate", "unknown_user")
@@ -51,9 +54,11 @@ DAY_RECORD = "_day.json"
 DAY_QUARANTINE = "quarantine.parquet"
 DAY_UNCATALOGUED = "uncatalogued.parquet"
 
-EVENT_COLUMNS_SQL = LANDING_EVENTS.typed_columns_sql()
 # The coded columns of a clean play, then what a row needing a decision keeps of its landing row.
-CLEAN_COLUMNS = "bucket INTEGER, user_index INTEGER, track_index INTEGER, uncatalogued_track_id VARCHAR, ms_played BIGINT"
+CLEAN_COLUMNS = (
+    "bucket INTEGER, user_index INTEGER, track_index INTEGER, uncatalogued_track_id VARCHAR, ms_played BIGINT, "
+    "active BOOLEAN"
+)
 SUSPECT_COLUMNS = (
     "file_index INTEGER, file_row_number BIGINT, row_reason VARCHAR, unknown_user BOOLEAN, "
     "event_id VARCHAR, user_id VARCHAR, track_id VARCHAR, played_at TIMESTAMPTZ"
@@ -71,6 +76,14 @@ ROW_REASON_SQL = """CASE
          OR ms_played IS NULL OR ms_played < 0 THEN 'invalid_row'
     WHEN CAST(played_at AS DATE) <> folder_date THEN 'outside_partition'
 END"""
+_SOURCES = ", ".join(f"'{s}'" for s in PLAY_SOURCES)
+ACTIVE_SQL = f"coalesce(source IN ({', '.join(repr(s) for s in ACTIVE_SOURCES)}), false)"
+UNKNOWN_SOURCE_SQL = f"CASE WHEN source IS NOT NULL AND source NOT IN ({_SOURCES}) THEN source END"
+
+
+def event_columns_sql(path: Path) -> str:
+    """The event columns of one landing file, ``source`` a null when the file has no such column."""
+    return LANDING_EVENTS.typed_columns_sql(present=file_columns(path))
 
 
 @dataclass(frozen=True)
@@ -82,21 +95,25 @@ class PlayIngestion:
     duplicates_dropped: int
     quarantined: dict[str, int] = field(default_factory=dict)
     files: list[DataFile] = field(default_factory=list)
+    active_plays: int = 0  # clean plays started by search or an editorial playlist (ACPS v1)
+    unknown_sources: dict[str, int] = field(default_factory=dict)  # rows read, by source not in the contract
 
     @property
     def quarantined_total(self) -> int:
         return sum(self.quarantined.values())
 
 
-def indexed_rows(files: list[tuple[int, DataFile]], columns: str) -> str:
-    """The rows of ``files`` with ``file_index``, ``folder_date`` and ``file_row_number``.
+def indexed_rows(files: list[tuple[int, DataFile]], columns: str | Callable[[Path], str]) -> str:
+    """The rows of ``files`` with ``file_index``, ``folder_date`` and ``file_row_number``
+    (``columns``: the columns' SQL, or a function of the file's path that gives it).
 
     One ``read_parquet`` per file, glued with ``UNION ALL``: the file's index and day are
     constants, which is much cheaper than joining every row on its file name.
     """
     return " UNION ALL ".join(
         f"SELECT {index} AS file_index, DATE '{f.folder_date.isoformat()}' AS folder_date, "
-        f"file_row_number, {columns} FROM {read_parquet(str(f.path), file_row_number=True)}"
+        f"file_row_number, {columns(f.path) if callable(columns) else columns} "
+        f"FROM {read_parquet(str(f.path), file_row_number=True)}"
         for index, f in files
     )
 
@@ -153,25 +170,52 @@ def plan_plays(
         folder / clean_plays.USERS,
     )
     try:
-        catalog = read_parquet(str(zone.catalog_file("tracks", TRACK_COLUMNS).path))
-        catalog_ids = f"SELECT DISTINCT track_id FROM {catalog} WHERE track_id IS NOT NULL AND track_id <> ''"
+        tracks_file = zone.catalog_file("tracks", TRACK_COLUMNS, LANDING_TRACKS.optional_kinds).path
+        catalog = f"(SELECT {LANDING_TRACKS.typed_columns_sql(present=file_columns(tracks_file))} FROM {read_parquet(str(tracks_file))})"
+        # One row per track id (a repeated id is ingest_catalog's error; here its first artist wins).
+        catalog_tracks = f"""SELECT track_id, arg_min(artist_id, artist_name) AS artist_id,
+                                    min(artist_name) AS artist_name, bool_or(content_type = '{NOISE}') AS noise
+                             FROM {catalog} WHERE track_id IS NOT NULL AND track_id <> '' GROUP BY track_id"""
+        content_types = con.execute(
+            f"SELECT content_type, count(*) FROM {catalog} WHERE content_type IS NOT NULL "
+            f"AND content_type NOT IN ('music', '{NOISE}') GROUP BY 1 ORDER BY 1"
+        ).fetchall()
     except LandingZoneError:
         if (zone.root / "catalog" / "tracks.parquet").exists():
             raise
-        catalog_ids = "SELECT NULL::VARCHAR AS track_id WHERE false"
+        catalog_tracks = ("SELECT NULL::VARCHAR AS track_id, NULL::VARCHAR AS artist_id, NULL::VARCHAR AS artist_name, "
+                          "false AS noise WHERE false")
+        content_types = []
+    con.execute(f"CREATE OR REPLACE TEMP TABLE plan_tracks AS {catalog_tracks}").fetchall()
+    # The artist: its id, else its name (ACPS v1); the two kinds of key never collide.
     copy_to_parquet(
         con,
-        f"""SELECT (row_number() OVER (ORDER BY track_id) - 1)::INTEGER AS track_index, track_id,
-                   true AS catalogued
-            FROM ({catalog_ids}) ORDER BY track_id""",
+        """SELECT (row_number() OVER (ORDER BY artist_key) - 1)::INTEGER AS artist_index, artist_key,
+                  min(artist_id) AS artist_id, min(artist_name) AS artist_name
+           FROM (SELECT CASE WHEN artist_id IS NOT NULL AND artist_id <> '' THEN 'id:' || artist_id
+                             WHEN artist_name IS NOT NULL AND artist_name <> '' THEN 'name:' || artist_name END AS artist_key,
+                        artist_id, artist_name FROM plan_tracks)
+           WHERE artist_key IS NOT NULL GROUP BY artist_key ORDER BY artist_key""",
+        folder / clean_plays.ARTISTS,
+    )
+    copy_to_parquet(
+        con,
+        f"""SELECT (row_number() OVER (ORDER BY t.track_id) - 1)::INTEGER AS track_index, t.track_id,
+                   true AS catalogued, a.artist_index, coalesce(t.noise, false) AS noise
+            FROM plan_tracks t LEFT JOIN {read_parquet(str(folder / clean_plays.ARTISTS))} a
+              ON a.artist_key = CASE WHEN t.artist_id IS NOT NULL AND t.artist_id <> '' THEN 'id:' || t.artist_id
+                                     WHEN t.artist_name IS NOT NULL AND t.artist_name <> '' THEN 'name:' || t.artist_name END
+            ORDER BY t.track_id""",
         folder / clean_plays.TRACKS,
     )
+    con.execute("DROP TABLE plan_tracks").fetchall()
     users, tracks = (
         con.execute(f"SELECT count(*) FROM {read_parquet(str(folder / name))}").fetchall()[0][0]
         for name in (clean_plays.USERS, clean_plays.TRACKS)
     )
     (folder / clean_plays.DICTIONARY).write_text(
-        json.dumps({"buckets": buckets, "users": users, "catalogued_tracks": tracks})
+        json.dumps({"buckets": buckets, "users": users, "catalogued_tracks": tracks,
+                    "unknown_content_types": dict(content_types)})
     )
     return sorted({f.folder_date for _, f in files})
 
@@ -225,6 +269,7 @@ def ingest_play_day(
             f"""
             CREATE OR REPLACE TEMP TABLE day_clean ({CLEAN_COLUMNS});
             CREATE OR REPLACE TEMP TABLE suspects ({CLEAN_COLUMNS}, {SUSPECT_COLUMNS});
+            CREATE OR REPLACE TEMP TABLE unknown_sources (source VARCHAR, rows BIGINT);
             """
         ).fetchall()
         # Every row, coded, one group of files at a time; the raw columns are kept only for the
@@ -235,7 +280,8 @@ def ingest_play_day(
                 CREATE OR REPLACE TEMP TABLE group_rows AS
                 SELECT bucket, user_index, track_index,
                        CASE WHEN track_index IS NULL THEN track_id END AS uncatalogued_track_id,
-                       ms_played, suspect, file_index, file_row_number, row_reason,
+                       ms_played, {ACTIVE_SQL} AS active, {UNKNOWN_SOURCE_SQL} AS unknown_source,
+                       suspect, file_index, file_row_number, row_reason,
                        user_index IS NULL AS unknown_user,
                        CASE WHEN suspect THEN event_id END AS event_id,
                        CASE WHEN suspect THEN user_id END AS user_id,
@@ -246,7 +292,7 @@ def ingest_play_day(
                            x.row_reason IS NOT NULL OR d.h IS NOT NULL OR u.user_index IS NULL AS suspect
                     FROM (
                         SELECT *, {ROW_REASON_SQL} AS row_reason, hash(event_id) AS h
-                        FROM ({indexed_rows(group, EVENT_COLUMNS_SQL)})
+                        FROM ({indexed_rows(group, event_columns_sql)})
                     ) x
                     LEFT JOIN repeated_ids d ON d.h = x.h
                     LEFT JOIN users u ON u.user_id = x.user_id
@@ -254,6 +300,8 @@ def ingest_play_day(
                 );
                 INSERT INTO day_clean SELECT {CLEAN_NAMES} FROM group_rows WHERE NOT suspect;
                 INSERT INTO suspects SELECT {CLEAN_NAMES}, {SUSPECT_NAMES} FROM group_rows WHERE suspect;
+                INSERT INTO unknown_sources
+                SELECT unknown_source, count(*) FROM group_rows WHERE unknown_source IS NOT NULL GROUP BY ALL;
                 DROP TABLE group_rows;
                 """
             ).fetchall()
@@ -312,8 +360,14 @@ def ingest_play_day(
     counts = dict(
         con.execute("SELECT reason, count(*) FROM decisions WHERE reason IS NOT NULL GROUP BY reason").fetchall()
     )
-    clean = con.execute("SELECT count(*) FROM day_clean").fetchall()[0][0]
-    con.execute("DROP TABLE day_clean; DROP TABLE suspects; DROP TABLE decisions; DROP TABLE event_groups").fetchall()
+    clean, active = con.execute("SELECT count(*), count(*) FILTER (WHERE active) FROM day_clean").fetchall()[0]
+    unknown_sources = dict(
+        con.execute("SELECT source, sum(rows)::BIGINT FROM unknown_sources GROUP BY ALL ORDER BY source").fetchall()
+    )
+    con.execute(
+        "DROP TABLE day_clean; DROP TABLE suspects; DROP TABLE decisions; DROP TABLE event_groups; "
+        "DROP TABLE unknown_sources"
+    ).fetchall()
     rows_read = sum(f.num_rows for _, f in day_files)
     duplicates = counts.pop("duplicate", 0)
     result = PlayIngestion(
@@ -322,6 +376,8 @@ def ingest_play_day(
         duplicates_dropped=duplicates,
         quarantined={reason: counts.get(reason, 0) for reason in QUARANTINE_REASONS},
         files=[f for _, f in day_files],
+        active_plays=active,
+        unknown_sources=unknown_sources,
     )
     if result.clean_plays + result.duplicates_dropped + result.quarantined_total != rows_read:
         raise AssertionError(f"{day}: {rows_read} rows read but {result} accounted for")  # never expected
@@ -334,6 +390,8 @@ def ingest_play_day(
                 "clean_plays": clean,
                 "duplicates_dropped": duplicates,
                 "quarantined": result.quarantined,
+                "active_plays": active,
+                "unknown_sources": unknown_sources,
             }
         )
     )
@@ -385,7 +443,9 @@ def merge_play_days(
         "NULL::TIMESTAMPTZ AS played_at, NULL::BIGINT AS ms_played WHERE false",
         quarantine_file,
     )
-    catalogued = f"SELECT track_index, track_id, catalogued FROM {read_parquet(str(plan / clean_plays.TRACKS))}"
+    catalogued = (
+        f"SELECT track_index, track_id, catalogued, artist_index, noise FROM {read_parquet(str(plan / clean_plays.TRACKS))}"
+    )
     uncatalogued = (
         f"SELECT DISTINCT track_id FROM {read_parquet(parts(DAY_UNCATALOGUED))}" if folders
         else "SELECT NULL::VARCHAR AS track_id WHERE false"
@@ -395,12 +455,12 @@ def merge_play_days(
         f"""{catalogued}
             UNION ALL
             SELECT ((SELECT count(*) FROM ({catalogued})) + row_number() OVER (ORDER BY track_id) - 1)::INTEGER,
-                   track_id, false
+                   track_id, false, NULL::INTEGER, false
             FROM ({uncatalogued})
             ORDER BY track_index""",
         clean_dir / clean_plays.TRACKS,
     )
-    for name in (clean_plays.FILES, clean_plays.USERS, clean_plays.DICTIONARY):
+    for name in (clean_plays.FILES, clean_plays.USERS, clean_plays.ARTISTS, clean_plays.DICTIONARY):
         shutil.copyfile(plan / name, clean_dir / name)
     for folder in folders:
         for source in clean_plays.play_files(folder):
@@ -408,12 +468,18 @@ def merge_play_days(
             target.parent.mkdir(parents=True, exist_ok=True)
             _link(source, target)
     quarantined = {reason: sum(r["quarantined"][reason] for r in records) for reason in QUARANTINE_REASONS}
+    unknown_sources: dict[str, int] = {}
+    for r in records:
+        for source, rows in r.get("unknown_sources", {}).items():
+            unknown_sources[source] = unknown_sources.get(source, 0) + rows
     return PlayIngestion(
         rows_read=sum(r["rows_read"] for r in records),
         clean_plays=sum(r["clean_plays"] for r in records),
         duplicates_dropped=sum(r["duplicates_dropped"] for r in records),
         quarantined=quarantined,
         files=[f for _, f in files],
+        active_plays=sum(r.get("active_plays", 0) for r in records),
+        unknown_sources=dict(sorted(unknown_sources.items())),
     )
 
 

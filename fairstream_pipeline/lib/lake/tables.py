@@ -18,12 +18,14 @@ from fairstream_pipeline.lib.lake.storage import Lake
 
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
 PICO_DECIMAL = "DECIMAL(38,0)"
-# The pico-cent columns of each table the payout engine writes (the others have none).
+# The pico-cent columns of each table the payout engine writes (the others have none), and the
+# ACPS weights in micro-streams, which are HUGEINT too.
 PICO_COLUMNS = {
-    "segment_pools": ("pool_pico", "residual_pico", "uc_unallocated_pico", "pr_unallocated_pico"),
+    "segment_pools": ("pool_pico", "residual_pico", "uc_unallocated_pico", "pr_unallocated_pico",
+                      "acps_unallocated_pico", "acps_weight"),
     "user_streams": ("contribution_pico",),
-    "track_earnings": ("uc_pico", "pr_pico"),
-    "track_shares": ("direct_pico",),
+    "track_earnings": ("uc_pico", "pr_pico", "acps_pico", "acps_weight"),
+    "track_shares": ("direct_pico", "acps_weight", "acps_pro_weight"),
 }
 
 

@@ -11,13 +11,18 @@ from dataclasses import dataclass
 import duckdb
 
 from fairstream_pipeline.lib.payouts.rules import (
+    ARTIST_CENTRIC,
     HOLD_REASONS,
+    PAYOUT_MODELS,
+    PRO_RATA,
     NO_PAYMENT_DETAILS,
     PICO_PER_CENT,
     PPM,
     SPECIAL_PAYEES,
     SUSPENSE,
 )
+
+MODELS = ("uc", "pr", "acps")  # the cents columns of payee_earnings: user-centric, pro-rata, ACPS v1
 
 
 @dataclass(frozen=True)
@@ -71,27 +76,33 @@ def segments_reconcile(con: duckdb.DuckDBPyConnection, model: str, royalty_share
 
 
 def no_negative_earnings(con: duckdb.DuckDBPyConnection) -> Finding:
-    """No payee has a negative amount under either model."""
+    """No payee has a negative amount under any model."""
     checked = _rows(con, "SELECT count(*) FROM payee_earnings")[0][0]
     problems = _rows(
         con,
-        "SELECT country, tier, payee_id, uc_cents, pr_cents FROM payee_earnings "
-        "WHERE uc_cents < 0 OR pr_cents < 0 ORDER BY 1, 2, 3 LIMIT 20",
+        "SELECT country, tier, payee_id, uc_cents, pr_cents, acps_cents FROM payee_earnings "
+        "WHERE uc_cents < 0 OR pr_cents < 0 OR acps_cents < 0 ORDER BY 1, 2, 3 LIMIT 20",
     )
     return Finding(checked, problems)
 
 
-def totals_agree(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-    """The month's user-centric and pro-rata totals in cents."""
-    uc, pr = _rows(
-        con, "SELECT coalesce(sum(uc_cents), 0)::BIGINT, coalesce(sum(pr_cents), 0)::BIGINT FROM payee_earnings"
-    )[0]
-    return uc, pr
+def model_totals(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """The month's total in cents under each model (``uc``, ``pr``, ``acps``)."""
+    row = _rows(con, f"SELECT {', '.join(f'coalesce(sum({m}_cents), 0)::BIGINT' for m in MODELS)} FROM payee_earnings")[0]
+    return dict(zip(MODELS, row))
+
+
+def model_totals_finding(con: duckdb.DuckDBPyConnection, royalty_share_ppm: int) -> Finding:
+    """Each model's total equals the month's target (the sum of the segment targets recomputed from
+    the inputs): the three models share the same money. Problems are ``(model, target, total)``."""
+    (target,) = _rows(con, f"SELECT coalesce(sum(target_cents), 0)::BIGINT FROM ({expected_targets_sql(royalty_share_ppm)})")[0]
+    totals = model_totals(con)
+    return Finding(len(totals), [(f"{m}_cents", target, total) for m, total in totals.items() if total != target])
 
 
 def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int, standing: bool | None = False) -> Finding:
-    """Every statement: opening + earned + adjustment - paid = closing; earned and pro-rata equal the
-    payee's ``payee_earnings`` and the adjustment the sum of their ``payee_adjustments``; openings
+    """Every statement: opening + earned + adjustment - paid = closing; earned (the cents of the
+    statement's ``payout_model``, one per month), pro-rata and ACPS equal the payee's ``payee_earnings`` and the adjustment the sum of their ``payee_adjustments``; openings
     equal last month's closings; nothing but a closing balance (a clawback) is negative; special
     payees are never paid; a payment is the whole balance and reaches the threshold; a payee due a
     payment who is not paid is held, with a known ``hold_reason``, and nobody else has one.
@@ -103,6 +114,7 @@ def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int, sta
     """
     special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
     reasons = ", ".join(f"'{r}'" for r in HOLD_REASONS)
+    models = ", ".join(f"'{m}'" for m in PAYOUT_MODELS)
     is_due = f"(payee_id NOT IN ({special}) AND due >= {threshold_cents} AND due > 0)"
     standing_join = "LEFT JOIN payment_standing ps USING (payee_id)" if standing else ""
     expected_hold = (
@@ -118,12 +130,16 @@ def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int, sta
         con,
         f"""
         WITH earned AS (
-            SELECT payee_id, sum(uc_cents)::BIGINT AS uc, sum(pr_cents)::BIGINT AS pr
+            SELECT payee_id, sum(uc_cents)::BIGINT AS uc, sum(pr_cents)::BIGINT AS pr,
+                   sum(acps_cents)::BIGINT AS acps
             FROM payee_earnings GROUP BY payee_id
         ),
         adjusted AS (SELECT payee_id, sum(cents)::BIGINT AS cents FROM payee_adjustments GROUP BY payee_id),
         s AS (
-            SELECT st.*, coalesce(e.uc, 0) AS expected_earned, coalesce(e.pr, 0) AS expected_pr,
+            SELECT st.*,
+                   coalesce(CASE st.payout_model WHEN '{PRO_RATA}' THEN e.pr WHEN '{ARTIST_CENTRIC}' THEN e.acps
+                                 ELSE e.uc END, 0) AS expected_earned,
+                   coalesce(e.pr, 0) AS expected_pr, coalesce(e.acps, 0) AS expected_acps,
                    coalesce(a.cents, 0) AS expected_adjustment,
                    coalesce(p.closing_balance_cents, 0) AS expected_opening,
                    st.opening_balance_cents + st.earned_cents + st.adjustment_cents AS due,
@@ -138,9 +154,13 @@ def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int, sta
             SELECT payee_id, CASE
                 WHEN due - paid_cents <> closing_balance_cents
                     THEN 'opening + earned + adjustment - paid <> closing'
-                WHEN least(earned_cents, pro_rata_cents, paid_cents) < 0 THEN 'negative earned, pro-rata or paid'
+                WHEN least(earned_cents, pro_rata_cents, acps_cents, paid_cents) < 0
+                    THEN 'negative earned, pro-rata, ACPS or paid'
                 WHEN earned_cents <> expected_earned THEN 'earned differs from payee_earnings'
                 WHEN pro_rata_cents <> expected_pr THEN 'pro_rata differs from payee_earnings'
+                WHEN acps_cents <> expected_acps THEN 'acps differs from payee_earnings'
+                WHEN payout_model NOT IN ({models}) THEN 'unknown payout_model ' || payout_model
+                WHEN payout_model <> first_value(payout_model) OVER () THEN 'two payout models in one month'
                 WHEN adjustment_cents <> expected_adjustment THEN 'adjustment differs from payee_adjustments'
                 WHEN opening_balance_cents <> expected_opening THEN 'opening differs from last closing'
                 WHEN paid_cents > 0 AND payee_id IN ({special}) THEN 'a special payee was paid'
@@ -160,7 +180,7 @@ def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int, sta
     missing = _rows(
         con,
         """SELECT payee_id, 'payee has earnings, an adjustment or a balance but no statement' FROM (
-               SELECT payee_id FROM payee_earnings WHERE uc_cents <> 0 OR pr_cents <> 0
+               SELECT payee_id FROM payee_earnings WHERE uc_cents <> 0 OR pr_cents <> 0 OR acps_cents <> 0
                UNION SELECT payee_id FROM payee_adjustments WHERE cents <> 0
                UNION SELECT payee_id FROM previous_statements WHERE closing_balance_cents <> 0)
            ANTI JOIN payee_statements USING (payee_id) ORDER BY payee_id LIMIT 20""",

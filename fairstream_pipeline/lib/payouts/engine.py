@@ -1,4 +1,4 @@
-"""The payout rules (v3) in DuckDB SQL, exactly as ``docs/payout-rules.md`` states them.
+"""The payout rules (v4) in DuckDB SQL, exactly as ``docs/payout-rules.md`` states them.
 
 Each stage reads views or tables of fixed names from the connection and creates its output tables:
 
@@ -7,11 +7,13 @@ stage                      reads                                          create
 =========================  =============================================  =======================================
 :func:`validate_splits`    ``split_rows``, ``catalog_tracks``             ``track_splits``
 :func:`count_and_allocate` ``clean_plays``, ``billed_users``,             ``flagged_users``, ``user_streams``,
-                           ``ad_revenue``                                 ``segment_pools``, ``track_earnings``
+                           ``ad_revenue`` (``track_attributes``)          ``professional_artists``,
+                                                                          ``segment_pools``, ``track_earnings``
  = :func:`allocate_shard`  ``clean_plays``, ``billed_users`` (a shard's)  ``flagged_users``, ``user_streams``,
-                                                                          ``track_shares``
- + :func:`price_segments`  ``user_streams``, ``track_shares`` (every      ``segment_pools``, ``track_earnings``
-                           shard's), ``ad_revenue``
+                           (``track_attributes``)                         ``track_shares``, ``artist_reach``
+ + :func:`price_segments`  ``user_streams``, ``track_shares``,            ``professional_artists``,
+                           ``artist_reach`` (every shard's),              ``segment_pools``, ``track_earnings``
+                           ``ad_revenue`` (``track_attributes``)
 :func:`pay_payees`         ``segment_pools``, ``track_earnings``,         ``payee_earnings``
                            ``track_splits``
 :func:`roll_statements`    ``payee_earnings``, ``previous_statements``,   ``payee_statements``
@@ -30,8 +32,11 @@ holds which columns are pico-cents).
 their own days, and a paid user's contribution is floor-divided over their own tracks. So the users
 can be split into disjoint shards (``lib.ingestion.user_buckets``), :func:`allocate_shard` run on each, and
 the shards' ``track_shares`` added up in integers: the sum is exact, whatever the number of shards.
-Rules 5-8 need the month's totals and stay in one merge (:func:`price_segments`, then
-:func:`pay_payees`).
+ACPS v1's weights are per user too (M_u, K, w(u,t)); only whether an artist is professional needs
+the whole month (its listeners are distinct users, and a user is in one shard), so each shard sums
+both weights, w with and without the professional boost, floored per user, plus its artists'
+streams and listeners, and the merge picks. Rules 5-8 and 11's pricing need the month's totals
+and stay in one merge (:func:`price_segments`, then :func:`pay_payees`).
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ from __future__ import annotations
 import duckdb
 
 from fairstream_pipeline.lib.lake.faults import fault_point
-from fairstream_pipeline.lib.payouts.fixed_point import quotient_and_remainder, scaled_floor_div
+from fairstream_pipeline.lib.payouts.fixed_point import BIGINT_MAX, floor_div, quotient_and_remainder, scaled_floor_div
 from fairstream_pipeline.lib.payouts.rules import (
+    MICRO,
     NO_PAYMENT_DETAILS,
     PICO_PER_CENT,
     PPM,
@@ -90,55 +96,89 @@ def validate_splits(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
-    """Rules 1-6 for the whole month in one go: :func:`allocate_shard` on every user, then
-    :func:`price_segments`. Creates ``flagged_users``, ``user_streams``, ``segment_pools`` and
-    ``track_earnings``."""
+    """Rules 1-6 and 11 for the whole month in one go: :func:`allocate_shard` on every user, then
+    :func:`price_segments`. Creates ``flagged_users``, ``user_streams``, ``professional_artists``,
+    ``segment_pools`` and ``track_earnings``."""
     allocate_shard(con, rules)
     price_segments(con, rules)
-    _run(con, "DROP TABLE track_shares")
+    _run(con, "DROP TABLE track_shares; DROP TABLE artist_reach")
+
+
+def _has_relation(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    (found,) = con.execute(
+        "SELECT (SELECT count(*) FROM duckdb_tables() WHERE table_name = $1)"
+        " + (SELECT count(*) FROM duckdb_views() WHERE view_name = $1)",
+        [name],
+    ).fetchall()[0]
+    return found > 0
+
+
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> set[str]:
+    return {row[0] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
+
+
+def _attach_default_attributes(con: duckdb.DuckDBPyConnection) -> None:
+    """Without ``track_attributes`` every track is music and has no artist (nobody is professional)."""
+    if not _has_relation(con, "track_attributes"):
+        _run(con, "CREATE OR REPLACE TEMP VIEW track_attributes AS "
+                  "SELECT NULL::VARCHAR AS track_id, NULL::VARCHAR AS artist_id, false AS noise WHERE false")
 
 
 def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules, days: list | None = None) -> None:
-    """Rules 1-4 for a shard of users: counted streams, flagged users and the paid users' direct shares.
+    """Rules 1-4 and ACPS v1's per-user weights for a shard of users: counted streams, flagged users,
+    the paid users' direct shares, the users' ACPS weights and the artists' reach.
 
-    Reads ``clean_plays`` (``user_id``, ``track_id``, ``day``, ``ms_played``) and ``billed_users``,
-    both holding the shard's users only (or every user); creates ``flagged_users``,
-    ``user_streams`` (every billed user of the shard) and ``track_shares`` (``country``, ``tier``,
-    ``track_id``, ``streams``, ``direct_pico``: the shard's counted streams of the track in the
-    segment, and the sum of its paid users' ``floor(c_u * s(u,t) / S_u)``).
+    Reads ``clean_plays`` (``user_id``, ``track_id``, ``day``, ``ms_played``, optionally ``active``),
+    ``billed_users`` (both holding the shard's users only, or every user) and, when it exists,
+    ``track_attributes`` (``track_id``, ``artist_id``, ``noise``; without it every track is music
+    and has no artist). Creates ``flagged_users``, ``user_streams`` (every billed user of the shard),
+    ``track_shares`` (``country``, ``tier``, ``track_id``, ``streams``, ``direct_pico``: the shard's
+    counted streams of the track in the segment, and the sum of its paid users' ``floor(c_u * s(u,t)
+    / S_u)``; ``acps_weight`` and ``acps_pro_weight``: the sum of its users' ACPS weights w(u,t),
+    with the artist not professional and professional) and ``artist_reach`` (``artist_id``,
+    ``streams``, ``listeners``: the shard's counted music streams of the artist and its users with
+    one; users are in one shard only, so the shards add up to the month's).
 
     - Rule 1: a play counts when ``ms_played >= min_play_ms``, at most ``max_daily_plays_per_track``
-      per (user, track, UTC day); a user whose capped streams on one day exceed
+      per (user, track, UTC day), active plays first; a user whose capped streams on one day exceed
       ``max_daily_streams_per_user`` is flagged (worst day: most streams, earliest on a tie) and
       none of their streams count.
     - Rules 2-4: S_u, the contribution c_u and its floor division over the user's tracks.
+    - ACPS v1 (rule 11): M_u, the user's counted music streams; K = min(M_u, C) or C; and
+      w(u,t) = floor(b(u,t) * K * 10^6 / M_u) with b = b_pro * ((n - a) + active_boost * a).
+      Whether an artist is professional is only known for the whole month, so both weights are
+      summed, each floored per user, and the merge takes the one that applies.
 
     The plays are capped one UTC day at a time (a day's aggregate fits in memory, and DuckDB reads
-    only that day's files); the capped (user, track, day) rows are then rolled up once into s(u,t),
-    which is consumed at once and never written. The roll-up is the one large aggregation; DuckDB
-    spills it to ``temp_directory`` when it outgrows the memory limit.
+    only that day's files); the capped (user, track, day) rows are then rolled up once into s(u,t).
+    The roll-up is the one large aggregation; DuckDB spills it to ``temp_directory`` when it
+    outgrows the memory limit.
     """
     share = f"{rules.royalty_share_ppm}::HUGEINT * {PPM}"  # pico-cents per cent of revenue
+    _attach_default_attributes(con)
+    active = "active" if "active" in _columns(con, "clean_plays") else "false"
     # The day tables take their id types from ``clean_plays``: INTEGER codes in a shard, so that
     # every aggregation below hashes 4-byte integers (declared VARCHAR, they cost a shard 2 s more).
     _run(
         con,
         """
         CREATE OR REPLACE TEMP TABLE capped_daily AS
-        SELECT user_id, track_id, 0::BIGINT AS streams FROM clean_plays WHERE false;
+        SELECT user_id, track_id, 0::BIGINT AS streams, 0::BIGINT AS active FROM clean_plays WHERE false;
         CREATE OR REPLACE TEMP TABLE busy_days AS
         SELECT user_id, day, 0::BIGINT AS streams FROM clean_plays WHERE false;
         """,
     )
     if days is None:  # (the caller may know the days without a scan of the plays)
         days = [row[0] for row in con.execute("SELECT DISTINCT day FROM clean_plays ORDER BY day").fetchall()]
+    cap = rules.max_daily_plays_per_track
     for day in days:
         fault_point("counting")
         _run(
             con,
             f"""
             CREATE OR REPLACE TEMP TABLE day_capped AS
-            SELECT user_id, track_id, least(count(*), {rules.max_daily_plays_per_track}) AS streams
+            SELECT user_id, track_id, least(count(*), {cap}) AS streams,
+                   least(count(*) FILTER (WHERE {active}), {cap}) AS active  -- active plays count first
             FROM clean_plays
             WHERE day = DATE '{day.isoformat()}' AND ms_played >= {rules.min_play_ms}
             GROUP BY ALL;
@@ -149,6 +189,9 @@ def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules, days: lis
             DROP TABLE day_capped;
             """,
         )
+    k = "least(music_streams, {c})" if rules.acps_cap_mode == "cap" else "{c}"
+    k = k.format(c=rules.acps_user_stream_cap)
+    x = f"((t.streams - t.active) + {rules.acps_active_boost} * t.active)::HUGEINT * k.k * {MICRO}"
     _run(
         con,
         f"""
@@ -158,29 +201,43 @@ def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules, days: lis
             FROM busy_days
         ) WHERE rank = 1;
         DROP TABLE busy_days;
+        CREATE OR REPLACE TEMP TABLE user_tracks AS
+        SELECT c.user_id, c.track_id, sum(c.streams)::BIGINT AS streams, sum(c.active)::BIGINT AS active,
+               coalesce(a.noise, false) AS noise, a.artist_id
+        FROM capped_daily c ANTI JOIN flagged_users f USING (user_id)
+        LEFT JOIN track_attributes a USING (track_id)
+        GROUP BY ALL;
+        DROP TABLE capped_daily;
         CREATE OR REPLACE TEMP TABLE user_stream_totals AS
-        SELECT user_id, sum(streams)::BIGINT AS streams
-        FROM capped_daily ANTI JOIN flagged_users USING (user_id) GROUP BY ALL;
+        SELECT user_id, sum(streams)::BIGINT AS streams,
+               coalesce(sum(streams) FILTER (WHERE NOT noise), 0)::BIGINT AS music_streams
+        FROM user_tracks GROUP BY ALL;
         -- Rule 4, floor(c_u * s / S_u), as q * s + floor(r * s / S_u) with c_u = q * S_u + r: one
         -- 128-bit division per user, and 64-bit ones per (user, track) (``lib.payouts.fixed_point``).
         CREATE OR REPLACE TEMP TABLE user_quotients AS
-        SELECT user_id, country, tier, total, {quotient_and_remainder('contribution', 'total', 'contribution')}
+        SELECT user_id, country, tier, total, music_streams, {k}::BIGINT AS k,
+               {quotient_and_remainder('contribution', 'total', 'contribution')}
         FROM (
-            SELECT t.user_id, b.country, b.tier, t.streams AS total,
+            SELECT t.user_id, b.country, b.tier, t.streams AS total, t.music_streams,
                    CASE WHEN b.tier = 'paid' THEN b.net_cents * {share} ELSE 0::HUGEINT END AS contribution
             FROM user_stream_totals t JOIN billed_users b USING (user_id)
         );
         CREATE OR REPLACE TEMP TABLE track_shares AS
-        SELECT u.country, u.tier, c.track_id, sum(c.streams)::BIGINT AS streams,
-               sum({scaled_floor_div('u.contribution', 'c.streams', 'u.total')})::HUGEINT AS direct_pico
-        FROM (
-            SELECT user_id, track_id, sum(streams) AS streams
-            FROM capped_daily ANTI JOIN flagged_users USING (user_id)
-            GROUP BY ALL
-        ) c
-        JOIN user_quotients u USING (user_id)
+        SELECT country, tier, track_id, sum(streams)::BIGINT AS streams, sum(direct_pico)::HUGEINT AS direct_pico,
+               coalesce(sum({floor_div('plain', 'music_streams')}), 0)::HUGEINT AS acps_weight,
+               coalesce(sum({floor_div('pro', 'music_streams')}), 0)::HUGEINT AS acps_pro_weight
+        FROM (  -- noise weighs nothing (null), and a user with noise only has no music stream to divide by
+            SELECT u.country, u.tier, t.track_id, t.streams, nullif(u.music_streams, 0) AS music_streams,
+                   {scaled_floor_div('u.contribution', 't.streams', 'u.total')} AS direct_pico,
+                   CASE WHEN NOT t.noise THEN {x.replace('k.k', 'u.k')} END AS plain,
+                   CASE WHEN NOT t.noise THEN {x.replace('k.k', 'u.k')} * {rules.acps_pro_boost} END AS pro
+            FROM user_tracks t JOIN user_quotients u USING (user_id)
+        )
         GROUP BY ALL;
-        DROP TABLE capped_daily;
+        CREATE OR REPLACE TEMP TABLE artist_reach AS
+        SELECT artist_id, sum(streams)::BIGINT AS streams, count(DISTINCT user_id)::BIGINT AS listeners
+        FROM user_tracks WHERE NOT noise AND artist_id IS NOT NULL GROUP BY ALL;
+        DROP TABLE user_tracks;
         DROP TABLE user_quotients;
         CREATE OR REPLACE TEMP TABLE user_streams AS
         SELECT b.user_id, b.country, b.tier,
@@ -196,20 +253,44 @@ def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules, days: lis
 
 
 def price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
-    """Rules 2-6 from ``user_streams``, ``track_shares`` and ``ad_revenue``: pools, targets and track money.
+    """Rules 2-6 and ACPS v1 (rule 11) from ``user_streams``, ``track_shares``, ``artist_reach``,
+    ``track_attributes`` and ``ad_revenue``: pools, targets, professional artists and track money.
 
-    ``user_streams`` and ``track_shares`` may be the union of several shards' tables (views): a
-    (segment, track) then has one ``track_shares`` row per shard, added up here in integers.
+    ``user_streams``, ``track_shares`` and ``artist_reach`` may be the union of several shards'
+    tables (views): a (segment, track) then has one ``track_shares`` row per shard, and an artist
+    one ``artist_reach`` row per shard, added up here in integers.
 
-    ``segment_pools`` has one row per (country, tier) with the users, counted streams, the pool in
-    pico-cents, the target in cents, the residual R of silent and flagged users, and what goes to
+    ``professional_artists`` has one row per artist with a counted music stream: ``artist_id``,
+    ``streams``, ``listeners`` and ``professional``. ``segment_pools`` has one row per (country,
+    tier) with the users, counted streams, the pool in pico-cents, the target in cents, the residual
+    R of silent and flagged users, the ACPS weight of the segment, and what goes to
     ``__unallocated__`` under each model. ``track_earnings`` has one row per (segment, track) with
-    the segment's counted streams of the track and its user-centric and pro-rata pico-cents.
+    the segment's counted streams of the track, its ACPS weight W_t and its user-centric, pro-rata
+    and ACPS pico-cents.
     """
     share = f"{rules.royalty_share_ppm}::HUGEINT * {PPM}"
+    _attach_default_attributes(con)
+    if not _has_relation(con, "artist_reach"):
+        _run(con, "CREATE OR REPLACE TEMP VIEW artist_reach AS "
+                  "SELECT artist_id, 0::BIGINT AS streams, 0::BIGINT AS listeners FROM track_attributes WHERE false")
     _run(
         con,
         f"""
+        CREATE OR REPLACE TEMP TABLE professional_artists AS
+        SELECT artist_id, sum(streams)::BIGINT AS streams, sum(listeners)::BIGINT AS listeners,
+               sum(streams) >= {rules.acps_pro_min_streams} AND sum(listeners) >= {rules.acps_pro_min_listeners}
+                   AS professional
+        FROM artist_reach GROUP BY ALL ORDER BY artist_id;
+        -- rule 4's direct shares, the counted streams and the ACPS weight W_t, summed over the shards
+        CREATE OR REPLACE TEMP TABLE track_totals AS
+        SELECT s.country, s.tier, s.track_id, sum(s.streams)::BIGINT AS streams,
+               sum(s.direct_pico::HUGEINT)::HUGEINT AS direct_pico,
+               sum(CASE WHEN coalesce(p.professional, false) THEN s.acps_pro_weight ELSE s.acps_weight END)::HUGEINT
+                   AS acps_weight
+        FROM track_shares s
+        LEFT JOIN track_attributes a USING (track_id)
+        LEFT JOIN professional_artists p ON p.artist_id = a.artist_id
+        GROUP BY ALL;
         CREATE OR REPLACE TEMP TABLE segment_pools AS
         WITH by_users AS (
             SELECT country, tier, count(*) AS users,
@@ -219,6 +300,7 @@ def price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
                    coalesce(sum(contribution_pico::HUGEINT) FILTER (WHERE streams = 0), 0)::HUGEINT AS silent_pico
             FROM user_streams GROUP BY country, tier
         ),
+        weights AS (SELECT country, tier, sum(acps_weight)::HUGEINT AS acps_weight FROM track_totals GROUP BY ALL),
         segments AS (
             SELECT coalesce(u.country, a.country) AS country, coalesce(u.tier, 'free') AS tier,
                    coalesce(u.users, 0) AS users, coalesce(u.streaming_users, 0) AS streaming_users,
@@ -231,31 +313,38 @@ def price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
             FULL OUTER JOIN (SELECT country, net_cents, 'free' AS tier FROM ad_revenue) a
               ON u.country = a.country AND u.tier = a.tier
         )
-        SELECT country, tier, users, streaming_users, counted_streams, pool_pico,
+        SELECT s.country, s.tier, users, streaming_users, counted_streams, pool_pico,
                (pool_pico // {PICO_PER_CENT})::BIGINT AS target_cents,
                residual_pico,
                CASE WHEN counted_streams = 0 THEN pool_pico
-                    WHEN tier = 'paid' AND '{rules.residual_policy}' = 'retain' THEN residual_pico
+                    WHEN s.tier = 'paid' AND '{rules.residual_policy}' = 'retain' THEN residual_pico
                     ELSE 0::HUGEINT END AS uc_unallocated_pico,
-               CASE WHEN counted_streams = 0 THEN pool_pico ELSE 0::HUGEINT END AS pr_unallocated_pico
-        FROM segments
-        ORDER BY country, tier
+               CASE WHEN counted_streams = 0 THEN pool_pico ELSE 0::HUGEINT END AS pr_unallocated_pico,
+               coalesce(w.acps_weight, 0)::HUGEINT AS acps_weight,
+               CASE WHEN coalesce(w.acps_weight, 0) = 0 THEN pool_pico ELSE 0::HUGEINT END AS acps_unallocated_pico
+        FROM segments s LEFT JOIN weights w USING (country, tier)
+        ORDER BY s.country, s.tier
         """,
     )
     redistribute_residual = "true" if rules.residual_policy == "pro_rata" else "false"
+    # ACPS: floor(pool * W_t / W) as q * W_t + floor(r * W_t / W) with pool = q * W + r, in 128 bits
+    # (W is far within 64 bits, so r * W_t < W^2 fits).
+    acps = (
+        "(p.acps_q * s.acps_weight + CASE WHEN p.acps_w64 IS NOT NULL "
+        f"THEN {floor_div('p.acps_r * s.acps_weight', 'p.acps_w64')} "
+        "ELSE (p.acps_r * s.acps_weight) // p.acps_weight END)"
+    )
     _run(
         con,
         f"""
         CREATE OR REPLACE TEMP TABLE track_earnings AS
-        WITH tracks AS (  -- rule 4's direct shares and the counted streams, summed over the shards
-            SELECT country, tier, track_id, sum(streams)::BIGINT AS streams,
-                   sum(direct_pico::HUGEINT)::HUGEINT AS direct_pico
-            FROM track_shares GROUP BY ALL
-        ),
-        pools AS (  -- floor(X * streams / S_seg) as in ``lib.payouts.fixed_point``
-            SELECT country, tier, counted_streams,
+        WITH pools AS (  -- floor(X * streams / S_seg) as in ``lib.payouts.fixed_point``
+            SELECT country, tier, counted_streams, acps_weight,
                    {quotient_and_remainder('pool_pico', 'counted_streams', 'pool')},
-                   {quotient_and_remainder('residual_pico', 'counted_streams', 'residual')}
+                   {quotient_and_remainder('residual_pico', 'counted_streams', 'residual')},
+                   CASE WHEN acps_weight > 0 THEN pool_pico // acps_weight END AS acps_q,
+                   CASE WHEN acps_weight > 0 THEN pool_pico % acps_weight END AS acps_r,
+                   CASE WHEN acps_weight <= {BIGINT_MAX} THEN acps_weight::BIGINT END AS acps_w64
             FROM segment_pools WHERE counted_streams > 0
         )
         SELECT s.country, s.tier, s.track_id, s.streams,
@@ -265,16 +354,20 @@ def price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
                                 THEN {scaled_floor_div('p.residual', 's.streams', 'p.counted_streams')} ELSE 0 END
                     ELSE {scaled_floor_div('p.pool', 's.streams', 'p.counted_streams')}  -- rule 5
                END AS uc_pico,
-               {scaled_floor_div('p.pool', 's.streams', 'p.counted_streams')} AS pr_pico  -- rule 6
-        FROM tracks s
+               {scaled_floor_div('p.pool', 's.streams', 'p.counted_streams')} AS pr_pico,  -- rule 6
+               s.acps_weight,
+               CASE WHEN p.acps_weight > 0 THEN {acps} ELSE 0 END::HUGEINT AS acps_pico  -- rule 11
+        FROM track_totals s
         JOIN pools p USING (country, tier)
-        ORDER BY country, tier, track_id
+        ORDER BY country, tier, track_id;
+        DROP TABLE track_totals;
         """,
     )
 
 
 def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
-    """Rules 7-8: split each track's money among its payees, then round to cents once.
+    """Rules 7-8: split each track's money among its payees, then round to cents once, for each of
+    the three models (``uc_cents``, ``pr_cents``, ``acps_cents``).
 
     Each payee's pico-cents are floored to cents; the cents still missing to reach the segment's
     target go one each to the payees with the largest remainders, ties by ascending ``payee_id``
@@ -301,34 +394,38 @@ def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
             SELECT v.track_id, c.payee_index, v.share_ppm FROM valid_splits v JOIN payee_codes c USING (payee_id)
         ),
         earnings AS (
-            SELECT g.segment_index, e.track_id, e.uc_pico, e.pr_pico
+            SELECT g.segment_index, e.track_id, e.uc_pico, e.pr_pico, e.acps_pico
             FROM track_earnings e JOIN segment_codes g USING (country, tier)
         ),
         shares AS (  -- floor(A * share_ppm / 10^6) as in ``lib.payouts.fixed_point``
             SELECT e.segment_index, s.payee_index,
                    {scaled_floor_div('e.uc', 's.share_ppm', PPM)} AS uc_pico,
-                   {scaled_floor_div('e.pr', 's.share_ppm', PPM)} AS pr_pico
+                   {scaled_floor_div('e.pr', 's.share_ppm', PPM)} AS pr_pico,
+                   {scaled_floor_div('e.acps', 's.share_ppm', PPM)} AS acps_pico
             FROM (
                 SELECT segment_index, track_id,
-                       {quotient_and_remainder('uc_pico', PPM, 'uc')}, {quotient_and_remainder('pr_pico', PPM, 'pr')}
+                       {quotient_and_remainder('uc_pico', PPM, 'uc')}, {quotient_and_remainder('pr_pico', PPM, 'pr')},
+                       {quotient_and_remainder('acps_pico', PPM, 'acps')}
                 FROM earnings
             ) e JOIN coded_splits s USING (track_id)
             UNION ALL
-            SELECT segment_index, (SELECT payee_index FROM payee_codes WHERE payee_id = '{SUSPENSE}'), uc_pico, pr_pico
+            SELECT segment_index, (SELECT payee_index FROM payee_codes WHERE payee_id = '{SUSPENSE}'),
+                   uc_pico, pr_pico, acps_pico
             FROM earnings ANTI JOIN (SELECT DISTINCT track_id FROM valid_splits) USING (track_id)
             UNION ALL
             SELECT g.segment_index, (SELECT payee_index FROM payee_codes WHERE payee_id = '{UNALLOCATED}'),
-                   p.uc_unallocated_pico, p.pr_unallocated_pico
+                   p.uc_unallocated_pico, p.pr_unallocated_pico, p.acps_unallocated_pico
             FROM segment_pools p JOIN segment_codes g USING (country, tier)
-            WHERE p.uc_unallocated_pico > 0 OR p.pr_unallocated_pico > 0
+            WHERE p.uc_unallocated_pico > 0 OR p.pr_unallocated_pico > 0 OR p.acps_unallocated_pico > 0
         )
-        SELECT segment_index, payee_index, sum(uc_pico) AS uc_pico, sum(pr_pico) AS pr_pico
+        SELECT segment_index, payee_index, sum(uc_pico) AS uc_pico, sum(pr_pico) AS pr_pico,
+               sum(acps_pico) AS acps_pico
         FROM shares GROUP BY ALL;
         DROP TABLE valid_splits;
         """,
     )
     rounded = {}
-    for model in ("uc", "pr"):
+    for model in ("uc", "pr", "acps"):
         rounded[model] = f"""
             SELECT segment_index, payee_index,
                    (floor_cents + CASE WHEN rank <= deficit THEN 1 ELSE 0 END)::BIGINT AS {model}_cents
@@ -349,11 +446,12 @@ def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
         con,
         f"""
         CREATE OR REPLACE TEMP TABLE payee_earnings AS
-        SELECT g.country, g.tier, c.payee_id, uc.uc_cents, pr.pr_cents
+        SELECT g.country, g.tier, c.payee_id, uc.uc_cents, pr.pr_cents, acps.acps_cents
         FROM ({rounded['uc']}) uc JOIN ({rounded['pr']}) pr USING (segment_index, payee_index)
+        JOIN ({rounded['acps']}) acps USING (segment_index, payee_index)
         JOIN segment_codes g USING (segment_index)
         JOIN payee_codes c USING (payee_index)
-        WHERE uc.uc_cents <> 0 OR pr.pr_cents <> 0
+        WHERE uc.uc_cents <> 0 OR pr.pr_cents <> 0 OR acps.acps_cents <> 0
         ORDER BY g.country, g.tier, c.payee_id;
         DROP TABLE payee_codes;
         DROP TABLE segment_codes;
@@ -363,7 +461,9 @@ def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
 
 def roll_statements(con: duckdb.DuckDBPyConnection, rules: PayoutRules, payment_standing: bool = False) -> None:
     """Rules 9 and 10: opening + earned + adjustment; pay it all when it reaches the threshold and the
-    payee can be paid, else carry it.
+    payee can be paid, else carry it. Earned is the cents of the rules' ``payout_model``; the
+    statement keeps the pro-rata and ACPS cents beside it (``pro_rata_cents``, ``acps_cents``) and
+    names the model (``payout_model``).
 
     ``previous_statements`` is last month's ``payee_statements`` (empty in the first month) and
     ``payee_adjustments`` this month's adjustments for restated closed months and returned payments.
@@ -387,7 +487,8 @@ def roll_statements(con: duckdb.DuckDBPyConnection, rules: PayoutRules, payment_
         f"""
         CREATE OR REPLACE TEMP TABLE payee_statements AS
         WITH month AS (
-            SELECT payee_id, sum(uc_cents)::BIGINT AS earned, sum(pr_cents)::BIGINT AS pro_rata
+            SELECT payee_id, sum({rules.earned_column})::BIGINT AS earned, sum(pr_cents)::BIGINT AS pro_rata,
+                   sum(acps_cents)::BIGINT AS acps
             FROM payee_earnings GROUP BY payee_id
         ),
         adjusted AS (SELECT payee_id, sum(cents)::BIGINT AS adjustment FROM payee_adjustments GROUP BY payee_id),
@@ -396,7 +497,8 @@ def roll_statements(con: duckdb.DuckDBPyConnection, rules: PayoutRules, payment_
                    coalesce(p.closing_balance_cents, 0)::BIGINT AS opening_balance_cents,
                    coalesce(m.earned, 0)::BIGINT AS earned_cents,
                    coalesce(a.adjustment, 0)::BIGINT AS adjustment_cents,
-                   coalesce(m.pro_rata, 0)::BIGINT AS pro_rata_cents
+                   coalesce(m.pro_rata, 0)::BIGINT AS pro_rata_cents,
+                   coalesce(m.acps, 0)::BIGINT AS acps_cents
             FROM month m
             FULL OUTER JOIN previous_statements p USING (payee_id)
             FULL OUTER JOIN adjusted a USING (payee_id)
@@ -410,7 +512,8 @@ def roll_statements(con: duckdb.DuckDBPyConnection, rules: PayoutRules, payment_
             FROM joined j {standing}
         )
         SELECT payee_id, opening_balance_cents, earned_cents, adjustment_cents, pro_rata_cents, paid_cents,
-               due - paid_cents AS closing_balance_cents, hold_reason
+               due - paid_cents AS closing_balance_cents, hold_reason, acps_cents,
+               '{rules.payout_model}' AS payout_model
         FROM (
             SELECT *,
                    CASE WHEN is_due AND standing IS NULL THEN due ELSE 0 END::BIGINT AS paid_cents,
@@ -418,6 +521,7 @@ def roll_statements(con: duckdb.DuckDBPyConnection, rules: PayoutRules, payment_
             FROM due
         )
         WHERE opening_balance_cents <> 0 OR earned_cents <> 0 OR adjustment_cents <> 0 OR pro_rata_cents <> 0
+              OR acps_cents <> 0
         ORDER BY payee_id
         """,
     )

@@ -13,18 +13,20 @@ import duckdb
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import attach_month
 from fairstream_pipeline.lib.payouts.checks import (
+    MODELS,
     Finding,
+    model_totals_finding,
     no_negative_earnings,
     revenue_without_streams,
     segments_reconcile,
     statements_balance,
-    totals_agree,
 )
 from fairstream_pipeline.lib.payouts.report import cents
 from fairstream_pipeline.lib.close.period_close import (
     CLOSE,
     EARNINGS,
     STATEMENTS,
+    attach_earnings,
     attach_ledger,
     attach_previous_statements,
     close_record,
@@ -33,20 +35,19 @@ from fairstream_pipeline.lib.close.period_close import (
 from fairstream_pipeline.lib.payments.standing import attach_payment_standing
 
 def earnings_findings(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> dict[str, Finding]:
-    """The blocking checks of ``payee_earnings``: UC and PR reconcile per segment to the targets
-    recomputed from the inputs, nothing is negative, and both models share the same total."""
+    """The blocking checks of ``payee_earnings``: UC, PR and ACPS each reconcile per segment to the
+    targets recomputed from the inputs, nothing is negative, and each model's total is the month's
+    target (the three models share the same money)."""
     royalty_share_ppm = lake.manifest(EARNINGS, month)["rules"]["royalty_share_ppm"]
-    attach_month(
-        con, lake, month, {"payee_earnings": EARNINGS, "billed_users": "billed_users", "ad_revenue": "ad_revenue"}
-    )
-    uc_total, pr_total = totals_agree(con)
+    attach_month(con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue"})
+    attach_earnings(con, lake, EARNINGS, month)
     return {
-        "uc_cents_reconcile_per_segment": segments_reconcile(con, "uc", royalty_share_ppm),
-        "pr_cents_reconcile_per_segment": segments_reconcile(con, "pr", royalty_share_ppm),
+        **{
+            f"{model}_cents_reconcile_per_segment": segments_reconcile(con, model, royalty_share_ppm)
+            for model in MODELS
+        },
         "no_negative_earnings": no_negative_earnings(con),
-        "uc_total_equals_pr_total": Finding(
-            1, [] if uc_total == pr_total else [("uc_total_cents", uc_total, "pr_total_cents", pr_total)]
-        ),
+        "model_totals_equal_target": model_totals_finding(con, royalty_share_ppm),
     }
 
 
@@ -59,12 +60,7 @@ def statements_finding(con: duckdb.DuckDBPyConnection, lake: Lake, first_month: 
     who can be paid now (rule 10).
     """
     record = close_record(lake, month)
-    attach_month(
-        con,
-        lake,
-        month,
-        {"payee_earnings": CLOSE if record else EARNINGS},
-    )
+    attach_earnings(con, lake, CLOSE if record else EARNINGS, month)
     attach_ledger(con, lake, month)  # (a month closed under rules v2 has no hold_reason: nobody was held)
     attach_previous_statements(con, lake, first_month, month)
     threshold = lake.manifest(STATEMENTS, month)["rules"]["payout_threshold_cents"]

@@ -1,7 +1,8 @@
 """Where a month's user-bucket shards keep their results between the shard steps and the merge.
 
-Each shard step runs rules 1-4 (``payout_engine.allocate_shard``) on one user bucket and writes
-``user_streams``, ``flagged_users`` and ``track_shares`` as Parquet under
+Each shard step runs rules 1-4 and ACPS's weights (``payout_engine.allocate_shard``) on one user
+bucket and writes ``user_streams``, ``flagged_users``, ``track_shares`` and ``artist_reach`` as
+Parquet under
 
     <warehouse>/_shards/month=M/run=<run id>/bucket=<k>/<table>.parquet
 
@@ -28,7 +29,7 @@ from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.tables import lake_view, write_table
 from fairstream_pipeline.lib.lake.scratch import RunScratch
 
-SHARD_TABLES = ("user_streams", "flagged_users", "track_shares")
+SHARD_TABLES = ("user_streams", "flagged_users", "track_shares", "artist_reach")
 SHARD_RECORD = "_shard.json"  # which bucket of how many the folder holds, and its row counts
 
 
@@ -86,7 +87,13 @@ def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path]) -> 
         if table == "track_shares":  # added up per (segment, track) as it is read: B times fewer rows to keep
             source = (
                 "SELECT country, tier, track_id, sum(streams)::BIGINT AS streams, "
-                f"sum(direct_pico)::HUGEINT AS direct_pico FROM ({source}) GROUP BY ALL"
+                "sum(direct_pico)::HUGEINT AS direct_pico, sum(acps_weight)::HUGEINT AS acps_weight, "
+                f"sum(acps_pro_weight)::HUGEINT AS acps_pro_weight FROM ({source}) GROUP BY ALL"
+            )
+        elif table == "artist_reach":  # a user is in one shard: the listeners add up
+            source = (
+                "SELECT artist_id, sum(streams)::BIGINT AS streams, sum(listeners)::BIGINT AS listeners "
+                f"FROM ({source}) GROUP BY ALL"
             )
         columns = con.execute(f"DESCRIBE {source}").fetchall()
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(f'{c[0]} {c[1]}' for c in columns)})").fetchall()
