@@ -110,7 +110,15 @@ def test_the_ingestion_reads_each_column_cast_to_its_contract_type():
     from fairstream_pipeline.lib.ingestion import plays
     from fairstream_pipeline.lib.ingestion.monthly_tables import AD_REVENUE, BILLED_USERS
 
-    assert plays.EVENT_COLUMNS_SQL == landing_zone.LANDING_EVENTS.typed_columns_sql()
+    every = {c.name for c in landing_zone.LANDING_EVENTS.columns}
+    assert landing_zone.LANDING_EVENTS.typed_columns_sql(present=every).endswith(", source")
+    # an optional column a file leaves out reads as a typed null
+    assert landing_zone.LANDING_EVENTS.typed_columns_sql(present=every - {"source"}).endswith(
+        ", NULL::VARCHAR AS source"
+    )
+    assert landing_zone.LANDING_TRACKS.optional_kinds == {"artist_id": STRING, "content_type": STRING}
+    assert "source" not in landing_zone.EVENT_COLUMNS  # optional: not required by the footer check
+    assert plays.event_columns_sql.__doc__
     assert BILLED_USERS.columns == landing_zone.LANDING_SUBSCRIPTIONS.typed_columns_sql("r")
     assert AD_REVENUE.columns == landing_zone.LANDING_AD_REVENUE.typed_columns_sql("r")
 
@@ -122,14 +130,26 @@ def test_the_generator_writes_exactly_the_contract(tmp_path):
 
 def test_the_test_builders_write_exactly_the_contract(tmp_path):
     landing = Landing(tmp_path)
-    landing.catalog([("t1", "Song", "Artist")], [("t1", "p1", 1_000_000)], [("p1", "Artist", None)])
+    landing.catalog([("t1", "Song", "Artist", "a1", "music")], [("t1", "p1", 1_000_000)], [("p1", "Artist", None)])
     details = landing.payment_details([("p1", "DE89370400440532013000", "COBADEFFXXX", None)])
     assert stat.S_IMODE(details.stat().st_mode) == 0o600
     landing.subscriptions(MONTH, [("u1", "premium", "FR", 999)])
     landing.ad_revenue(MONTH, [("FR", 100)])
-    landing.events(f"{MONTH}-01", [("e1", "u1", "t1", utc(f"{MONTH}-01 10:00"), 200_000)])
+    landing.events(f"{MONTH}-01", [("e1", "u1", "t1", utc(f"{MONTH}-01 10:00"), 200_000, "search")])
     landing.close_days(MONTH)
     assert_files_follow_the_contract(tmp_path)
+
+
+def test_a_delivery_without_the_optional_columns_passes_the_footer_checks(tmp_path):
+    landing = Landing(tmp_path)
+    landing.catalog([("t1", "Song", "Artist")], [("t1", "p1", 1_000_000)], [("p1", "Artist", None)])
+    landing.events(f"{MONTH}-01", [("e1", "u1", "t1", utc(f"{MONTH}-01 10:00"), 200_000)])
+    landing.close_days(MONTH)
+    zone = LandingZone(tmp_path)
+    (events,) = zone.event_files(MONTH)
+    assert "source" not in pq.read_schema(events.path).names
+    tracks = zone.catalog_file("tracks", landing_zone.TRACK_COLUMNS, landing_zone.LANDING_TRACKS.optional_kinds)
+    assert pq.read_schema(tracks.path).names == ["track_id", "title", "artist_name"]
 
 
 @pytest.mark.parametrize("table", LANDING_TABLES, ids=lambda t: t.name)

@@ -86,13 +86,14 @@ def test_statements_balance_names_each_kind_of_broken_statement():
     con = duckdb.connect()
     con.execute(
         """CREATE TABLE payee_earnings AS SELECT * FROM (VALUES
-               ('FR', 'paid', 'A', 500::BIGINT, 400::BIGINT),
-               ('FR', 'paid', 'B', 2000, 2100),
-               ('FR', 'paid', '__suspense__', 1500, 1500),
-               ('FR', 'paid', 'D', 10, 10),
-               ('FR', 'paid', 'J', 1500, 1500),
-               ('FR', 'paid', 'K', 1200, 1200),
-               ('FR', 'paid', 'L', 10, 10)) t(country, tier, payee_id, uc_cents, pr_cents)"""
+               ('FR', 'paid', 'A', 500::BIGINT, 400::BIGINT, 300::BIGINT),
+               ('FR', 'paid', 'B', 2000, 2100, 2000),
+               ('FR', 'paid', '__suspense__', 1500, 1500, 1500),
+               ('FR', 'paid', 'D', 10, 10, 10),
+               ('FR', 'paid', 'J', 1500, 1500, 1500),
+               ('FR', 'paid', 'K', 1200, 1200, 1200),
+               ('FR', 'paid', 'L', 10, 10, 10),
+               ('FR', 'paid', 'M', 20, 10, 30)) t(country, tier, payee_id, uc_cents, pr_cents, acps_cents)"""
     )
     con.execute(
         """CREATE TABLE previous_statements AS SELECT * FROM (VALUES ('A', 300::BIGINT), ('E', 50))
@@ -113,12 +114,21 @@ def test_statements_balance_names_each_kind_of_broken_statement():
                ('J', 0, 1500, 0, 1500, 0, 1500, NULL),
                ('K', 0, 1200, 0, 1200, 1200, 0, 'no_payment_details'),
                ('L', 0, 10, 0, 10, 0, 10, 'vacation'),
+               ('M', 0, 20, 0, 10, 0, 20, NULL),
                ('__suspense__', 0, 1500, 0, 1500, 1500, 0, NULL))
            t(payee_id, opening_balance_cents, earned_cents, adjustment_cents, pro_rata_cents, paid_cents,
              closing_balance_cents, hold_reason)"""
     )
+    # The month pays user-centric; M's ACPS figure on its statement is not its payee_earnings'.
+    con.execute("ALTER TABLE payee_statements ADD COLUMN payout_model VARCHAR DEFAULT 'user_centric'")
+    con.execute(
+        "ALTER TABLE payee_statements ADD COLUMN acps_cents BIGINT; "
+        "UPDATE payee_statements s SET acps_cents = e.acps_cents FROM payee_earnings e WHERE e.payee_id = s.payee_id; "
+        "UPDATE payee_statements SET acps_cents = coalesce(acps_cents, 0); "
+        "UPDATE payee_statements SET acps_cents = 31 WHERE payee_id = 'M'"
+    )
     finding = statements_balance(con, threshold_cents=1000)
-    assert finding.checked == 9
+    assert finding.checked == 10
     assert finding.problems == [
         ("A", "opening + earned + adjustment - paid <> closing"),
         ("B", "a payment must be the whole balance and reach the threshold"),
@@ -127,6 +137,7 @@ def test_statements_balance_names_each_kind_of_broken_statement():
         ("J", "a balance at or over the threshold was not paid"),
         ("K", "a hold_reason on a payee who was paid or not due a payment"),
         ("L", "unknown hold_reason vacation"),
+        ("M", "acps differs from payee_earnings"),
         ("__suspense__", "a special payee was paid"),
         ("E", "payee has earnings, an adjustment or a balance but no statement"),
         ("H", "payee has earnings, an adjustment or a balance but no statement"),
@@ -140,8 +151,9 @@ def test_statements_balance_holds_exactly_who_the_payment_details_hold():
     con = duckdb.connect()
     con.execute(
         """CREATE TABLE payee_earnings AS SELECT 'FR' AS country, 'paid' AS tier, payee_id, 2000::BIGINT AS uc_cents,
-                  2000::BIGINT AS pr_cents FROM (VALUES ('OK'), ('PAID_NO_ROW'), ('WRONG'), ('HELD_OK'), ('SMALL')) t(payee_id)
-           WHERE payee_id <> 'SMALL' UNION ALL SELECT 'FR', 'paid', 'SMALL', 10, 10"""
+                  2000::BIGINT AS pr_cents, 0::BIGINT AS acps_cents
+           FROM (VALUES ('OK'), ('PAID_NO_ROW'), ('WRONG'), ('HELD_OK'), ('SMALL')) t(payee_id)
+           WHERE payee_id <> 'SMALL' UNION ALL SELECT 'FR', 'paid', 'SMALL', 10, 10, 0"""
     )
     con.execute("CREATE TABLE previous_statements (payee_id VARCHAR, closing_balance_cents BIGINT)")
     con.execute("CREATE TABLE payee_adjustments (payee_id VARCHAR, source_month VARCHAR, cents BIGINT)")
@@ -155,6 +167,8 @@ def test_statements_balance_holds_exactly_who_the_payment_details_hold():
            t(payee_id, opening_balance_cents, earned_cents, adjustment_cents, pro_rata_cents, paid_cents,
              closing_balance_cents, hold_reason)"""
     )
+    con.execute("ALTER TABLE payee_statements ADD COLUMN acps_cents BIGINT DEFAULT 0")
+    con.execute("ALTER TABLE payee_statements ADD COLUMN payout_model VARCHAR DEFAULT 'user_centric'")
     con.execute(
         """CREATE VIEW payment_standing AS SELECT * FROM (VALUES
                ('OK', NULL::VARCHAR), ('WRONG', 'invalid_payment_details'), ('HELD_OK', 'invalid_payment_details'),
@@ -169,3 +183,35 @@ def test_statements_balance_holds_exactly_who_the_payment_details_hold():
         ("WRONG", "hold_reason returned_payment but the payment details say payable"),
     ]
     assert statements_balance(con, threshold_cents=1000, standing=None).problems == []
+
+
+def test_statements_balance_checks_earned_against_the_paying_model():
+    """Earned is the cents of the statement's payout_model; one month has one model."""
+    con = duckdb.connect()
+    con.execute(
+        """CREATE TABLE payee_earnings AS SELECT * FROM (VALUES
+               ('FR', 'paid', 'P', 1386::BIGINT, 1286::BIGINT, 2286::BIGINT),
+               ('FR', 'paid', 'Q', 900, 643, 714),
+               ('FR', 'paid', 'N', 714, 1071, 0)) t(country, tier, payee_id, uc_cents, pr_cents, acps_cents)"""
+    )
+    con.execute("CREATE TABLE previous_statements (payee_id VARCHAR, closing_balance_cents BIGINT)")
+    con.execute("CREATE TABLE payee_adjustments (payee_id VARCHAR, source_month VARCHAR, cents BIGINT)")
+    con.execute(
+        """CREATE TABLE payee_statements AS SELECT * FROM (VALUES
+               ('N', 0::BIGINT, 0::BIGINT, 0::BIGINT, 1071::BIGINT, 0::BIGINT, 0::BIGINT, NULL::VARCHAR, 0::BIGINT,
+                'artist_centric'),
+               ('P', 0, 2286, 0, 1286, 2286, 0, NULL, 2286, 'artist_centric'),
+               ('Q', 0, 900, 0, 643, 0, 900, NULL, 714, 'artist_centric'))
+           t(payee_id, opening_balance_cents, earned_cents, adjustment_cents, pro_rata_cents, paid_cents,
+             closing_balance_cents, hold_reason, acps_cents, payout_model)"""
+    )
+    assert statements_balance(con, threshold_cents=1000).problems == [
+        ("Q", "earned differs from payee_earnings"),  # Q's user-centric cents, under artist_centric
+    ]
+    con.execute("UPDATE payee_statements SET earned_cents = 714, closing_balance_cents = 714 WHERE payee_id = 'Q'")
+    assert statements_balance(con, threshold_cents=1000).problems == []
+    con.execute("UPDATE payee_statements SET payout_model = 'pro_rata', earned_cents = 643, "
+                "closing_balance_cents = 643 WHERE payee_id = 'Q'")
+    assert statements_balance(con, threshold_cents=1000).problems == [
+        (payee, "two payout models in one month") for payee in ("N", "P", "Q")
+    ]

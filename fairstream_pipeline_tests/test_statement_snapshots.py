@@ -30,26 +30,35 @@ SNAPSHOTS = Path(__file__).parent / "snapshots" / "statement_email"
 MAIL_FROM = "FairStream Statements <statements@fairstream.test>"
 DOMAIN = "statements.example"
 THRESHOLD = 1000
-LINES = (("DE", "premium", 70, 66), ("FR", "free", 23, 73), ("FR", "paid", 1200, 1500))
+LINES = (("DE", "premium", 70, 66, 61), ("FR", "free", 23, 73, 80), ("FR", "paid", 1200, 1500, 1350))
+UC, PR, ACPS = "user_centric", "pro_rata", "artist_centric"
 STATEMENTS = {
-    "paid": (Statement("2026-10", "artist-7", "Ana Lua", "ana@example.org", 250, 123_456_789, 98_765_432,
-                       123_457_039, 0, LINES), MAIL_FROM),
-    "carried_over": (Statement("2026-02", "BEA", "Bea", "  bea@example.org ", 300, 450, 520, 0, 750, LINES[1:2]),
+    "paid": (Statement("2026-10", "artist-7", "Ana Lua", "ana@example.org", 250, 123_456_789, 98_765_432, 110_000_000,
+                       123_457_039, 0, UC, LINES), MAIL_FROM),
+    "carried_over": (Statement("2026-02", "BEA", "Bea", "  bea@example.org ", 300, 450, 520, 480, 0, 750, UC, LINES[1:2]),
                      MAIL_FROM),
-    "negative": (Statement("2024-03", "X", "Xavier", "x@example.org", 0, 1000, 1000, 0, -1500, (("FR", "paid", 1000, 1000),),
+    "negative": (Statement("2024-03", "X", "Xavier", "x@example.org", 0, 1000, 1000, 900, 0, -1500, UC,
+                           (("FR", "paid", 1000, 1000, 900),),
                            adjustment_cents=-2500, adjustments=(("2023-12", -1800, "late_data"), ("2024-01", -700, "late_data"))), MAIL_FROM),
-    "html_special": (Statement("2025-07", "w<1>&\"'", "<b>&\"'", "w1@example.org", 5, 995, 1000, 1000, 0,
-                               (("US", "<paid>", 995, 1000),)), "statements@fairstream.test"),
-    "non_ascii": (Statement("2025-12", "zoë-1", "Zoë Ångström 李", "zoe@example.org", 0, 2500, 2400, 2500, 0,
-                            (("SE", "premium", 2500, 2400),)), "FairStream Relevés <statements@fairstream.test>"),
-    "no_address": (Statement("2026-09", "NOMAIL", None, None, 0, 640, 600, 0, 640, ()), MAIL_FROM),
+    "html_special": (Statement("2025-07", "w<1>&\"'", "<b>&\"'", "w1@example.org", 5, 995, 1000, 990, 1000, 0, UC,
+                               (("US", "<paid>", 995, 1000, 990),)), "statements@fairstream.test"),
+    "non_ascii": (Statement("2025-12", "zoë-1", "Zoë Ångström 李", "zoe@example.org", 0, 2500, 2400, 2450, 2500, 0, UC,
+                            (("SE", "premium", 2500, 2400, 2450),)), "FairStream Relevés <statements@fairstream.test>"),
+    "no_address": (Statement("2026-09", "NOMAIL", None, None, 0, 640, 600, 620, 0, 640, UC, ()), MAIL_FROM),
     # Rule 10: held payees are told why and what to do, never shown a bank detail.
-    "held_no_details": (Statement("2026-10", "Z", "Zed", "z@example.org", 1200, 1200, 1200, 0, 2400,
-                                  (("FR", "paid", 1200, 1200),), hold_reason="no_payment_details"), MAIL_FROM),
-    "held_returned": (Statement("2024-02", "X", "Xavier", "x@example.org", 0, 2000, 2000, 0, 4000,
-                                (("FR", "paid", 2000, 2000),), adjustment_cents=2000,
+    "held_no_details": (Statement("2026-10", "Z", "Zed", "z@example.org", 1200, 1200, 1200, 1100, 0, 2400, UC,
+                                  (("FR", "paid", 1200, 1200, 1100),), hold_reason="no_payment_details"), MAIL_FROM),
+    "held_returned": (Statement("2024-02", "X", "Xavier", "x@example.org", 0, 2000, 2000, 1900, 0, 4000, UC,
+                                (("FR", "paid", 2000, 2000, 1900),), adjustment_cents=2000,
                                 adjustments=(("2024-01", 2000, "returned_payment"),), hold_reason="returned_payment"),
                       MAIL_FROM),
+    # Rules v4: a month paid under artist-centric (earned is the ACPS figure), with an adjustment.
+    "artist_centric": (Statement("2026-11", "artist-7", "Ana Lua", "ana@example.org", 0, 1491, 1639, 1491, 1481, 0,
+                                 ACPS, LINES, adjustment_cents=-10, adjustments=(("2026-10", -10, "late_data"),)),
+                       MAIL_FROM),
+    # Rules v4: a month paid under pro-rata, carried over.
+    "pro_rata": (Statement("2026-12", "BEA", "Bea", "bea@example.org", 0, 73, 73, 80, 0, 73, PR, LINES[1:2]),
+                 MAIL_FROM),
 }
 HEADERS = ("From", "To", "Subject", "Message-ID", "Auto-Submitted", "MIME-Version")
 

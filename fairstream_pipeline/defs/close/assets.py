@@ -169,7 +169,7 @@ def period_close(
     rules = PayoutRules.from_recorded(lake.manifest(STATEMENTS, month)["rules"])
     with duckdb.connect() as con:
         attach_month(con, lake, month, {"payee_earnings": EARNINGS})
-        held, total = held_cents(con)
+        held, total = held_cents(con, rules.earned_column)
     if _drafted_in_this_run(context) and not auto_close():
         yield _held_share_result(held, total, rules, "the draft")
         context.log.info(

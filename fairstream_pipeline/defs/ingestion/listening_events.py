@@ -20,6 +20,7 @@ from fairstream_pipeline.defs.metadata import (
     contract_failures,
     lake_metadata,
     markdown_table,
+    plottable,
     preview,
 )
 from fairstream_pipeline.defs.resources import (
@@ -40,6 +41,7 @@ from fairstream_pipeline.lib.ingestion.plays import (
 )
 from fairstream_pipeline.lib.lake.scratch import RunScratch
 from fairstream_pipeline.lib.lake.tables import file_rows
+from fairstream_pipeline.lib.payouts.report import percent_number
 from fairstream_pipeline.settings import user_buckets
 
 INGESTION = "ingestion"
@@ -174,6 +176,7 @@ def merge_event_days(
             "user_buckets": dictionary["buckets"],
             "users_in_dictionary": dictionary["users"],
             "accounting": per_reason,
+            **acps_inputs_metadata(result, dictionary),
             "preview": clean_preview,
             **lake_metadata(lake, "clean_plays", month),
         },
@@ -190,6 +193,29 @@ def merge_event_days(
             **lake_metadata(lake, "play_quarantine", month),
         },
     )
+
+
+def acps_inputs_metadata(result, dictionary: dict) -> dict:
+    """What ACPS v1 reads from the landing zone: the active plays, and the ``source`` and
+    ``content_type`` values outside the contract (counted, never dropped: they count as not active
+    and as music)."""
+    unknown_sources = result.unknown_sources
+    unknown_types = dictionary.get("unknown_content_types", {})
+    return {
+        "active_plays": dg.MetadataValue.int(result.active_plays),
+        "active_share": plottable(percent_number(result.active_plays, result.clean_plays)),
+        "unknown_sources": dg.MetadataValue.int(sum(unknown_sources.values())),
+        "unknown_content_types": dg.MetadataValue.int(sum(unknown_types.values())),
+        "values_outside_the_contract": dg.MetadataValue.md(
+            markdown_table(
+                ["column", "value", "rows", "counts as"],
+                [("listening_events.source", v, f"{n:,}", "not active") for v, n in unknown_sources.items()]
+                + [("tracks.content_type", v, f"{n:,}", "music") for v, n in unknown_types.items()],
+            )
+            if unknown_sources or unknown_types
+            else "none: every source and content_type is one the contract lists (or null)"
+        ),
+    }
 
 
 @monthly_graph_asset(

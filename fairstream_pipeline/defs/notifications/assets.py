@@ -112,7 +112,7 @@ def _closed(context: dg.AssetExecutionContext, lake: Lake) -> dict:
 
 @monthly_asset(
     group=NOTIFICATIONS,
-    code_version="statement-email-v2",
+    code_version="statement-email-v3",
     deps=CLOSED_DEPS,
     automation_condition=AFTER_CLOSE,
 )
@@ -120,9 +120,9 @@ def statement_notifications(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, duckdb: DuckDBEngine
 ) -> dg.MaterializeResult:
     """One statement email per payee with a statement in the closed month: text and HTML bodies
-    with the amount earned, the pro-rata figure beside it, opening and closing balances, each
-    adjustment with its source month, and whether a payment was made, plus a CSV of the statement
-    lines. Payees without an email are no_address. Rendered once, at the close."""
+    with the amount earned and the model that paid it, the other two models' figures beside it,
+    opening and closing balances, each adjustment with its source month, and whether a payment was
+    made, plus a CSV of the statement lines. Payees without an email are no_address. Rendered once, at the close."""
     month, lake = context.partition_key, warehouse.lake()
     record = _closed(context, lake)
     if lake.exists("statement_notifications", month) and (
@@ -187,7 +187,7 @@ def statement_notifications(
 
 @monthly_asset(
     group=NOTIFICATIONS,
-    code_version="published-statements-v2",
+    code_version="published-statements-v3",
     kinds={"postgres"},
     deps=CLOSED_DEPS,
     retry_policy=WRITE_DATABASE,

@@ -37,6 +37,7 @@ from fairstream_pipeline.lib.payments.details import (
 )
 from fairstream_pipeline.lib.payouts.engine import pay_payees, validate_splits
 from fairstream_pipeline.lib.payouts.report import (
+    MODEL_ABBREVIATIONS,
     ModelComparison,
     PayeeChange,
     StatementSummary,
@@ -50,12 +51,13 @@ from fairstream_pipeline.lib.payouts.report import (
     eur,
     invalid_tracks,
     largest_adjustments,
+    model_label,
     percent,
     percent_number,
     summarize_statements,
     tracks_by_verdict,
 )
-from fairstream_pipeline.lib.payouts.rules import RULES_VERSION, PayoutRules
+from fairstream_pipeline.lib.payouts.rules import PAYOUT_MODELS, RULES_VERSION, PayoutRules
 from fairstream_pipeline.lib.close.period_close import (
     ADJUSTMENTS,
     STATEMENTS,
@@ -217,7 +219,8 @@ def payee_earnings(
     duckdb: DuckDBEngine,
     payout_rules: PayoutRulesResource,
 ) -> dg.MaterializeResult:
-    """Each payee's cents per segment, user-centric (uc_cents) beside pro-rata (pr_cents).
+    """Each payee's cents per segment under the three models: user-centric (uc_cents), pro-rata
+    (pr_cents) and artist-centric, ACPS v1 (acps_cents); payout_model chooses which one pays.
 
     Track money is split by the rights splits (invalid splits pay __suspense__), then rounded to
     cents once per segment and payee so that every segment sums exactly to its target. For a closed
@@ -257,7 +260,7 @@ def payee_earnings(
                 "input_fingerprint": lake.manifest("landing_month", month)["input_fingerprint"],
             },
         )
-        comparison = compare_models(con, names_view="payee_directory")
+        comparison = compare_models(con, names_view="payee_directory", paying_model=rules.payout_model)
     return dg.MaterializeResult(
         metadata={
             **status,
@@ -270,49 +273,74 @@ def payee_earnings(
     )
 
 
-def _payee_changes_table(changes: list[PayeeChange]) -> str:
+def _payee_changes_table(changes: list[PayeeChange], model: str = "user_centric", baseline: str = "pro_rata") -> str:
+    """Payees under ``model`` against ``baseline`` (payout models, e.g. ``artist_centric``), in EUR."""
+    short = MODEL_ABBREVIATIONS
+    change = f"{short[model]} - {short[baseline]}"
     return markdown_table(
-        ["payee", "user-centric", "pro-rata", "UC - PR", "UC - PR (% of PR)"],
-        [(payee_label(c.payee_id, c.name), eur(c.uc_cents), eur(c.pr_cents), eur(c.change_cents), c.change_percent)
+        ["payee", model_label(model), model_label(baseline), change, f"{change} (% of {short[baseline]})"],
+        [(payee_label(c.payee_id, c.name), eur(c.cents), eur(c.baseline_cents), eur(c.change_cents), c.change_percent)
          for c in changes],
     )
 
 
 def comparison_metadata(c: ModelComparison) -> dict:
-    """User-centric beside pro-rata, as the UI shows it on payee_earnings: text in EUR with names,
-    and the figures a reviewer plots across months as numbers."""
-    held = sum(uc for uc, _ in c.special_cents.values())
+    """User-centric, pro-rata and artist-centric side by side, as the UI shows them on
+    payee_earnings: which model pays (``c.paying_model``), text in EUR with names, and the figures
+    a reviewer plots across months as numbers."""
+    paying = c.paying_model
+    held = c.held_cents(paying)
     moved = c.moved_share_points
+    models = markdown_table(
+        ["", *(f"{model_label(m)} (pays)" if m == paying else model_label(m) for m in PAYOUT_MODELS)],
+        [
+            ("total", *(eur(c.total_cents(m)) for m in PAYOUT_MODELS)),
+            (f"top 1% of payees ({c.top_1pct_payees:,}) hold",
+             *(percent(c.top_1pct_cents(m), c.total_cents(m)) for m in PAYOUT_MODELS)),
+            ("held, never paid", *(eur(c.held_cents(m)) for m in PAYOUT_MODELS)),
+        ],
+    )
     summary = (
-        f"User-centric pays **{eur(c.uc_total_cents)}** over {c.payees:,} payees "
-        f"(pro-rata: {eur(c.pr_total_cents)}).\n\n"
+        f"Paid under **{model_label(paying)}** (payout_model {md_text(paying)}): **{eur(c.total_cents(paying))}** "
+        f"over {c.payees:,} payees; the other two models are comparisons.\n\n"
+        f"{models}\n\n"
         f"The top 1% of payees by pro-rata ({c.top_1pct_payees:,}) hold "
         f"{percent(c.pr_top_1pct_cents, c.pr_total_cents)} of the money pro-rata and "
         f"{percent(c.pr_top_1pct_uc_cents, c.uc_total_cents)} user-centric: "
         + (f"**{moved:.2f} points** move to other payees under user-centric." if moved is not None else "no money.")
-        + "\n\nHeld, never paid: "
-        + (", ".join(f"{md_text(p)} {eur(uc)}" for p, (uc, _) in c.special_cents.items()) or "nothing")
-        + f" ({percent(held, c.uc_total_cents)} of the money)."
+        + f"\n\nHeld, never paid ({model_label(paying)}): "
+        + (", ".join(f"{md_text(p)} {eur(cents)}" for p, cents in c.special_under(paying).items()) or "nothing")
+        + f" ({percent(held, c.total_cents(paying))} of the money)."
     )
     top = markdown_table(
-        ["payee", "user-centric", "pro-rata", "UC - PR"],
-        [(payee_label(p, c.names.get(p)), eur(uc), eur(pr), eur(uc - pr)) for p, uc, pr in c.top_payees],
+        ["payee", "user-centric", "pro-rata", "UC - PR", "artist-centric", "ACPS - UC"],
+        [(payee_label(p, c.names.get(p)), eur(uc), eur(pr), eur(uc - pr), eur(acps), eur(acps - uc))
+         for p, uc, pr, acps in c.top_payees],
     )
     return {
         "summary": dg.MetadataValue.md(summary),
+        "paying_model": dg.MetadataValue.text(paying),
         "uc_total_cents": dg.MetadataValue.int(c.uc_total_cents),
         "pr_total_cents": dg.MetadataValue.int(c.pr_total_cents),
+        "acps_total_cents": dg.MetadataValue.int(c.acps_total_cents),
         "payees": dg.MetadataValue.int(c.payees),
         "top_1pct_share_uc": plottable(percent_number(c.uc_top_1pct_cents, c.uc_total_cents)),
         "top_1pct_share_pr": plottable(percent_number(c.pr_top_1pct_cents, c.pr_total_cents)),
+        "top_1pct_share_acps": plottable(percent_number(c.acps_top_1pct_cents, c.acps_total_cents)),
         "uc_pr_moved_share_points": plottable(moved),
-        "held_share": plottable(percent_number(held, c.uc_total_cents)),
-        "suspense_uc_cents": dg.MetadataValue.int(c.special_cents.get("__suspense__", (0, 0))[0]),
-        "unallocated_uc_cents": dg.MetadataValue.int(c.special_cents.get("__unallocated__", (0, 0))[0]),
+        "held_share": plottable(percent_number(held, c.total_cents(paying))),
+        "suspense_uc_cents": dg.MetadataValue.int(c.special_cents.get("__suspense__", (0, 0, 0))[0]),
+        "unallocated_uc_cents": dg.MetadataValue.int(c.special_cents.get("__unallocated__", (0, 0, 0))[0]),
         "top_payees": dg.MetadataValue.md(top),
         "winners_and_losers": dg.MetadataValue.md(
             f"**Gain most under user-centric** (EUR)\n\n{_payee_changes_table(c.winners)}\n\n"
             f"**Lose most under user-centric** (EUR)\n\n{_payee_changes_table(c.losers)}"
+        ),
+        "acps_winners_and_losers": dg.MetadataValue.md(
+            "**Gain most under artist-centric**, against user-centric (EUR)\n\n"
+            f"{_payee_changes_table(c.acps_winners, 'artist_centric', 'user_centric')}\n\n"
+            "**Lose most under artist-centric**, against user-centric (EUR)\n\n"
+            f"{_payee_changes_table(c.acps_losers, 'artist_centric', 'user_centric')}"
         ),
     }
 
@@ -332,7 +360,8 @@ STATEMENT_DEPS = [*ADJUSTMENT_DEPS, dg.AssetDep(STATEMENTS, partition_mapping=PR
     specs=[
         _spec(
             STATEMENTS,
-            "Each payee's monthly statement: opening balance, earned (UC), adjustment, pro-rata, paid, "
+            "Each payee's monthly statement: opening balance, earned (under payout_model, user-centric by "
+            "default), adjustment, pro-rata, ACPS, paid, "
             "closing balance, hold reason. Opening balances are last month's closings (zero in the first "
             "month); the adjustment is the sum of this month's payee_adjustments. When opening + earned + "
             "adjustment reaches payout_threshold_cents it is all paid, unless the payee is held (no or "

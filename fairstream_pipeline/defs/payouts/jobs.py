@@ -11,8 +11,9 @@ monthly_payout_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("ingestion", "catalog", "payouts", "close", "notifications")
     | dg.AssetSelection.assets("payment_details", "payment_batch"),
     description=(
-        "Compute one month that has ended: wait for a complete landing zone, ingest, count streams, "
-        "pay payees user-centrically (with pro-rata beside it), roll the statements forward with "
+        "Compute one month that has ended: wait for a complete landing zone, ingest, count streams, judge "
+        "the professional artists, pay payees under payout_model (user-centric by default; pro-rata and "
+        "artist-centric beside it), roll the statements forward with "
         "the adjustments of restated months and returned payments, hold whoever cannot be paid, close the "
         "month (unless FAIRSTREAM_AUTO_CLOSE is off), then publish the statements, queue the statement "
         "emails and build the payment batch (released only by approve_payment_batch). Blocking money checks stop bad "

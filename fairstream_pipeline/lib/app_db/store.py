@@ -51,9 +51,9 @@ def transaction(url: str) -> Iterator["psycopg2.extensions.cursor"]:  # noqa: F8
 STATEMENT_COLUMNS = (
     "month", "payee_id", "payee_name", "email", "opening_balance_cents", "earned_cents", "adjustment_cents",
     "pro_rata_cents", "paid_cents", "closing_balance_cents", "rules_version", "closed_at", "statements_hash",
-    "hold_reason",
+    "hold_reason", "acps_cents", "payout_model",
 )
-LINE_COLUMNS = ("month", "payee_id", "country", "tier", "uc_cents", "pr_cents")
+LINE_COLUMNS = ("month", "payee_id", "country", "tier", "uc_cents", "pr_cents", "acps_cents")
 ADJUSTMENT_COLUMNS = ("month", "payee_id", "source_month", "cents", "reason")
 
 

@@ -1,5 +1,6 @@
 """The monthly statement email: subject, text and HTML bodies (Jinja2 templates in ``templates/``),
-the CSV of lines, a stable Message-ID."""
+the CSV of lines, a stable Message-ID. It shows what the three payout models (user-centric,
+pro-rata, artist-centric) give the payee for the month, and names the one that paid."""
 
 from __future__ import annotations
 
@@ -17,28 +18,56 @@ import markupsafe
 
 from fairstream_pipeline.lib.months import parse_month
 from fairstream_pipeline.lib.notifications.message import Message
-from fairstream_pipeline.lib.payouts.report import cents
+from fairstream_pipeline.lib.payouts.report import cents, model_label
+from fairstream_pipeline.lib.payouts.rules import (
+    ARTIST_CENTRIC,
+    MODEL_COLUMNS,
+    PAYOUT_MODELS,
+    PRO_RATA,
+    USER_CENTRIC,
+)
 
 STATEMENT_KIND = "monthly_statement"
 TEMPLATES = Path(__file__).parent / "templates"  # statement.txt.j2, statement.html.j2
 
 
+LINE_MODELS = (USER_CENTRIC, PRO_RATA, ARTIST_CENTRIC)  # the order of a line's cents
+
+
 @dataclass(frozen=True)
 class Statement:
+    """One payee's closed statement; the fields in the order of ``closed_statements.statement_rows``."""
+
     month: str
     payee_id: str
     name: str | None
     email: str | None
     opening_balance_cents: int
-    earned_cents: int
+    earned_cents: int  # under payout_model
     pro_rata_cents: int
+    acps_cents: int  # artist-centric (ACPS v1); 0 in months computed before rules v4
     paid_cents: int
     closing_balance_cents: int
-    lines: tuple[tuple[str, str, int, int], ...]  # (country, tier, uc_cents, pr_cents)
+    payout_model: str  # the model whose cents are earned_cents (user_centric before rules v4)
+    lines: tuple[tuple[str, str, int, int, int], ...]  # (country, tier, uc_cents, pr_cents, acps_cents)
     adjustment_cents: int = 0
     # (source_month, cents, reason): late_data (a restated closed month) or returned_payment
     adjustments: tuple[tuple[str, int, str], ...] = ()
     hold_reason: str | None = None  # rule 10: why a payee due a payment was not paid
+
+    def __post_init__(self) -> None:
+        if self.payout_model not in PAYOUT_MODELS:
+            raise ValueError(f"payout_model must be one of {', '.join(PAYOUT_MODELS)}, got {self.payout_model!r}")
+
+    def model_cents(self, model: str) -> int:
+        """The month's cents under ``model``: ``earned_cents`` under the paying model, and the
+        statement's figure for the other two (user-centric, which a statement of another model
+        does not keep, is the sum of its lines)."""
+        if model == self.payout_model:
+            return self.earned_cents
+        if model == USER_CENTRIC:
+            return sum(line[2] for line in self.lines)
+        return {PRO_RATA: self.pro_rata_cents, ARTIST_CENTRIC: self.acps_cents}[model]
 
 
 def message_id(month: str, payee_id: str, kind: str, domain: str) -> str:
@@ -77,6 +106,30 @@ HOLD_MESSAGES = {
 }
 
 
+# How each model shares the money, in the words a payee reads.
+MODEL_HOW = {
+    USER_CENTRIC: "each subscriber's money goes only to what they listened to",
+    PRO_RATA: "each pool is shared by stream count",
+    ARTIST_CENTRIC: (
+        "each pool is shared by weighted streams, in which plays a listener chose and streams of "
+        "professional artists weigh more and noise weighs nothing"
+    ),
+}
+MODEL_ADVERBS = {USER_CENTRIC: "user-centrically", PRO_RATA: "pro-rata", ARTIST_CENTRIC: "artist-centrically"}
+
+
+def model_explanation(paying: str) -> str:
+    """The footer: how the paying model shares the money, and what the other figures are."""
+    others = [m for m in PAYOUT_MODELS if m != paying]
+    return (
+        f"FairStream paid you {MODEL_ADVERBS[paying]} this month: {MODEL_HOW[paying]}. The "
+        + " and ".join(model_label(m) for m in others)
+        + " figures show what the other models would have paid you: "
+        + "; ".join(f"under {model_label(m)}, {MODEL_HOW[m]}" for m in others)
+        + "."
+    )
+
+
 def render_statement(statement: Statement, threshold_cents: int, domain: str) -> Message:
     """The email for one payee's statement (bodies from the templates): amounts in EUR from integer
     cents, formatted in Python (the templates' ``money`` filter), never floats."""
@@ -101,8 +154,12 @@ def render_statement(statement: Statement, threshold_cents: int, domain: str) ->
         "title": title,
         "payee_id": s.payee_id,
         "rows": [
-            ("Earned this month (user-centric)", s.earned_cents),
-            ("Pro-rata would have paid", s.pro_rata_cents),
+            (f"Earned this month ({model_label(s.payout_model)})", s.earned_cents),
+            *(
+                (f"{model_label(m).capitalize()} would have paid", s.model_cents(m))
+                for m in PAYOUT_MODELS
+                if m != s.payout_model
+            ),
             ("Opening balance", s.opening_balance_cents),
             *([("Adjustments for earlier months", s.adjustment_cents)] if s.adjustments else []),
             ("Paid this month", s.paid_cents),
@@ -113,6 +170,8 @@ def render_statement(statement: Statement, threshold_cents: int, domain: str) ->
             for source, amount, reason in s.adjustments
         ],
         "payment": payment,
+        "paid_under": model_label(s.payout_model),
+        "explanation": model_explanation(s.payout_model),
         "line_count": len(s.lines),
     }
     text_template, html_template = _templates()
@@ -131,13 +190,16 @@ def render_statement(statement: Statement, threshold_cents: int, domain: str) ->
 
 
 def _statement_csv(s: Statement) -> str:
-    """The attachment: the statement's earned lines, then its adjustments."""
+    """The attachment: the statement's earned lines (cents under each model), then its
+    adjustments, whose cents are in the paying model's column."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["month", "payee_id", "line", "source_month", "country", "tier", "uc_cents", "pr_cents", "reason"])
+    columns = [MODEL_COLUMNS[m] for m in LINE_MODELS]
+    writer.writerow(["month", "payee_id", "line", "source_month", "country", "tier", *columns, "reason"])
     writer.writerows((s.month, s.payee_id, "earned", s.month, *line, "") for line in s.lines)
     writer.writerows(
-        (s.month, s.payee_id, "adjustment", source, "", "", amount, "", adjustment_reason(source, reason))
+        (s.month, s.payee_id, "adjustment", source, "", "",
+         *(amount if m == s.payout_model else "" for m in LINE_MODELS), adjustment_reason(source, reason))
         for source, amount, reason in s.adjustments
     )
     return buffer.getvalue()

@@ -160,7 +160,7 @@ def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int, sta
                 WHEN pro_rata_cents <> expected_pr THEN 'pro_rata differs from payee_earnings'
                 WHEN acps_cents <> expected_acps THEN 'acps differs from payee_earnings'
                 WHEN payout_model NOT IN ({models}) THEN 'unknown payout_model ' || payout_model
-                WHEN payout_model <> first_value(payout_model) OVER () THEN 'two payout models in one month'
+                WHEN min(payout_model) OVER () <> max(payout_model) OVER () THEN 'two payout models in one month'
                 WHEN adjustment_cents <> expected_adjustment THEN 'adjustment differs from payee_adjustments'
                 WHEN opening_balance_cents <> expected_opening THEN 'opening differs from last closing'
                 WHEN paid_cents > 0 AND payee_id IN ({special}) THEN 'a special payee was paid'
@@ -189,13 +189,16 @@ def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int, sta
     return Finding(checked, problems + missing)
 
 
-def held_cents(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-    """The month's user-centric cents held in ``__suspense__`` + ``__unallocated__``, and its total."""
+def held_cents(con: duckdb.DuckDBPyConnection, column: str = "uc_cents") -> tuple[int, int]:
+    """The month's cents of the paying model (``column`` of ``payee_earnings``, user-centric by
+    default) held in ``__suspense__`` + ``__unallocated__``, and its total."""
+    if column not in {f"{m}_cents" for m in MODELS}:
+        raise ValueError(f"not a model's cents column of payee_earnings: {column!r}")
     special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
     held, total = _rows(
         con,
-        f"""SELECT coalesce(sum(uc_cents) FILTER (WHERE payee_id IN ({special})), 0)::BIGINT,
-                   coalesce(sum(uc_cents), 0)::BIGINT FROM payee_earnings""",
+        f"""SELECT coalesce(sum({column}) FILTER (WHERE payee_id IN ({special})), 0)::BIGINT,
+                   coalesce(sum({column}), 0)::BIGINT FROM payee_earnings""",
     )[0]
     return held, total
 

@@ -9,7 +9,8 @@ from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import attach_month
 from fairstream_pipeline.lib.markdown import payee_label
 from fairstream_pipeline.lib.payments.overview import batch_overview, overview_line
-from fairstream_pipeline.lib.payouts.report import cents, compare_models, percent
+from fairstream_pipeline.lib.payouts.report import cents, compare_models, model_label, percent
+from fairstream_pipeline.lib.payouts.rules import PayoutRules
 from fairstream_pipeline.lib.close.period_close import (
     ADJUSTMENTS,
     close_record,
@@ -24,13 +25,29 @@ def describe(reason: str, source: str) -> str:
     return f"payments for {source} returned by the bank" if reason == "returned_payment" else f"late data for {source}"
 
 
+def paying_model(lake: Lake, month: str) -> str:
+    """The model whose cents ``month``'s statements earn, as their manifest recorded the rules
+    (months computed before rules v4 record no ``payout_model``: user-centric)."""
+    recorded = lake.manifest("payee_statements", month).get("rules", {})
+    return PayoutRules.from_recorded(recorded).payout_model
+
+
 def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
-    """Ingestion accounting, UC beside PR, and the statements of one month, as text."""
+    """Ingestion accounting, UC, PR and ACPS side by side with the model that paid, and the
+    statements of one month, as text."""
     plays = lake.manifest("clean_plays", month)
     quarantined = ", ".join(f"{reason} {n:,}" for reason, n in plays["quarantined"].items())
     con = duckdb.connect()
-    attach_month(con, lake, month, {"payee_earnings": "payee_earnings", "payee_directory": "payee_directory"})
-    comparison = compare_models(con, top=top, names_view="payee_directory")
+    attach_month(con, lake, month, {"earnings_as_written": "payee_earnings", "payee_directory": "payee_directory"})
+    # payee_earnings computed before rules v4 have no acps_cents: no artist-centric figure to show.
+    acps_known = "acps_cents" in {row[0] for row in con.execute("DESCRIBE earnings_as_written").fetchall()}
+    con.execute(
+        "CREATE VIEW payee_earnings AS SELECT *"
+        + ("" if acps_known else ", 0::BIGINT AS acps_cents")
+        + " FROM earnings_as_written"
+    ).fetchall()
+    paying = paying_model(lake, month)
+    comparison = compare_models(con, top=top, names_view="payee_directory", paying_model=paying)
     flagged = lake.row_count("flagged_users", month)
     statements = con.execute(
         f"""SELECT count(*), count(*) FILTER (WHERE paid_cents > 0),
@@ -53,10 +70,15 @@ def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
         f"plays: {plays['rows_read']:,} rows read, {plays['clean_plays']:,} clean, "
         f"{plays['duplicates_dropped']:,} exact duplicates dropped; quarantined: {quarantined}",
         f"flagged users: {flagged:,}",
+        f"paid under: {model_label(paying)}",
         f"money: user-centric {cents(comparison.uc_total_cents)} EUR, pro-rata "
-        f"{cents(comparison.pr_total_cents)} EUR over {comparison.payees:,} payees; "
+        f"{cents(comparison.pr_total_cents)} EUR, artist-centric "
+        + (f"{cents(comparison.acps_total_cents)} EUR" if acps_known else "n/a (computed before rules v4)")
+        + f" over {comparison.payees:,} payees; "
         f"top 1% ({comparison.top_1pct_payees}) take {percent(comparison.uc_top_1pct_cents, comparison.uc_total_cents)} "
-        f"UC vs {percent(comparison.pr_top_1pct_cents, comparison.pr_total_cents)} PR",
+        f"UC vs {percent(comparison.pr_top_1pct_cents, comparison.pr_total_cents)} PR vs "
+        + (percent(comparison.acps_top_1pct_cents, comparison.acps_total_cents) if acps_known else "n/a")
+        + " ACPS",
         f"moved: the top 1% by pro-rata hold {percent(comparison.pr_top_1pct_cents, comparison.pr_total_cents)} "
         f"pro-rata and {percent(comparison.pr_top_1pct_uc_cents, comparison.uc_total_cents)} user-centric: "
         + (
@@ -65,12 +87,13 @@ def summarize_month(lake: Lake, month: str, top: int = 5) -> str:
             else "no money"
         ),
     ]
-    for payee, (uc, _) in comparison.special_cents.items():
-        lines.append(f"held: {payee} {cents(uc)} EUR")
-    lines.append("top payees (UC / PR, EUR):")
+    for payee, held in comparison.special_under(paying).items():
+        lines.append(f"held: {payee} {cents(held)} EUR ({model_label(paying)})")
+    lines.append(f"top payees by {model_label(paying)} (UC / PR / ACPS, EUR):")
     lines += [
-        f"  {payee_label(payee, comparison.names.get(payee)):<40} {cents(uc):>12} / {cents(pr):>12}"
-        for payee, uc, pr in comparison.top_payees
+        f"  {payee_label(payee, comparison.names.get(payee)):<40} {cents(uc):>12} / {cents(pr):>12} / "
+        f"{cents(acps) if acps_known else 'n/a':>12}"
+        for payee, uc, pr, acps in comparison.top_payees
     ]
     lines.append(
         f"statements: {statements[0]:,} payees, {statements[1]:,} paid {cents(statements[2])} EUR; "

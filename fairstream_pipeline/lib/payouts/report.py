@@ -1,4 +1,5 @@
-"""What a finance reviewer reads about a month: user-centric beside pro-rata, in integer cents."""
+"""What a finance reviewer reads about a month: user-centric, pro-rata and artist-centric side by
+side, in integer cents."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import duckdb
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import Rows, first_rows
-from fairstream_pipeline.lib.payouts.rules import PICO_PER_CENT, SPECIAL_PAYEES
+from fairstream_pipeline.lib.payouts.rules import (
+    ARTIST_CENTRIC,
+    PAYOUT_MODELS,
+    PICO_PER_CENT,
+    PRO_RATA,
+    SPECIAL_PAYEES,
+    USER_CENTRIC,
+)
 
 
 def percent(part: int, whole: int) -> str:
@@ -42,23 +50,33 @@ def percent_number(part: int, whole: int) -> float | None:
     return (-1 if (part < 0) != (whole < 0) and part != 0 else 1) * basis_points / 100
 
 
+MODEL_LABELS = {USER_CENTRIC: "user-centric", PRO_RATA: "pro-rata", ARTIST_CENTRIC: "artist-centric"}
+MODEL_ABBREVIATIONS = {USER_CENTRIC: "UC", PRO_RATA: "PR", ARTIST_CENTRIC: "ACPS"}
+
+
+def model_label(model: str) -> str:
+    """A payout model as a reader reads it: ``user-centric``, ``pro-rata``, ``artist-centric``."""
+    return MODEL_LABELS[model]
+
+
 @dataclass(frozen=True)
 class PayeeChange:
-    """One payee under both models: what user-centric pays compared with pro-rata."""
+    """One payee under two models: what ``model`` pays compared with ``baseline`` (user-centric
+    against pro-rata, or artist-centric against user-centric)."""
 
     payee_id: str
     name: str | None
-    uc_cents: int
-    pr_cents: int
+    cents: int  # under the model
+    baseline_cents: int  # under the baseline
 
     @property
     def change_cents(self) -> int:
-        return self.uc_cents - self.pr_cents
+        return self.cents - self.baseline_cents
 
     @property
     def change_percent(self) -> str:
-        """UC - PR in percent of PR (``n/a`` for a payee pro-rata pays nothing)."""
-        return percent(self.change_cents, self.pr_cents)
+        """The change in percent of the baseline (``n/a`` for a payee the baseline pays nothing)."""
+        return percent(self.change_cents, self.baseline_cents)
 
 
 @dataclass(frozen=True)
@@ -69,12 +87,17 @@ class ModelComparison:
     top_1pct_payees: int
     uc_top_1pct_cents: int  # the top 1% ranked by user-centric, their user-centric cents
     pr_top_1pct_cents: int  # the top 1% ranked by pro-rata, their pro-rata cents
-    special_cents: dict[str, tuple[int, int]]
-    top_payees: list[tuple[str, int, int]]  # (payee_id, uc_cents, pr_cents), by uc desc
+    special_cents: dict[str, tuple[int, int, int]]  # payee -> (uc, pr, acps) cents, in PAYOUT_MODELS order
+    top_payees: list[tuple[str, int, int, int]]  # (payee_id, uc, pr, acps), by the paying model's cents desc
     pr_top_1pct_uc_cents: int = 0  # the top 1% ranked by pro-rata, their user-centric cents
     names: dict[str, str] = field(default_factory=dict)  # payee_id -> name, for the payees listed here
-    winners: list[PayeeChange] = field(default_factory=list)  # biggest UC - PR first
+    winners: list[PayeeChange] = field(default_factory=list)  # UC against PR: biggest UC - PR first
     losers: list[PayeeChange] = field(default_factory=list)  # most negative UC - PR first
+    acps_total_cents: int = 0
+    acps_top_1pct_cents: int = 0  # the top 1% ranked by artist-centric, their artist-centric cents
+    acps_winners: list[PayeeChange] = field(default_factory=list)  # ACPS against UC: biggest ACPS - UC first
+    acps_losers: list[PayeeChange] = field(default_factory=list)  # most negative ACPS - UC first
+    paying_model: str = USER_CENTRIC  # whose cents the month's statements earn (PayoutRules.payout_model)
 
     @property
     def moved_share_points(self) -> float | None:
@@ -84,56 +107,85 @@ class ModelComparison:
         pr, uc = (percent_number(c, self.pr_total_cents) for c in (self.pr_top_1pct_cents, self.pr_top_1pct_uc_cents))
         return None if pr is None or uc is None else round(pr - uc, 2)
 
+    def total_cents(self, model: str) -> int:
+        """The month's cents under ``model`` (special payees included)."""
+        totals = (self.uc_total_cents, self.pr_total_cents, self.acps_total_cents)
+        return totals[PAYOUT_MODELS.index(model)]
 
-def compare_models(con: duckdb.DuckDBPyConnection, top: int = 10, names_view: str | None = None) -> ModelComparison:
-    """Totals, the top payees, the share of the top 1% of payees and the biggest winners and losers
-    of user-centric against pro-rata, from ``payee_earnings``.
+    def top_1pct_cents(self, model: str) -> int:
+        """What the top 1% of payees ranked by ``model`` earn under ``model``."""
+        tops = (self.uc_top_1pct_cents, self.pr_top_1pct_cents, self.acps_top_1pct_cents)
+        return tops[PAYOUT_MODELS.index(model)]
+
+    def held_cents(self, model: str) -> int:
+        """What the special payees (suspense, unallocated) hold under ``model``: never paid."""
+        return sum(self.special_under(model).values())
+
+    def special_under(self, model: str) -> dict[str, int]:
+        """Each special payee's cents under ``model``."""
+        return {payee: amounts[PAYOUT_MODELS.index(model)] for payee, amounts in self.special_cents.items()}
+
+
+def compare_models(
+    con: duckdb.DuckDBPyConnection, top: int = 10, names_view: str | None = None, paying_model: str = USER_CENTRIC
+) -> ModelComparison:
+    """Totals, the top payees, the share of the top 1% of payees under each model (user-centric,
+    pro-rata, artist-centric), and the biggest winners and losers of user-centric against pro-rata
+    and of artist-centric against user-centric, from ``payee_earnings``.
 
     The top 1% is ``ceil(1% of real payees)``, ranked separately under each model (ties by
     ``payee_id``); the moved share holds the pro-rata top 1% fixed and compares their two shares.
+    The top payees are ranked by ``paying_model``, the model whose cents the month pays.
     The special payees (suspense, unallocated) are reported on their own and never ranked.
     ``names_view`` (``payee_id``, ``name``), when given, names the payees listed.
     """
+    if paying_model not in PAYOUT_MODELS:
+        raise ValueError(f"paying_model must be one of {', '.join(PAYOUT_MODELS)}, got {paying_model!r}")
     special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE payee_totals AS
-        SELECT payee_id, sum(uc_cents)::BIGINT AS uc, sum(pr_cents)::BIGINT AS pr
+        SELECT payee_id, sum(uc_cents)::BIGINT AS uc, sum(pr_cents)::BIGINT AS pr, sum(acps_cents)::BIGINT AS acps
         FROM payee_earnings GROUP BY payee_id
         """
     ).fetchall()
-    uc_total, pr_total = con.execute(
-        "SELECT coalesce(sum(uc), 0)::BIGINT, coalesce(sum(pr), 0)::BIGINT FROM payee_totals"
+    uc_total, pr_total, acps_total = con.execute(
+        "SELECT coalesce(sum(uc), 0)::BIGINT, coalesce(sum(pr), 0)::BIGINT, coalesce(sum(acps), 0)::BIGINT "
+        "FROM payee_totals"
     ).fetchall()[0]
     payees = con.execute(f"SELECT count(*) FROM payee_totals WHERE payee_id NOT IN ({special})").fetchall()[0][0]
     top_n = -(-payees // 100)  # ceil(1%)
-    (uc_top,), (pr_top_uc, pr_top) = (
+    (uc_top,), (pr_top_uc, pr_top), (acps_top,) = (
         con.execute(
             f"""SELECT {columns} FROM (
-                    SELECT uc, pr FROM payee_totals WHERE payee_id NOT IN ({special})
+                    SELECT uc, pr, acps FROM payee_totals WHERE payee_id NOT IN ({special})
                     ORDER BY {model} DESC, payee_id LIMIT {top_n})"""
         ).fetchall()[0]
         for model, columns in (
             ("uc", "coalesce(sum(uc), 0)::BIGINT"),
             ("pr", "coalesce(sum(uc), 0)::BIGINT, coalesce(sum(pr), 0)::BIGINT"),
+            ("acps", "coalesce(sum(acps), 0)::BIGINT"),
         )
     )
     specials = {
-        payee: (uc, pr)
-        for payee, uc, pr in con.execute(
-            f"SELECT payee_id, uc, pr FROM payee_totals WHERE payee_id IN ({special}) ORDER BY payee_id"
+        payee: (uc, pr, acps)
+        for payee, uc, pr, acps in con.execute(
+            f"SELECT payee_id, uc, pr, acps FROM payee_totals WHERE payee_id IN ({special}) ORDER BY payee_id"
         ).fetchall()
     }
+    ranked_by = {USER_CENTRIC: "uc", PRO_RATA: "pr", ARTIST_CENTRIC: "acps"}[paying_model]
     top_payees = con.execute(
-        f"""SELECT payee_id, uc, pr FROM payee_totals WHERE payee_id NOT IN ({special})
-            ORDER BY uc DESC, payee_id LIMIT {top}"""
+        f"""SELECT payee_id, uc, pr, acps FROM payee_totals WHERE payee_id NOT IN ({special})
+            ORDER BY {ranked_by} DESC, payee_id LIMIT {top}"""
     ).fetchall()
+    # (model, baseline, direction) -> (payee_id, model cents, baseline cents)
     changes = {
-        direction: con.execute(
-            f"""SELECT payee_id, uc, pr FROM payee_totals
-                WHERE payee_id NOT IN ({special}) AND uc {'>' if direction == 'DESC' else '<'} pr
-                ORDER BY uc - pr {direction}, payee_id LIMIT {top}"""
+        (model, baseline, direction): con.execute(
+            f"""SELECT payee_id, {model}, {baseline} FROM payee_totals
+                WHERE payee_id NOT IN ({special}) AND {model} {'>' if direction == 'DESC' else '<'} {baseline}
+                ORDER BY {model} - {baseline} {direction}, payee_id LIMIT {top}"""
         ).fetchall()
+        for model, baseline in (("uc", "pr"), ("acps", "uc"))
         for direction in ("DESC", "ASC")
     }
     con.execute("DROP TABLE payee_totals").fetchall()
@@ -146,8 +198,9 @@ def compare_models(con: duckdb.DuckDBPyConnection, top: int = 10, names_view: st
                 [listed],
             ).fetchall()
         )
-    winners, losers = (
-        [PayeeChange(p, names.get(p), uc, pr) for p, uc, pr in changes[direction]] for direction in ("DESC", "ASC")
+    winners, losers, acps_winners, acps_losers = (
+        [PayeeChange(p, names.get(p), cents, baseline) for p, cents, baseline in changes[key]]
+        for key in (("uc", "pr", "DESC"), ("uc", "pr", "ASC"), ("acps", "uc", "DESC"), ("acps", "uc", "ASC"))
     )
     return ModelComparison(
         uc_total_cents=uc_total,
@@ -162,6 +215,11 @@ def compare_models(con: duckdb.DuckDBPyConnection, top: int = 10, names_view: st
         names=names,
         winners=winners,
         losers=losers,
+        acps_total_cents=acps_total,
+        acps_top_1pct_cents=acps_top,
+        acps_winners=acps_winners,
+        acps_losers=acps_losers,
+        paying_model=paying_model,
     )
 
 
