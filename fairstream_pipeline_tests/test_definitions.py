@@ -31,6 +31,7 @@ def test_expected_asset_keys(definitions):
         "payment_status",
         "period_close",
         "play_quarantine",
+        "professional_artists",
         "published_statements",
         "segment_pools",
         "statement_notifications",

@@ -141,7 +141,7 @@ def test_rematerializing_replaces_the_month_byte_for_byte(hand_made_month, mater
     assert current() == first
     assert lake.published(MONTH)["clean_plays"] != first_version  # a new version, published atomically
     assert sorted(first) == [
-        "_dictionary.json", "_manifest.json", "files.parquet",
+        "_dictionary.json", "_manifest.json", "artists.parquet", "files.parquet",
         "plays/bucket=0/day=2026-10-01/plays.parquet", "plays/bucket=0/day=2026-10-15/plays.parquet",
         "removed.parquet", "tracks.parquet", "users.parquet",
     ]

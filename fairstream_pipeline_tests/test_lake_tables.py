@@ -29,9 +29,13 @@ BIG_PICO = 123_456_789_012_345_678_901_234  # beyond BIGINT: HUGEINT in DuckDB, 
 
 def test_the_column_map_names_the_pico_cent_columns():
     assert lake_columns("track_earnings") == (
-        "* REPLACE (CAST(uc_pico AS DECIMAL(38,0)) AS uc_pico, CAST(pr_pico AS DECIMAL(38,0)) AS pr_pico)"
+        "* REPLACE (CAST(uc_pico AS DECIMAL(38,0)) AS uc_pico, CAST(pr_pico AS DECIMAL(38,0)) AS pr_pico, "
+        "CAST(acps_pico AS DECIMAL(38,0)) AS acps_pico, CAST(acps_weight AS DECIMAL(38,0)) AS acps_weight)"
     )
-    assert lake_view("track_earnings") == "* REPLACE (CAST(uc_pico AS HUGEINT) AS uc_pico, CAST(pr_pico AS HUGEINT) AS pr_pico)"
+    # a month written before ACPS v1 has no acps columns: only the pico columns it has are cast
+    assert lake_view("track_earnings", {"track_id", "uc_pico", "pr_pico"}) == (
+        "* REPLACE (CAST(uc_pico AS HUGEINT) AS uc_pico, CAST(pr_pico AS HUGEINT) AS pr_pico)"
+    )
     assert lake_columns("payee_earnings") == lake_view("payee_earnings") == "*"
     assert PICO_COLUMNS["user_streams"] == ("contribution_pico",)
     assert sorted(PICO_COLUMNS) == ["segment_pools", "track_earnings", "track_shares", "user_streams"]

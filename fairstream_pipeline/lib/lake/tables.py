@@ -29,33 +29,40 @@ PICO_COLUMNS = {
 }
 
 
-def lake_columns(table: str) -> str:
-    """The ``SELECT`` list that writes ``table`` to Parquet without losing a pico-cent."""
-    pico = PICO_COLUMNS.get(table, ())
+def lake_columns(table: str, present: set[str] | None = None) -> str:
+    """The ``SELECT`` list that writes ``table`` to Parquet without losing a pico-cent (only the
+    pico-cent columns among ``present``, the relation's columns, when given: a month written before
+    a column was added lacks it)."""
+    pico = [c for c in PICO_COLUMNS.get(table, ()) if present is None or c in present]
     if not pico:
         return "*"
     return f"* REPLACE ({', '.join(f'CAST({c} AS {PICO_DECIMAL}) AS {c}' for c in pico)})"
 
 
-def lake_view(table: str) -> str:
+def lake_view(table: str, present: set[str] | None = None) -> str:
     """The ``SELECT`` list that reads ``table`` back from Parquet with pico-cents as ``HUGEINT``."""
-    return lake_columns(table).replace(PICO_DECIMAL, "HUGEINT")
+    return lake_columns(table, present).replace(PICO_DECIMAL, "HUGEINT")
+
+
+def columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> set[str]:
+    """The column names of a table, a view or a ``read_parquet(...)``."""
+    return {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
 
 
 def attach_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: str, views: dict[str, str]) -> None:
     """Create a view per ``{view_name: asset}`` over the asset's month in the lake."""
     for view, asset in views.items():
-        con.execute(
-            f"CREATE OR REPLACE VIEW {view} AS "
-            f"SELECT {lake_view(asset)} FROM {read_parquet(lake.parquet_glob(asset, month))}"
-        ).fetchall()
+        source = read_parquet(lake.parquet_glob(asset, month))
+        present = columns_of(con, source) if PICO_COLUMNS.get(asset) else None
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {lake_view(asset, present)} FROM {source}").fetchall()
 
 
 def write_table(con: duckdb.DuckDBPyConnection, table: str, path: str | Path) -> int:
     """Write ``table`` to the Parquet file ``path``; return its row count."""
     # ORDER BY ALL: the same rows give the same bytes, whatever order parallel work made them in.
+    present = columns_of(con, table) if PICO_COLUMNS.get(table) else None
     con.execute(
-        f"COPY (SELECT {lake_columns(table)} FROM {table} ORDER BY ALL) TO {sql_string(path)} ({PARQUET_OPTIONS})"
+        f"COPY (SELECT {lake_columns(table, present)} FROM {table} ORDER BY ALL) TO {sql_string(path)} ({PARQUET_OPTIONS})"
     ).fetchall()
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 

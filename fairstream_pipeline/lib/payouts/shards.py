@@ -26,7 +26,7 @@ from pathlib import Path
 import duckdb
 
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
-from fairstream_pipeline.lib.lake.tables import lake_view, write_table
+from fairstream_pipeline.lib.lake.tables import columns_of, lake_view, write_table
 from fairstream_pipeline.lib.lake.scratch import RunScratch
 
 SHARD_TABLES = ("user_streams", "flagged_users", "track_shares", "artist_reach")
@@ -83,7 +83,7 @@ def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path]) -> 
         files = [str(Path(folder) / f"{table}.parquet") for folder in folders]
         # A table with nullable columns whatever B is: DuckDB keeps a single file's NOT NULL
         # columns but not those of several files, and the published bytes must not depend on B.
-        source = f"SELECT {lake_view(table)} FROM {read_parquet(files)}"
+        source = f"SELECT {lake_view(table, columns_of(con, read_parquet(files)))} FROM {read_parquet(files)}"
         if table == "track_shares":  # added up per (segment, track) as it is read: B times fewer rows to keep
             source = (
                 "SELECT country, tier, track_id, sum(streams)::BIGINT AS streams, "
