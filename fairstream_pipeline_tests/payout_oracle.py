@@ -1,4 +1,4 @@
-"""Reference implementation (test oracle) of FairStream's payout rules, v1.
+"""Reference implementation (test oracle) of FairStream's payout rules, v4 (rules 1-11).
 
 This module is written independently of the production DuckDB payout engine, so that the two can
 be compared on random months. It is deliberately plain: standard library only, no Dagster, no
@@ -7,17 +7,36 @@ every division is a floor division of non-negative integers (``//``), which is t
 truncation.
 
 Inputs
-    plays          iterable of ``(user_id, track_id, day, ms_played)`` (``day`` a ``datetime.date``,
-                   not a ``datetime``), already clean and de-duplicated. Every play's user must be a
-                   subscriber; anything else raises ``ValueError``.
+    plays          iterable of ``(user_id, track_id, day, ms_played)`` or ``(user_id, track_id, day,
+                   ms_played, active)`` (``day`` a ``datetime.date``, not a ``datetime``; ``active`` a
+                   bool, False when absent: the play's source was search or an editorial playlist),
+                   already clean and de-duplicated. Every play's user must be a subscriber; anything
+                   else raises ``ValueError``.
     subscribers    iterable of ``(user_id, plan, country, net_cents)``; tier is ``"free"`` when
                    ``plan == "free"``, else ``"paid"``. A user listed twice raises ``ValueError``.
     ad_revenue     mapping ``{country: net_cents}`` (the free tier's music ad revenue).
     split_rows     iterable of ``(track_id, payee_id, share_ppm)``.
+    tracks         optional mapping ``{track_id: (artist_id or None, noise)}`` (ACPS only). A track
+                   missing from it has no artist and is music.
 
-The rule numbers in the comments below refer to the v1 rules (1 counted streams, 2 segments,
-3 fixed-point money, 4 user-centric paid, 5 free, 6 pro-rata, 7 splits, 8 rounding,
-9 statements).
+The rule numbers in the comments below refer to ``docs/payout-rules.md`` (1 counted streams,
+2 segments, 3 fixed-point money, 4 user-centric paid, 5 free, 6 pro-rata, 7 splits, 8 rounding,
+9 statements, 10 holds, 11 the artist-centric model, ACPS v1).
+
+Rule 11 (ACPS v1), per segment, beside user-centric and pro-rata, from the same pools:
+    * a counted stream is rule 1's; within one (user, track, day) the active plays count first:
+      a = min(qualified active plays, capped count);
+    * an artist is professional in the month with at least ``acps_pro_min_streams`` counted music
+      streams platform-wide (all segments) and at least ``acps_pro_min_listeners`` distinct users
+      with a counted music stream of theirs; a track without artist is never professional;
+    * noise has weight 0 and is left out of M_u (the user's counted music streams) and out of the
+      professional counts;
+    * b(u,t) = b_pro(t) * ((n - a) + acps_active_boost * a), b_pro = acps_pro_boost for a
+      professional artist, else 1; w(u,t) = floor(b(u,t) * K * 10^6 / M_u) micro-streams, with
+      K = min(M_u, acps_user_stream_cap) (``cap``) or K = acps_user_stream_cap (``normalise``);
+    * W_t = sum of w(u,t) over the segment's users; track t gets floor(pool * W_t / sum W); when
+      sum W = 0 the pool goes to ``__unallocated__``; then splits (rule 7) and rounding (rule 8).
+``payout_model`` says whose cents are a statement's ``earned_cents`` (user-centric by default).
 """
 
 from __future__ import annotations
@@ -25,7 +44,7 @@ from __future__ import annotations
 import datetime
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Union
 
 PICO_PER_CENT = 10**12
@@ -36,9 +55,14 @@ SPECIAL_PAYEES = frozenset({SUSPENSE, UNALLOCATED})
 FREE = "free"
 PAID = "paid"
 RESIDUAL_POLICIES = ("pro_rata", "retain")
+USER_CENTRIC, PRO_RATA, ARTIST_CENTRIC = "user_centric", "pro_rata", "artist_centric"
+PAYOUT_MODELS = (USER_CENTRIC, PRO_RATA, ARTIST_CENTRIC)  # in the order of an earnings row
+ACPS_CAP_MODES = ("cap", "normalise")
+MICRO = 10**6  # ACPS weights are integers in micro-streams
 
 SegmentKey = tuple[str, str]  # (country, tier)
 EarningsKey = tuple[str, str, str]  # (country, tier, payee_id)
+TrackKey = tuple[str, str, str]  # (country, tier, track_id)
 
 
 # --------------------------------------------------------------------------------------------
@@ -51,6 +75,7 @@ class Play(NamedTuple):
     track_id: str
     day: datetime.date
     ms_played: int
+    active: bool = False  # source search or editorial_playlist (ACPS v1)
 
 
 class Subscriber(NamedTuple):
@@ -79,6 +104,13 @@ class PayoutRules:
     max_daily_streams_per_user: int = 1_000
     residual_policy: str = "pro_rata"
     payout_threshold_cents: int = 1_000
+    payout_model: str = USER_CENTRIC  # whose cents are earned_cents
+    acps_pro_min_streams: int = 1_000
+    acps_pro_min_listeners: int = 500
+    acps_pro_boost: int = 2
+    acps_active_boost: int = 2
+    acps_user_stream_cap: int = 1_000  # C
+    acps_cap_mode: str = "cap"
 
     def __post_init__(self) -> None:
         for name in (
@@ -87,8 +119,16 @@ class PayoutRules:
             "max_daily_plays_per_track",
             "max_daily_streams_per_user",
             "payout_threshold_cents",
+            "acps_pro_min_streams",
+            "acps_pro_min_listeners",
         ):
             _require_int(f"PayoutRules.{name}", getattr(self, name))
+        for name in ("acps_pro_boost", "acps_active_boost", "acps_user_stream_cap"):
+            _require_int(f"PayoutRules.{name}", getattr(self, name), minimum=1)
+        if self.payout_model not in PAYOUT_MODELS:
+            raise ValueError(f"payout_model must be one of {PAYOUT_MODELS}, got {self.payout_model!r}")
+        if self.acps_cap_mode not in ACPS_CAP_MODES:
+            raise ValueError(f"acps_cap_mode must be one of {ACPS_CAP_MODES}, got {self.acps_cap_mode!r}")
         if self.royalty_share_ppm > PPM:
             raise ValueError(f"royalty_share_ppm must be <= {PPM}, got {self.royalty_share_ppm}")
         if self.residual_policy not in RESIDUAL_POLICIES:
@@ -111,9 +151,17 @@ class MonthPayout:
     counted: dict[tuple[str, str], int]  # (user, track) -> s(u,t); non-zero, non-flagged only
     flagged: dict[str, tuple[datetime.date, int]]  # user -> (worst day, capped streams that day)
     segments: dict[SegmentKey, SegmentPool]
-    earnings: dict[EarningsKey, tuple[int, int]]  # -> (uc_cents, pr_cents); a non-zero side only
+    # -> (uc_cents, pr_cents, acps_cents); rows with a non-zero figure only
+    earnings: dict[EarningsKey, tuple[int, int, int]]
     uc_pico: dict[EarningsKey, int]  # user-centric amounts before rounding; non-zero only
     pr_pico: dict[EarningsKey, int]  # pro-rata amounts before rounding; non-zero only
+    acps_pico: dict[EarningsKey, int] = field(default_factory=dict)  # ACPS, before rounding; non-zero only
+    # (user, track) -> a(u,t), the counted streams that are active; non-zero, non-flagged only
+    active: dict[tuple[str, str], int] = field(default_factory=dict)
+    # artist -> (counted music streams, distinct listeners, professional); artists with a stream only
+    professional: dict[str, tuple[int, int, bool]] = field(default_factory=dict)
+    acps_weights: dict[TrackKey, int] = field(default_factory=dict)  # W_t in micro-streams; non-zero only
+    acps_track_pico: dict[TrackKey, int] = field(default_factory=dict)  # before splits; non-zero only
 
 
 @dataclass(frozen=True)
@@ -125,6 +173,7 @@ class Statement:
     closing_balance_cents: int
     adjustment_cents: int = 0  # restated closed months, posted this month (rule 9, v2)
     hold_reason: str | None = None  # why a payee due a payment was not paid (rule 10, v3)
+    acps_cents: int = 0  # the month's own ACPS figure, like pro_rata_cents (rule 11, v4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,6 +196,12 @@ def _require_str(what: str, value: object) -> str:
     return value
 
 
+def _require_bool(what: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be a bool, got {type(value).__name__} {value!r}")
+    return value
+
+
 def _require_day(what: str, value: object) -> datetime.date:
     # datetime is a subclass of date: a timestamp here would silently make every play its own day.
     if isinstance(value, datetime.datetime) or not isinstance(value, datetime.date):
@@ -163,18 +218,45 @@ def count_streams(
     plays: Iterable[tuple], rules: PayoutRules = PayoutRules()
 ) -> tuple[dict[tuple[str, str], int], dict[str, tuple[datetime.date, int]]]:
     """Return ``(counted, flagged)`` as defined by rule 1."""
-    qualified: dict[tuple[str, str, datetime.date], int] = defaultdict(int)
-    for row in plays:
+    counted, _active, flagged = count_streams_and_active(plays, rules)
+    return counted, flagged
+
+
+def _play_fields(row: tuple) -> tuple[str, str, datetime.date, int, bool]:
+    if len(row) == 4:
         user_id, track_id, day, ms_played = row
-        _require_str("play user_id", user_id)
-        _require_str("play track_id", track_id)
-        _require_day("play day", day)
-        _require_int("play ms_played", ms_played)
+        active = False
+    elif len(row) == 5:
+        user_id, track_id, day, ms_played, active = row
+    else:
+        raise ValueError(f"a play has 4 or 5 fields, got {row!r}")
+    _require_str("play user_id", user_id)
+    _require_str("play track_id", track_id)
+    _require_day("play day", day)
+    _require_int("play ms_played", ms_played)
+    _require_bool("play active", active)
+    return user_id, track_id, day, ms_played, active
+
+
+def count_streams_and_active(
+    plays: Iterable[tuple], rules: PayoutRules = PayoutRules()
+) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int], dict[str, tuple[datetime.date, int]]]:
+    """Return ``(counted, active, flagged)``: rule 1, and of each (user, track)'s counted streams
+    those that are active (per day, the active qualified plays count first, up to the cap)."""
+    qualified: dict[tuple[str, str, datetime.date], int] = defaultdict(int)
+    qualified_active: dict[tuple[str, str, datetime.date], int] = defaultdict(int)
+    for row in plays:
+        user_id, track_id, day, ms_played, active = _play_fields(row)
         if ms_played >= rules.min_play_ms:
             qualified[(user_id, track_id, day)] += 1
+            if active:
+                qualified_active[(user_id, track_id, day)] += 1
 
     capped: dict[tuple[str, str, datetime.date], int] = {
         key: min(n, rules.max_daily_plays_per_track) for key, n in qualified.items()
+    }
+    capped_active: dict[tuple[str, str, datetime.date], int] = {
+        key: min(qualified_active.get(key, 0), n) for key, n in capped.items()
     }
     per_user_day: dict[str, dict[datetime.date, int]] = defaultdict(lambda: defaultdict(int))
     for (user_id, _track_id, day), n in capped.items():
@@ -190,10 +272,13 @@ def count_streams(
             flagged[user_id] = (worst_day, worst_n)
 
     counted: dict[tuple[str, str], int] = defaultdict(int)
-    for (user_id, track_id, _day), n in capped.items():
+    active_counted: dict[tuple[str, str], int] = defaultdict(int)
+    for (user_id, track_id, day), n in capped.items():
         if user_id not in flagged and n > 0:
             counted[(user_id, track_id)] += n
-    return dict(counted), flagged
+            if capped_active[(user_id, track_id, day)] > 0:
+                active_counted[(user_id, track_id)] += capped_active[(user_id, track_id, day)]
+    return dict(counted), dict(active_counted), flagged
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,7 +372,81 @@ def round_to_cents(pico_by_payee: Mapping[str, int], target_cents: int) -> dict[
 
 
 # --------------------------------------------------------------------------------------------
-# Rules 2-8: one month
+# Rule 11 (ACPS v1): professional artists and weights
+# --------------------------------------------------------------------------------------------
+
+
+def _track_attributes(tracks: Mapping[str, tuple] | None) -> dict[str, tuple[str | None, bool]]:
+    attributes: dict[str, tuple[str | None, bool]] = {}
+    for track_id, row in (tracks or {}).items():
+        _require_str("tracks track_id", track_id)
+        artist_id, noise = row
+        if artist_id is not None:
+            _require_str(f"artist of track {track_id!r}", artist_id)
+        _require_bool(f"noise flag of track {track_id!r}", noise)
+        attributes[track_id] = (artist_id, noise)
+    return attributes
+
+
+def professional_artists(
+    counted: Mapping[tuple[str, str], int],
+    attributes: Mapping[str, tuple[str | None, bool]],
+    rules: PayoutRules = PayoutRules(),
+) -> dict[str, tuple[int, int, bool]]:
+    """artist -> (counted music streams, distinct listeners, professional), over every segment.
+
+    Noise and tracks without artist are left out; ``counted`` holds no flagged user, so a flagged
+    user is nobody's listener. Only artists with a counted music stream are listed."""
+    streams: dict[str, int] = defaultdict(int)
+    listeners: dict[str, set[str]] = defaultdict(set)
+    for (user_id, track_id), n in counted.items():
+        artist_id, noise = attributes.get(track_id, (None, False))
+        if noise or artist_id is None or n == 0:
+            continue
+        streams[artist_id] += n
+        listeners[artist_id].add(user_id)
+    return {
+        artist_id: (
+            streams[artist_id],
+            len(listeners[artist_id]),
+            streams[artist_id] >= rules.acps_pro_min_streams and len(listeners[artist_id]) >= rules.acps_pro_min_listeners,
+        )
+        for artist_id in sorted(streams)
+    }
+
+
+def acps_weights(
+    seg_users: Iterable[str],
+    user_tracks: Mapping[str, Mapping[str, int]],
+    active: Mapping[tuple[str, str], int],
+    attributes: Mapping[str, tuple[str | None, bool]],
+    professional: Mapping[str, tuple[int, int, bool]],
+    rules: PayoutRules = PayoutRules(),
+) -> dict[str, int]:
+    """Rule 11: track -> W_t = sum over the segment's users of w(u,t), in micro-streams."""
+    weights: dict[str, int] = defaultdict(int)
+    for user_id in seg_users:
+        tracks = user_tracks.get(user_id, {})
+        music = {t: n for t, n in tracks.items() if not attributes.get(t, (None, False))[1]}
+        m_u = sum(music.values())
+        if m_u == 0:  # silent, flagged, or noise only: funds the pool, weighs nothing
+            continue
+        if rules.acps_cap_mode == "cap":
+            k = min(m_u, rules.acps_user_stream_cap)
+        else:  # "normalise"
+            k = rules.acps_user_stream_cap
+        for track_id, n in music.items():
+            a = active.get((user_id, track_id), 0)
+            artist_id = attributes.get(track_id, (None, False))[0]
+            is_pro = artist_id is not None and professional.get(artist_id, (0, 0, False))[2]
+            b_pro = rules.acps_pro_boost if is_pro else 1
+            b = b_pro * ((n - a) + rules.acps_active_boost * a)
+            weights[track_id] += b * k * MICRO // m_u
+    return dict(weights)
+
+
+# --------------------------------------------------------------------------------------------
+# Rules 2-8 and 11: one month
 # --------------------------------------------------------------------------------------------
 
 
@@ -297,8 +456,10 @@ def compute_month(
     ad_revenue: Mapping[str, int],
     split_rows: Iterable[tuple],
     rules: PayoutRules = PayoutRules(),
+    tracks: Mapping[str, tuple] | None = None,
 ) -> MonthPayout:
     plays = list(plays)
+    attributes = _track_attributes(tracks)
 
     # Subscribers: user -> (country, tier, net_cents).
     users: dict[str, tuple[str, str, int]] = {}
@@ -318,8 +479,9 @@ def compute_month(
     if unknown:
         raise ValueError(f"plays of users that are not subscribers: {unknown[:5]}")
 
-    counted, flagged = count_streams(plays, rules)
+    counted, active, flagged = count_streams_and_active(plays, rules)
     splits = valid_splits(split_rows)
+    professional = professional_artists(counted, attributes, rules)
 
     # s(u, t) per user.
     user_tracks: dict[str, dict[str, int]] = defaultdict(dict)
@@ -335,7 +497,10 @@ def compute_month(
     segments: dict[SegmentKey, SegmentPool] = {}
     uc_pico: dict[EarningsKey, int] = {}
     pr_pico: dict[EarningsKey, int] = {}
-    earnings: dict[EarningsKey, tuple[int, int]] = {}
+    acps_pico: dict[EarningsKey, int] = {}
+    acps_track_weights: dict[TrackKey, int] = {}
+    acps_track_pico: dict[TrackKey, int] = {}
+    earnings: dict[EarningsKey, tuple[int, int, int]] = {}
     money_unit = rules.royalty_share_ppm * PPM  # pico-cents per cent of net revenue
 
     for key in sorted(segment_keys):
@@ -390,15 +555,32 @@ def compute_month(
             else:
                 uc_payees = _split_to_payees({t: pool * n // s_seg for t, n in streams.items()}, splits)
 
+        # Rule 11: ACPS v1.
+        weights = acps_weights(seg_users, user_tracks, active, attributes, professional, rules)
+        total_weight = sum(weights.values())
+        if total_weight == 0:
+            acps_payees: dict[str, int] = {UNALLOCATED: pool}
+            track_acps: dict[str, int] = {}
+        else:
+            track_acps = {t: pool * w // total_weight for t, w in weights.items()}
+            acps_payees = _split_to_payees(track_acps, splits)
+        for track_id, w in weights.items():
+            if w:
+                acps_track_weights[(country, tier, track_id)] = w
+            if track_acps.get(track_id):
+                acps_track_pico[(country, tier, track_id)] = track_acps[track_id]
+
         uc_payees = {p: v for p, v in uc_payees.items() if v}
         pr_payees = {p: v for p, v in pr_payees.items() if v}
-        for name, payees in (("user-centric", uc_payees), ("pro-rata", pr_payees)):
+        acps_payees = {p: v for p, v in acps_payees.items() if v}
+        for name, payees in (("user-centric", uc_payees), ("pro-rata", pr_payees), ("ACPS", acps_payees)):
             if not 0 <= pool - sum(payees.values()) < PICO_PER_CENT:
                 raise AssertionError(f"{key} {name}: payees hold {sum(payees.values())} of {pool}")
 
         # Rule 8.
         uc_cents = round_to_cents(uc_payees, target)
         pr_cents = round_to_cents(pr_payees, target)
+        acps_cents = round_to_cents(acps_payees, target)
 
         segments[key] = SegmentPool(
             users=len(seg_users),
@@ -411,9 +593,11 @@ def compute_month(
             uc_pico[(country, tier, payee)] = v
         for payee, v in pr_payees.items():
             pr_pico[(country, tier, payee)] = v
-        for payee in sorted(uc_cents.keys() | pr_cents.keys()):
-            row = (uc_cents.get(payee, 0), pr_cents.get(payee, 0))
-            if row != (0, 0):
+        for payee, v in acps_payees.items():
+            acps_pico[(country, tier, payee)] = v
+        for payee in sorted(uc_cents.keys() | pr_cents.keys() | acps_cents.keys()):
+            row = (uc_cents.get(payee, 0), pr_cents.get(payee, 0), acps_cents.get(payee, 0))
+            if row != (0, 0, 0):
                 earnings[(country, tier, payee)] = row
 
     return MonthPayout(
@@ -423,6 +607,11 @@ def compute_month(
         earnings=earnings,
         uc_pico=uc_pico,
         pr_pico=pr_pico,
+        acps_pico=acps_pico,
+        active=active,
+        professional=professional,
+        acps_weights=acps_track_weights,
+        acps_track_pico=acps_track_pico,
     )
 
 
@@ -431,36 +620,47 @@ def compute_month(
 # --------------------------------------------------------------------------------------------
 
 
-def payee_totals(month: MonthPayout) -> dict[str, tuple[int, int]]:
-    """payee -> (user-centric cents, pro-rata cents), summed over the month's segments."""
+def payee_totals(month: MonthPayout) -> dict[str, tuple[int, int, int]]:
+    """payee -> (user-centric cents, pro-rata cents, ACPS cents), summed over the month's segments."""
     return _totals(month.earnings)
 
 
-def _totals(earnings: Mapping[EarningsKey, tuple[int, int]]) -> dict[str, tuple[int, int]]:
-    totals: dict[str, tuple[int, int]] = {}
-    for (_country, _tier, payee), (uc, pr) in earnings.items():
+def _totals(earnings: Mapping[EarningsKey, tuple[int, int, int]]) -> dict[str, tuple[int, int, int]]:
+    totals: dict[str, tuple[int, int, int]] = {}
+    for (_country, _tier, payee), row in earnings.items():
+        if len(row) != 3:
+            raise ValueError(f"earnings of {payee!r} must be (uc, pr, acps) cents, got {row!r}")
+        uc, pr, acps = row
         _require_int(f"user-centric cents of {payee!r}", uc)
         _require_int(f"pro-rata cents of {payee!r}", pr)
-        old_uc, old_pr = totals.get(payee, (0, 0))
-        totals[payee] = (old_uc + uc, old_pr + pr)
+        _require_int(f"ACPS cents of {payee!r}", acps)
+        old_uc, old_pr, old_acps = totals.get(payee, (0, 0, 0))
+        totals[payee] = (old_uc + uc, old_pr + pr, old_acps + acps)
     return totals
 
 
 def roll_statements(
     previous_closing: Mapping[str, int],
-    earnings: Union[MonthPayout, Mapping[EarningsKey, tuple[int, int]]],
+    earnings: Union[MonthPayout, Mapping[EarningsKey, tuple[int, int, int]]],
     threshold: int,
     adjustments: Mapping[str, int] | None = None,
     standing: Mapping[str, str | None] | None = None,
+    payout_model: str = USER_CENTRIC,
 ) -> dict[str, Statement]:
     """One month's statements from last month's closing balances, this month's earnings and the
     adjustments posted this month (per payee). A balance may be negative: it carries over.
+
+    ``earned_cents`` is the ``payout_model``'s cents (user-centric by default); the statement keeps
+    the month's pro-rata and ACPS cents beside it.
 
     ``standing`` (rule 10): None when the landing zone has no payment details (nobody is held);
     else payee -> None when they can be paid, or the reason they cannot; a payee missing from it
     has no payment details. A payee due a payment who cannot be paid is held: paid 0, the due
     carries over, and the statement says why."""
     _require_int("threshold", threshold)
+    if payout_model not in PAYOUT_MODELS:
+        raise ValueError(f"payout_model must be one of {PAYOUT_MODELS}, got {payout_model!r}")
+    model = PAYOUT_MODELS.index(payout_model)  # the position of its cents in an earnings row
     rows = earnings.earnings if isinstance(earnings, MonthPayout) else earnings
     totals = _totals(rows)
     adjustments = dict(adjustments or {})
@@ -472,9 +672,10 @@ def roll_statements(
     statements: dict[str, Statement] = {}
     for payee in sorted(set(previous_closing) | set(totals) | set(adjustments)):
         opening = previous_closing.get(payee, 0)
-        earned, pro_rata = totals.get(payee, (0, 0))
+        month_cents = totals.get(payee, (0, 0, 0))
+        earned, pro_rata, acps = month_cents[model], month_cents[1], month_cents[2]
         adjustment = adjustments.get(payee, 0)
-        if (opening, earned, adjustment, pro_rata) == (0, 0, 0, 0):
+        if (opening, earned, adjustment, pro_rata, acps) == (0, 0, 0, 0, 0):
             continue
         due = opening + earned + adjustment
         hold = None
@@ -492,6 +693,7 @@ def roll_statements(
             closing_balance_cents=closing,
             adjustment_cents=adjustment,
             hold_reason=hold,
+            acps_cents=acps,
         )
     return statements
 
