@@ -1,5 +1,6 @@
 """The catalog: tracks, payees and rights splits (some broken on purpose), the payees' payment
-details (``payment_details.py``), durations and popularity."""
+details (``payment_details.py``), durations and popularity, and (ACPS v1) each track's
+``artist_id`` and ``content_type``: a few noise acts whose tracks are noise (white noise, rain)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ SIGNED_ARTIST_RATE = 0.80
 NULL_EMAIL_RATE = 0.01
 BROKEN_SPLIT_RATE = 0.005
 NO_SPLIT_RATE = 0.002
+# ACPS v1 (docs/sample-data.md, "Play sources, artists and noise"); drawn from STREAM_CONTENT only.
+NOISE_TRACK_RATE = 0.01  # noise tracks: max(MIN_NOISE_TRACKS, round(1 % of tracks))
+MIN_NOISE_TRACKS = 8
+TRACKS_PER_NOISE_ACT = 4  # noise acts: max(2, noise tracks // 4), from the less prolific half of the artists
+NOISE_DURATION_MS = (95_000, 150_000)  # short loops, made for streaming (inclusive range)
+NULL_ARTIST_ID_RATE = 0.002  # music tracks without artist_id: max(3, round(0.2 % of tracks))
+MIN_NULL_ARTIST_ID = 3
+ARTIST_ID_PREFIX = "A"  # artist_id A000001 .. is the artist of payee artist-00001 ..
+MUSIC, NOISE = "music", "noise"
 
 _FIRST = (
     "Ada Alba Alex Amara Anouk Bruno Camille Chiara Dario Elif Elsa Emil Ezra Farah Felix Greta "
@@ -51,6 +61,14 @@ _NOUN = (
     "Letter Machine Island Season Harbor Engine Planet Forest Canyon Meadow Comet Lantern "
     "Station Tide Wave Bridge City Flower Runner Sparrow Voice Thunder Valley Orbit Diamond Road"
 ).split()
+_NOISE_ACT_FIRST = ("Sleep", "Deep Sleep", "Calm", "Rain", "White Noise", "Nature", "Baby Sleep", "Dreamy", "Focus")
+_NOISE_ACT_LAST = ("Sounds", "Lab", "Collective", "Machine", "Factory", "Therapy", "Project", "Studio", "Works")
+_NOISE_SOUND = (
+    "White Noise", "Brown Noise", "Pink Noise", "Heavy Rain", "Gentle Rain", "Rain on a Tent", "Ocean Waves",
+    "Thunderstorm", "Box Fan", "Airplane Cabin", "Forest Stream", "Crackling Fire", "Washing Machine",
+    "Hair Dryer", "Night Crickets", "Wind in the Pines",
+)
+_NOISE_SUFFIX = (" for Sleep", " (Loopable)", " for Babies", " - Deep Focus", " (No Fade)", " for Studying", "")
 _TITLE_SUFFIX = ("", " (Live)", " (Acoustic)", " (Remix)", " - Radio Edit")
 _TITLE_SUFFIX_WEIGHTS = (0.88, 0.03, 0.03, 0.04, 0.02)
 _LABEL_SUFFIX = ("Records", "Music", "Recordings", "Sound", "Audio")
@@ -63,6 +81,12 @@ def zipf_rank(u: np.ndarray, n: int, s: float) -> np.ndarray:
     r = (1.0 - u * (1.0 - (n + 1.0) ** c)) ** (1.0 / c)
     return np.minimum(r.astype(np.int64) - 1, n - 1).clip(0)
 
+
+def _replaced(values: pa.Array, positions: np.ndarray, new: pa.Array) -> pa.Array:
+    """``values`` with ``values[positions[i]]`` replaced by ``new[i]``."""
+    index = np.arange(len(values), dtype=np.int64)
+    index[positions] = len(values) + np.arange(len(positions))
+    return pa.concat_arrays([values, new]).take(pa.array(index))
 
 
 @dataclass
@@ -83,6 +107,9 @@ class Catalog:
     broken_split_track_ids: tuple[str, ...]
     tracks_without_splits: tuple[str, ...]
     payment_details: PaymentDetails
+    noise_tracks: np.ndarray  # catalog indices of the noise tracks, ascending (their popularity ranks are last)
+    noise_act_ids: tuple[str, ...]  # payee ids of the noise acts
+    tracks_without_artist_id: tuple[str, ...]  # music tracks whose artist_id is null
 
     @classmethod
     def build(cls, seed: int, n_tracks: int) -> Catalog:
@@ -95,6 +122,13 @@ class Catalog:
         PB = min(30, max(3, T // 5000))
         W = max(5, T // 3)
         X = max(5, T // 100)
+        # ACPS v1: its own stream, drawn in a fixed order, so that no draw of ``rng`` moved.
+        crng = draws.rng(seed, draws.STREAM_CONTENT)
+        n_noise = max(MIN_NOISE_TRACKS, round(NOISE_TRACK_RATE * T))
+        n_acts = max(2, n_noise // TRACKS_PER_NOISE_ACT)
+        noise_acts = np.sort(crng.choice(np.arange(A // 2, A), n_acts, replace=False))
+        is_act = np.zeros(A, dtype=bool)
+        is_act[noise_acts] = True
 
         # ---- payees (sorted by payee_id: artist-, label-, publisher-, writer-)
         artist_ids = draws.ids("artist-", 1, A, max(5, len(str(A))))
@@ -105,6 +139,8 @@ class Catalog:
         person = draws.join(draws.pick(rng, _FIRST, A), " ", draws.pick(rng, _LAST, A))
         band = draws.join("The ", draws.pick(rng, _ADJ, A), " ", draws.pick(rng, _NOUN, A), "s")
         artist_names = pc.if_else(pa.array(is_band), band, person)
+        act_names = draws.join(draws.pick(crng, _NOISE_ACT_FIRST, n_acts), " ", draws.pick(crng, _NOISE_ACT_LAST, n_acts))
+        artist_names = _replaced(artist_names, noise_acts, act_names)  # the noise acts' names
         label_names = draws.join(draws.pick(rng, _NOUN, L), " ", draws.pick(rng, _LABEL_SUFFIX, L))
         publisher_names = draws.join(draws.pick(rng, _LAST, PB), " ", draws.pick(rng, _PUBLISHER_SUFFIX, PB))
         writer_names = draws.join(draws.pick(rng, _FIRST, W), " ", draws.pick(rng, _LAST, W))
@@ -123,8 +159,20 @@ class Catalog:
         artist_of_track = np.empty(T, dtype=np.int64)
         artist_of_track[:A] = rng.permutation(A)  # every artist has a track
         artist_of_track[A:] = (A * rng.random(T - A) ** 2).astype(np.int64)  # prolific few
+        # noise: every track of a noise act, and more (never an artist's first track) up to n_noise
+        is_noise = is_act[artist_of_track]
+        n_more = n_noise - int(is_noise.sum())
+        if n_more > 0:
+            more = crng.choice(np.flatnonzero(~is_noise[A:]) + A, n_more, replace=False)
+            artist_of_track[more] = noise_acts[crng.integers(0, n_acts, n_more)]
+            is_noise[more] = True
+        noise_tracks = np.flatnonzero(is_noise)
+        music_tracks = np.flatnonzero(~is_noise)
+        n_no_id = min(len(music_tracks), max(MIN_NULL_ARTIST_ID, round(NULL_ARTIST_ID_RATE * T)))
+        no_artist_id = np.sort(crng.choice(music_tracks, n_no_id, replace=False))
         has_feat = rng.random(T) < FEATURED_RATE
         feat = (artist_of_track + 1 + rng.integers(0, A - 1, T)) % A
+        has_feat &= ~is_noise & ~is_act[feat]  # noise has no featured artist, and no music features a noise act
         signed = rng.random(A) < SIGNED_ARTIST_RATE
         label_of_artist = np.where(signed, (L * rng.random(A) ** 2).astype(np.int64), -1)
         label = label_of_artist[artist_of_track]
@@ -133,11 +181,18 @@ class Catalog:
         adjective, noun = draws.pick(rng, _ADJ, T), draws.pick(rng, _NOUN, T)
         suffix = rng.choice(len(_TITLE_SUFFIX), T, p=np.array(_TITLE_SUFFIX_WEIGHTS))
         title = draws.join(adjective, " ", noun, draws.words(_TITLE_SUFFIX, suffix))
+        n_noise = len(noise_tracks)
+        noise_title = draws.join(draws.pick(crng, _NOISE_SOUND, n_noise), draws.pick(crng, _NOISE_SUFFIX, n_noise))
+        title = _replaced(title, noise_tracks, noise_title)
         main_name = artist_names.take(pa.array(artist_of_track))
         feat_name = artist_names.take(pa.array(feat))
         artist_name = pc.if_else(pa.array(has_feat), draws.join(main_name, " feat. ", feat_name), main_name)
         track_ids = draws.ids("t", 1, T, max(6, len(str(T))))
-        tracks = pa.table([track_ids, title, artist_name], schema=LANDING_TRACKS.arrow_schema)
+        null_id = np.zeros(T, dtype=bool)
+        null_id[no_artist_id] = True
+        artist_id = draws.ids(ARTIST_ID_PREFIX, 1, A, max(6, len(str(A)))).take(pa.array(artist_of_track, mask=null_id))
+        content_type = draws.words((MUSIC, NOISE), is_noise.astype(np.int8))
+        tracks = pa.table([track_ids, title, artist_name, artist_id, content_type], schema=LANDING_TRACKS.arrow_schema)
 
         # ---- splits: a (T, 6) matrix of payee index / share, columns
         # label, main, feat, writer, publisher, extra (only for the zero-share breakage)
@@ -188,7 +243,14 @@ class Catalog:
         all_track_ids = pa.concat_arrays([track_ids, draws.ids("tx", 1, X, 5), pa.array([""])])
         dur_s = np.clip(rng.lognormal(math.log(210.0), 0.25, T + X), 95.0, 360.0)
         durations = np.append((dur_s * 1000).astype(np.int64), 0)
+        durations[noise_tracks] = crng.integers(NOISE_DURATION_MS[0], NOISE_DURATION_MS[1] + 1, len(noise_tracks))
         rank_to_track = rng.permutation(T)
+        # noise takes the last popularity ranks (few organic plays): each noise track above them
+        # swaps ranks with a music track of the tail; every other track keeps its drawn rank
+        tail = T - len(noise_tracks)
+        noise_up = np.flatnonzero(is_noise[rank_to_track[:tail]])
+        music_down = tail + np.flatnonzero(~is_noise[rank_to_track[tail:]])
+        rank_to_track[noise_up], rank_to_track[music_down] = rank_to_track[music_down], rank_to_track[noise_up]
         return cls(
             n_tracks=T,
             n_uncataloged=X,
@@ -203,7 +265,17 @@ class Catalog:
             broken_split_track_ids=tuple(track_ids.take(pa.array(broken)).to_pylist()),
             tracks_without_splits=tuple(track_ids.take(pa.array(nosplit)).to_pylist()),
             payment_details=PaymentDetails.build(seed, payee_ids, payee_names),
+            noise_tracks=noise_tracks,
+            noise_act_ids=tuple(artist_ids.take(pa.array(noise_acts)).to_pylist()),
+            tracks_without_artist_id=tuple(track_ids.take(pa.array(no_artist_id)).to_pylist()),
         )
+
+    @property
+    def is_noise(self) -> np.ndarray:
+        """Per index of ``track_ids`` (catalog, uncataloged, then ""): whether it is a noise track."""
+        flags = np.zeros(len(self.track_ids), dtype=bool)
+        flags[self.noise_tracks] = True
+        return flags
 
     @property
     def empty_index(self) -> int:

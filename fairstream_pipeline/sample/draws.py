@@ -9,6 +9,10 @@ import pyarrow.compute as pc
 # Each part of a month draws from its own stream (docs/sample-data.md, "Determinism and speed").
 STREAM_USERS, STREAM_CATALOG, STREAM_MONTH, STREAM_DAY, STREAM_PART = range(1, 6)
 STREAM_PAYMENT_DETAILS = 6  # added last: the payees' bank accounts (sample/payment_details.py)
+# Added for ACPS v1 (docs/sample-data.md, "Play sources, artists and noise"), each its own stream so
+# that no earlier draw moved: which tracks are noise or lack an artist_id (catalog), a month's
+# sleep-sound listeners and their nights, a day's sleep sessions, and each part file's play sources.
+STREAM_CONTENT, STREAM_SLEEPERS, STREAM_SLEEP_NIGHT, STREAM_SOURCE = range(7, 11)
 
 
 def rng(seed: int, *key: int) -> np.random.Generator:

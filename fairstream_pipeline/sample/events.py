@@ -1,5 +1,6 @@
 """A day's listening events: organic plays by listening intensity and taste, bots, loopers,
-injected anomalies and re-sent copies, as Arrow tables of the contract's schema."""
+sleep-sound listeners, injected anomalies and re-sent copies, each with its play source, as Arrow
+tables of the contract's schema."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fairstream_pipeline.lib.ingestion.landing_zone import LANDING_EVENTS
+from fairstream_pipeline.lib.payouts.rules import PLAY_SOURCES
 from fairstream_pipeline.sample import draws
 from fairstream_pipeline.sample.catalog import Catalog
 from fairstream_pipeline.sample.month_plan import MonthPlan
@@ -25,9 +27,29 @@ EXACT_DUPLICATE_RATE = 0.002
 BOT_MS_PLAYED = (30_000, 40_000)
 MAX_ROWS_PER_PART = 2_000_000  # a day of more rows is cut into time windows, one file each
 DAY_US = 86_400 * 1_000_000
+HOUR_US = 3_600_000_000
+SLEEP_START_UTC_HOURS = (20, 23)  # a sleep session starts between 20:00 and 23:00 UTC
+
+# ACPS v1: each row's ``source``, drawn per row (stream STREAM_SOURCE, per part file) with these
+# shares; search and editorial_playlist are the active ones (lib/payouts/rules.py ACTIVE_SOURCES).
+SOURCE_SHARES = {
+    "search": 0.15,
+    "editorial_playlist": 0.10,
+    "algorithmic": 0.30,
+    "library": 0.25,
+    "radio": 0.15,
+    "own_playlist": 0.05,
+}
+_SOURCES = pa.array(list(SOURCE_SHARES), pa.string())
+# a uniform permille -> its source (the shares are whole permilles): one uint16 draw and a lookup per row
+_SOURCE_OF_PERMILLE = np.repeat(
+    np.arange(len(SOURCE_SHARES), dtype=np.int8), [round(1000 * share) for share in SOURCE_SHARES.values()]
+)
+assert set(SOURCE_SHARES) <= set(PLAY_SOURCES) and len(_SOURCE_OF_PERMILLE) == 1000
 
 # kinds of event rows
-ORGANIC, BOT, LOOPER, INVALID, OUTSIDE, CONFLICT, UNKNOWN = range(7)
+ORGANIC, BOT, LOOPER, INVALID, OUTSIDE, CONFLICT, UNKNOWN, SLEEPER = range(8)
+N_KINDS = 8
 
 _EVENT_SCHEMA = LANDING_EVENTS.arrow_schema
 _PLAYED_AT_TYPE = _EVENT_SCHEMA.field("played_at").type
@@ -95,6 +117,35 @@ def _valid_long_ms(rng: np.random.Generator, durations: np.ndarray) -> np.ndarra
     return 30_001 + (rng.random(len(durations)) * (durations - 30_001)).astype(np.int64)
 
 
+def _sleep_rows(seed: int, day_index: int, day_start: int, plan: MonthPlan, cat: Catalog) -> Rows:
+    """The day's sleep sessions (stream STREAM_SLEEP_NIGHT): each sleeper with plays tonight plays
+    their playlist of noise tracks in a loop, back to back and in full, from a start between 20:00
+    and 23:00 UTC (moved earlier when the session would pass midnight)."""
+    plays = plan.sleeper_nights[:, day_index]
+    on = np.flatnonzero(plays > 0)
+    if len(on) == 0:
+        return Rows.empty()
+    date = plan.dates[day_index]
+    rng = draws.rng(seed, draws.STREAM_SLEEP_NIGHT, date.year, date.month, date.day)
+    plays = plays[on]
+    first, length = plan.sleeper_playlist[on, 0], plan.sleeper_playlist[on, 1]
+    tonight = rng.integers(0, length)  # where in the playlist tonight starts
+    lo, hi = SLEEP_START_UTC_HOURS
+    start = rng.integers(lo * HOUR_US, hi * HOUR_US, len(on))
+    session = np.repeat(np.arange(len(on)), plays)
+    ends = np.cumsum(plays)
+    i = np.arange(len(session)) - np.repeat(ends - plays, plays)  # position within the session
+    noise = cat.noise_tracks
+    track = noise[(first[session] + (tonight[session] + i) % length[session]) % len(noise)]
+    ms = cat.durations_ms[track]
+    elapsed = np.cumsum(ms)
+    session_ms = elapsed[ends - 1] - np.concatenate([[0], elapsed[ends[:-1] - 1]])
+    offset = elapsed - ms - np.repeat(elapsed[ends - 1] - session_ms, plays)  # ms since the session's start
+    start = np.clip(np.minimum(start, DAY_US - 1 - session_ms * 1_000), 0, None)
+    t = day_start + (start[session] + offset * 1_000) % DAY_US
+    return Rows.make(plan.sleepers[on][session], track, t, ms, SLEEPER)
+
+
 def _day_specials(rng, day_index, day_start, plan: MonthPlan, cat: Catalog) -> Rows:
     parts: list[Rows] = []
     for user, plays, distinct in plan.bot_sessions[day_index]:
@@ -148,10 +199,25 @@ def _day_specials(rng, day_index, day_start, plan: MonthPlan, cat: Catalog) -> R
     return specials.take(np.argsort(specials.t, kind="stable"))
 
 
+def _replace_sleepers_plays(rng, x: np.ndarray, pos: np.ndarray, plan: MonthPlan) -> None:
+    """A sleeper's sleep plays replace part of their own listening: an organic play that falls on a
+    sleeper's activity rank goes, with the probability ``plan.sleeper_replace`` of that rank, to a
+    listener drawn afresh (``x`` and ``pos`` are changed in place, and the play's taste follows
+    the new ``x``). One gather per row; only the plays of sleepers draw a uniform."""
+    q = plan.sleeper_replace
+    p = q[np.minimum(pos, len(q) - 1)]
+    sleepers = np.flatnonzero(p)
+    drop = sleepers[rng.random(len(sleepers)) < p[sleepers]]
+    x[drop] = activity_quantile(rng.random(len(drop)))
+    pos[drop] = quantile_position(x[drop], len(plan.active_by_rank))
+
+
 def _organic_rows(rng, n: int, t_lo: int, t_hi: int, plan: MonthPlan, cat: Catalog) -> Rows:
     """``n`` organic plays with ``played_at`` sorted and uniform in [t_lo, t_hi)."""
     x = activity_quantile(rng.random(n))
-    user = plan.active_by_rank[quantile_position(x, len(plan.active_by_rank))]
+    pos = quantile_position(x, len(plan.active_by_rank))
+    _replace_sleepers_plays(rng, x, pos, plan)
+    user = plan.active_by_rank[pos]
     track = cat.sample_tracks_by_taste(rng.random(n), x, user, plan.fan_first_rank)
     unc = rng.random(n) < UNCATALOGED_PLAY_RATE
     n_unc = int(unc.sum())
@@ -182,13 +248,20 @@ def _merge_sorted(organic: Rows, specials: Rows) -> tuple[Rows, np.ndarray]:
     return Rows(**merged), org_pos
 
 
-def _event_table(rows: Rows, first_seq: int, prefix: str, plan: MonthPlan, cat: Catalog) -> pa.Table:
+def _sources(rng: np.random.Generator, n: int) -> pa.Array:
+    """``n`` play sources drawn independently with SOURCE_SHARES."""
+    return _SOURCES.take(pa.array(_SOURCE_OF_PERMILLE[rng.integers(0, 1000, n, dtype=np.uint16)]))
+
+
+def _event_table(
+    rows: Rows, first_seq: int, prefix: str, plan: MonthPlan, cat: Catalog, source: pa.Array
+) -> pa.Table:
     event_id = draws.ids(prefix, first_seq, len(rows), 9)
     user = plan.user_ids.take(pa.array(rows.user, mask=rows.user < 0))
     track = cat.track_ids.take(pa.array(rows.track, mask=rows.track < 0))
     played_at = pa.array(rows.t, _PLAYED_AT_TYPE, mask=rows.t_null if rows.t_null.any() else None)
     ms = pa.array(rows.ms, pa.int64())
-    return pa.table([event_id, user, track, played_at, ms], schema=_EVENT_SCHEMA)
+    return pa.table([event_id, user, track, played_at, ms, source], schema=_EVENT_SCHEMA)
 
 
 @dataclass
@@ -196,16 +269,18 @@ class EventStats:
     """Running counts over the month's written rows, for the summary."""
 
     n_user_ids: int
+    is_noise: np.ndarray | None = None  # per track index (Catalog.is_noise): counts the noise rows
     rows: int = 0
     files: int = 0
     exact_duplicates: int = 0
     uncataloged: int = 0
     short: int = 0
     nonneg_ms: int = 0
+    noise: int = 0  # rows on noise tracks
 
     def __post_init__(self):
         self.user_rows = np.zeros(self.n_user_ids, np.int64)
-        self.kind_rows = [0] * 7
+        self.kind_rows = [0] * N_KINDS
         self.day_rows: list[int] = []
 
     def add(self, rows: Rows) -> None:
@@ -215,6 +290,8 @@ class EventStats:
         nonneg = rows.ms >= 0
         self.nonneg_ms += int(nonneg.sum())
         self.short += int((nonneg & (rows.ms < 30_000)).sum())
+        if self.is_noise is not None:
+            self.noise += int(self.is_noise[rows.track].sum())  # track -1 (null) reads the "" id: False
 
 
 def day_tables(seed: int, day_index: int, plan: MonthPlan, cat: Catalog, stats: EventStats) -> Iterator[pa.Table]:
@@ -226,6 +303,10 @@ def day_tables(seed: int, day_index: int, plan: MonthPlan, cat: Catalog, stats: 
     prefix = f"e{date:%Y%m%d}-"
     drng = draws.rng(seed, draws.STREAM_DAY, date.year, date.month, date.day)
     specials = _day_specials(drng, day_index, day_start, plan, cat)
+    sleep = _sleep_rows(seed, day_index, day_start, plan, cat)
+    if len(sleep):
+        specials = Rows.concat([specials, sleep])
+        specials = specials.take(np.argsort(specials.t, kind="stable"))
     n_org = int(plan.organic_by_day[day_index])
     n_parts = max(1, math.ceil((n_org + len(specials)) / MAX_ROWS_PER_PART))
     bounds = [day_start + (k * DAY_US) // n_parts for k in range(n_parts + 1)]
@@ -238,14 +319,15 @@ def day_tables(seed: int, day_index: int, plan: MonthPlan, cat: Catalog, stats: 
         n_k = n_org * (k + 1) // n_parts - n_org * k // n_parts
         organic = _organic_rows(prng, n_k, bounds[k], bounds[k + 1], plan, cat)
         rows, org_pos = _merge_sorted(organic, specials.take(np.flatnonzero(spec_part == k)))
-        table = _event_table(rows, seq, prefix, plan, cat)
+        srng = draws.rng(seed, draws.STREAM_SOURCE, date.year, date.month, date.day, k)
+        table = _event_table(rows, seq, prefix, plan, cat, _sources(srng, len(rows)))
         seq += len(rows)
         stats.files += 1
         yield table
         stats.add(rows)
         day_rows += len(rows)
         stats.uncataloged += int(((organic.track >= cat.n_tracks) & (organic.track < cat.empty_index)).sum())
-        for kind, count in enumerate(np.bincount(rows.kind, minlength=7)):
+        for kind, count in enumerate(np.bincount(rows.kind, minlength=N_KINDS)):
             stats.kind_rows[kind] += int(count)
         # exact copies of organic rows (valid, in partition, billed users, unique ids)
         m = int(prng.binomial(n_k, EXACT_DUPLICATE_RATE)) if n_k else 0

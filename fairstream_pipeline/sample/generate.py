@@ -17,6 +17,7 @@ from fairstream_pipeline.sample.events import (
     CONFLICT,
     INVALID,
     OUTSIDE,
+    SLEEPER,
     UNKNOWN,
     EventStats,
     day_tables,
@@ -56,6 +57,12 @@ class SampleSummary:
     bot_user_ids: tuple[str, ...]
     bot_plays: int  # rows of the bots' stream-farm sessions (on top of their organic plays)
     looper_user_ids: tuple[str, ...]
+    sleeper_user_ids: tuple[str, ...]  # users for whom falling asleep to noise tracks is most of their listening
+    sleeper_plays: int  # rows of their sleep sessions (in place of most of their own organic plays)
+    noise_tracks: int  # catalog tracks with content_type noise
+    noise_act_ids: tuple[str, ...]  # payee ids of the artists whose tracks are noise
+    noise_plays: int  # rows (all files) on noise tracks: the sleepers' and a few organic ones
+    tracks_without_artist_id: tuple[str, ...]  # catalog tracks whose artist_id is null
     uncataloged_track_plays: int  # distinct events (all clean) of tracks absent from the catalog
     broken_split_track_ids: tuple[str, ...]  # tracks with split rows that are invalid
     tracks_without_splits: tuple[str, ...]  # catalog tracks with no split row
@@ -130,7 +137,7 @@ def generate_month(
     writer.clear_month(out_dir, month, plan.dates)
     writer.write_catalog(out_dir, cat)
     writer.write_month_tables(out_dir, month, plan, base)
-    stats = EventStats(n_user_ids=len(plan.user_ids))
+    stats = EventStats(n_user_ids=len(plan.user_ids), is_noise=cat.is_noise)
     for day_index, day in enumerate(plan.dates):
         writer.write_day(out_dir, day, day_tables(seed, day_index, plan, cat, stats))
 
@@ -139,6 +146,7 @@ def generate_month(
     assert stats.kind_rows[OUTSIDE] == OUTSIDE_PARTITION_EVENTS
     assert stats.kind_rows[CONFLICT] == CONFLICTING_EVENTS * 2
     assert stats.kind_rows[UNKNOWN] == UNKNOWN_USER_EVENTS
+    assert stats.kind_rows[SLEEPER] == plan.sleeper_rows
 
     counts = stats.user_rows[: base.n]
     paying_billed = plan.billed & (base.plan_idx != 0)
@@ -172,6 +180,12 @@ def generate_month(
         bot_user_ids=tuple(plan.user_ids.take(pa.array(plan.bots)).to_pylist()),
         bot_plays=stats.kind_rows[BOT],
         looper_user_ids=tuple(plan.user_ids.take(pa.array(plan.loopers)).to_pylist()),
+        sleeper_user_ids=tuple(plan.user_ids.take(pa.array(plan.sleepers, pa.int64())).to_pylist()),
+        sleeper_plays=stats.kind_rows[SLEEPER],
+        noise_tracks=len(cat.noise_tracks),
+        noise_act_ids=cat.noise_act_ids,
+        noise_plays=stats.noise,
+        tracks_without_artist_id=cat.tracks_without_artist_id,
         uncataloged_track_plays=stats.uncataloged,
         broken_split_track_ids=cat.broken_split_track_ids,
         tracks_without_splits=cat.tracks_without_splits,

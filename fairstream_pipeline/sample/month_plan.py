@@ -1,5 +1,6 @@
-"""A month's plan: who is billed, silent, a bot or a looper, which anomalies fall on which day,
-and how many organic plays each day gets (its intensity). ``docs/sample-data.md`` has the rates."""
+"""A month's plan: who is billed, silent, a bot, a looper or a sleep-sound listener, which anomalies
+fall on which day, and how many organic plays each day gets (its intensity). ``docs/sample-data.md``
+has the rates."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from fairstream_pipeline.lib.ingestion.landing_zone import (
 from fairstream_pipeline.lib.months import days_of_month, parse_month
 from fairstream_pipeline.sample import draws
 from fairstream_pipeline.sample.catalog import Catalog
-from fairstream_pipeline.sample.users import COUNTRIES, NET_PRICE_CENTS, PLANS, UserBase
+from fairstream_pipeline.sample.users import COUNTRIES, NET_PRICE_CENTS, PLANS, UserBase, activity_rank_share
 
 CHURN_RATE = 0.02
 SILENT_PAYING_RATE = 0.05
@@ -31,6 +32,23 @@ BOT_DISTINCT_TRACKS = (200, 500)
 LOOPERS = 2
 LOOPER_DAYS = (4, 10)
 LOOPER_PLAYS_PER_DAY = (50, 90)
+# Sleep-sound listeners (ACPS v1, stream STREAM_SLEEPERS; docs/sample-data.md, "Sleepers"): users
+# for whom falling asleep to a playlist of noise tracks is most of their listening, which makes them
+# heavy users but not the very heaviest: they are drawn from SLEEPER_ACTIVITY_BAND of the active
+# users by activity (bots and loopers aside). Their sleep plays are SLEEPER_NOISE_SHARE of the
+# requested events (bots and organic plays add a little noise too, ~1.8 % in all). They are part of
+# the sleeper's own listening: a sleeper's sleep plays are SLEEPER_OWN_SHARE of the plays their
+# activity gives them, in sessions of about SLEEPER_NIGHT_PLAYS (at most one a night), and replace
+# that share of their organic plays, in proportion to their taste (events.py), so a sleeper's row
+# count stays that of their activity. Candidates are drawn in a random order until their sleep
+# plays reach the month's total.
+SLEEPER_NOISE_SHARE = 0.016
+SLEEPER_ACTIVITY_BAND = (0.10, 0.30)  # candidates: activity ranks from the heaviest 10 % to 30 % of active users
+SLEEPER_OWN_SHARE = (0.7, 0.95)  # the share of a sleeper's plays that are sleep plays, per sleeper
+SLEEPER_NIGHT_PLAYS = (4, 12)  # a sleeper's mean plays in a night's session (10-30 minutes), per sleeper
+SLEEPER_NIGHT_WEIGHT = (0.5, 1.5)  # a night's plays are proportional to this, drawn per night
+SLEEPER_PLAYLIST = (4, 8)  # noise tracks in a sleeper's playlist (inclusive range)
+SLEEPER_MAX_REPLACED = 0.95  # at most this share of a sleeper's organic plays is replaced
 
 INVALID_KINDS = (
     "null_track_id",
@@ -56,6 +74,42 @@ def _largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
     return out
 
 
+def _sleepers(
+    seed: int, first: dt.date, total: int, candidates: np.ndarray, expected: np.ndarray, cat: Catalog, n_days: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The month's sleep-sound listeners (from ``candidates``, the active users of
+    SLEEPER_ACTIVITY_BAND without bots and loopers, whose organic plays are about ``expected``),
+    their plays per night (exactly ``total`` in all) and their playlists, from stream
+    STREAM_SLEEPERS only.
+
+    Candidates are taken in a random order, each with a capacity of SLEEPER_OWN_SHARE of their
+    expected plays (at least one session of SLEEPER_NIGHT_PLAYS, at most one every night), until the
+    capacities reach ``total``; each sleeper listens on ``capacity / SLEEPER_NIGHT_PLAYS`` random
+    nights, and the total is split over the sleepers' nights in proportion to the capacities."""
+    rng = draws.rng(seed, draws.STREAM_SLEEPERS, first.year, first.month)
+    m = len(candidates) if total and len(cat.noise_tracks) else 0
+    order = rng.permutation(m)
+    own = rng.uniform(SLEEPER_OWN_SHARE[0], SLEEPER_OWN_SHARE[1], m)
+    per_night = rng.uniform(SLEEPER_NIGHT_PLAYS[0], SLEEPER_NIGHT_PLAYS[1], m)
+    capacity = np.clip(own * expected[order], per_night, per_night * n_days)  # one session to one a night
+    n = min(m, int(np.searchsorted(np.cumsum(capacity), total)) + 1) if m else 0
+    by_user = np.argsort(candidates[order[:n]], kind="stable")  # the sleepers in ascending user order
+    sleepers = candidates[order[:n]][by_user]
+    capacity, per_night = capacity[:n][by_user], per_night[:n][by_user]
+    k = np.clip(np.rint(capacity / per_night), 1, n_days).astype(np.int64)  # nights each sleeper listens
+    keys = rng.random((n, n_days))
+    nights = keys <= np.sort(keys, axis=1)[np.arange(n), k - 1][:, None]  # k random nights each
+    weights = np.where(nights, rng.uniform(SLEEPER_NIGHT_WEIGHT[0], SLEEPER_NIGHT_WEIGHT[1], (n, n_days)), 0.0)
+    weights *= (capacity / weights.sum(axis=1))[:, None]
+    plays = _largest_remainder(total, weights.ravel()).reshape(n, n_days) if n else np.zeros((0, n_days), np.int64)
+    playlist = np.stack(
+        [rng.integers(0, len(cat.noise_tracks), n), rng.integers(SLEEPER_PLAYLIST[0], SLEEPER_PLAYLIST[1] + 1, n)],
+        axis=1,
+    )
+    listens = plays.sum(axis=1) > 0  # a sleeper whose share rounded to nothing is no sleeper
+    return sleepers[listens], plays[listens], playlist[listens]
+
+
 @dataclass
 class MonthPlan:
     """Who is billed, silent, a bot or a looper, each day's special rows and organic volume."""
@@ -72,6 +126,13 @@ class MonthPlan:
     empty_user_index: int
     bot_sessions: list[list[tuple[int, int, int]]]  # per day: (user, plays, distinct tracks)
     looper_sessions: list[list[tuple[int, int, int]]]  # per day: (user, track, plays)
+    sleepers: np.ndarray  # base user indices, ascending
+    sleeper_nights: np.ndarray  # (sleepers, days): noise plays of each sleeper on each day
+    sleeper_playlist: np.ndarray  # (sleepers, 2): first position in cat.noise_tracks, playlist length
+    sleeper_rows: int
+    # per activity rank 0 .. the last candidate's, then 0 for every later rank: the probability that an
+    # organic play falling on that rank goes to another listener (0 except for the sleepers)
+    sleeper_replace: np.ndarray
     invalid_by_day: list[list[str]]
     outside_by_day: np.ndarray
     conflict_by_day: np.ndarray
@@ -137,15 +198,34 @@ class MonthPlan:
         unknown_days = rng.integers(0, n_days, UNKNOWN_USER_EVENTS)
         unknown_by_day = [unknown_users[unknown_days == d] for d in range(n_days)]
 
-        special_main_rows = (
-            bot_rows + looper_rows + len(INVALID_KINDS) + OUTSIDE_PARTITION_EVENTS
-            + CONFLICTING_EVENTS + UNKNOWN_USER_EVENTS
+        # sleepers: their sleep plays are special rows, and replace part of their own organic plays
+        # (events.py draws a new listener for that share of the organic plays that fall on them)
+        lo = round(SLEEPER_ACTIVITY_BAND[0] * len(active_by_rank))
+        top = round(SLEEPER_ACTIVITY_BAND[1] * len(active_by_rank))
+        top = min(len(active_by_rank), max(lo + len(special) + 5, top))
+        heavy_ranks = lo + np.flatnonzero(~np.isin(active_by_rank[lo:top], special))
+        sleep_total = round(SLEEPER_NOISE_SHARE * events) if len(cat.noise_tracks) else 0
+        other_rows = (
+            bot_rows + looper_rows + len(INVALID_KINDS) + OUTSIDE_PARTITION_EVENTS + CONFLICTING_EVENTS
+            + UNKNOWN_USER_EVENTS
         )
-        organic = max(0, events - special_main_rows)
+        organic = max(0, events - other_rows - sleep_total)
+        rank_share = activity_rank_share(len(active_by_rank))
+        expected = organic * rank_share[heavy_ranks]
+        sleepers, sleeper_nights, sleeper_playlist = _sleepers(
+            seed, first, sleep_total, active_by_rank[heavy_ranks], expected, cat, n_days
+        )
+        sleeper_rows = int(sleeper_nights.sum())
+        sleeper_replace = np.zeros(top + 1, dtype=np.float32)  # the last entry stands for every later rank
+        if len(sleepers) and organic:
+            ranks = heavy_ranks[np.isin(active_by_rank[heavy_ranks], sleepers)]
+            plays = sleeper_nights.sum(axis=1)[np.searchsorted(sleepers, active_by_rank[ranks])]
+            sleeper_replace[ranks] = np.minimum(SLEEPER_MAX_REPLACED, plays / (organic * rank_share[ranks]))
+        organic = max(0, events - other_rows - sleeper_rows)
         factors = np.array([WEEKDAY_FACTORS[d.weekday()] for d in dates])
         organic_by_day = _largest_remainder(organic, factors)
         if organic:
-            p_short = min(0.6, SHORT_PLAY_RATE * (organic + bot_rows + looper_rows) / organic)
+            p_short = min(0.6, SHORT_PLAY_RATE * (organic + bot_rows + looper_rows + sleeper_rows) / organic)
         else:
             p_short = SHORT_PLAY_RATE
         ad_rates = rng.integers(AD_CENTS_PER_FREE_USER[0], AD_CENTS_PER_FREE_USER[1] + 1, len(COUNTRIES))
@@ -162,6 +242,11 @@ class MonthPlan:
             empty_user_index=len(user_ids) - 1,
             bot_sessions=bot_sessions,
             looper_sessions=looper_sessions,
+            sleepers=sleepers,
+            sleeper_nights=sleeper_nights,
+            sleeper_playlist=sleeper_playlist,
+            sleeper_rows=sleeper_rows,
+            sleeper_replace=sleeper_replace,
             invalid_by_day=invalid_by_day,
             outside_by_day=outside_by_day,
             conflict_by_day=conflict_by_day,

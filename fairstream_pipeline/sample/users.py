@@ -58,3 +58,14 @@ def activity_quantile(u: np.ndarray) -> np.ndarray:
 def quantile_position(x: np.ndarray, n: int) -> np.ndarray:
     """An activity quantile scaled to the activity ranks 0 .. n-1."""
     return np.minimum((x * n).astype(np.int64), n - 1).clip(0)
+
+
+def activity_rank_share(n: int) -> np.ndarray:
+    """The share of plays that :func:`activity_quantile` and :func:`quantile_position` give each of
+    the activity ranks 0 .. n-1 (the weight's CDF ``(a - (x + OFFSET) ** c) / (a - b)`` between
+    ``r / n`` and ``(r + 1) / n``; it sums to 1)."""
+    c = 1.0 - USER_ACTIVITY_EXPONENT
+    x0 = USER_ACTIVITY_OFFSET
+    a, b = x0**c, (1.0 + x0) ** c
+    cdf = (a - (np.arange(n + 1) / max(n, 1) + x0) ** c) / (a - b)
+    return np.diff(cdf)

@@ -33,7 +33,7 @@ PARQUET_OPTIONS = {
     "write_statistics": True,
     "row_group_size": 1_048_576,
 }
-EVENT_DICTIONARY_COLUMNS = ["user_id", "track_id"]
+EVENT_DICTIONARY_COLUMNS = ["user_id", "track_id", "source"]
 FIRST_PART = "part-00000.parquet"
 
 
