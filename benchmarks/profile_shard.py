@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
     print(f"allocate_shard {t2 - t1:.2f} s; decode {t3 - t2:.2f} s")
     in_loop = {k: v for k, v in timings.items() if any(mark in k for mark in DAY_LOOP)}
     print(f"  day loop ({len(days)} days) {sum(in_loop.values()):.2f} s")
-    for key, seconds in sorted(timings.items(), key=lambda kv: -kv[1])[:6]:
+    for key, seconds in sorted(timings.items(), key=lambda kv: -kv[1])[:10]:
         if key not in in_loop:
             print(f"  {seconds:6.2f} s  {key}")
     return 0

@@ -101,7 +101,7 @@ def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> No
     ``segment_pools`` and ``track_earnings``."""
     allocate_shard(con, rules)
     price_segments(con, rules)
-    _run(con, "DROP TABLE track_shares; DROP TABLE artist_reach")
+    _run(con, "DROP TABLE IF EXISTS track_shares; DROP TABLE artist_reach")
 
 
 def _has_relation(con: duckdb.DuckDBPyConnection, name: str) -> bool:
@@ -110,6 +110,11 @@ def _has_relation(con: duckdb.DuckDBPyConnection, name: str) -> bool:
         " + (SELECT count(*) FROM duckdb_views() WHERE view_name = $1)",
         [name],
     ).fetchall()[0]
+    return found > 0
+
+
+def _is_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    (found,) = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $1", [name]).fetchall()[0]
     return found > 0
 
 
@@ -191,7 +196,11 @@ def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules, days: lis
         )
     k = "least(music_streams, {c})" if rules.acps_cap_mode == "cap" else "{c}"
     k = k.format(c=rules.acps_user_stream_cap)
-    x = f"((t.streams - t.active) + {rules.acps_active_boost} * t.active)::HUGEINT * k.k * {MICRO}"
+    # b(u,t) * K * 10^6 with the professional boost: in 64 bits when the rules bound it there (a
+    # (user, track) counts at most 31 days * max_daily_plays_per_track streams), else in 128.
+    largest = 31 * rules.max_daily_plays_per_track * rules.acps_active_boost * rules.acps_user_stream_cap * MICRO
+    weight_type = "BIGINT" if largest * rules.acps_pro_boost <= BIGINT_MAX else "HUGEINT"
+    x = f"((t.streams - t.active) + {rules.acps_active_boost} * t.active)::{weight_type} * k.k * {MICRO}"
     _run(
         con,
         f"""
@@ -201,12 +210,14 @@ def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules, days: lis
             FROM busy_days
         ) WHERE rank = 1;
         DROP TABLE busy_days;
-        CREATE OR REPLACE TEMP TABLE user_tracks AS
-        SELECT c.user_id, c.track_id, sum(c.streams)::BIGINT AS streams, sum(c.active)::BIGINT AS active,
-               coalesce(a.noise, false) AS noise, a.artist_id
-        FROM capped_daily c ANTI JOIN flagged_users f USING (user_id)
-        LEFT JOIN track_attributes a USING (track_id)
-        GROUP BY ALL;
+        CREATE OR REPLACE TEMP TABLE user_tracks AS  -- s(u,t) and a(u,t), then the track's artist and noise
+        SELECT t.*, coalesce(a.noise, false) AS noise, a.artist_id
+        FROM (
+            SELECT user_id, track_id, sum(streams)::BIGINT AS streams, sum(active)::BIGINT AS active
+            FROM capped_daily ANTI JOIN flagged_users USING (user_id)
+            GROUP BY user_id, track_id
+        ) t
+        LEFT JOIN track_attributes a USING (track_id);
         DROP TABLE capped_daily;
         CREATE OR REPLACE TEMP TABLE user_stream_totals AS
         SELECT user_id, sum(streams)::BIGINT AS streams,
@@ -234,9 +245,13 @@ def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules, days: lis
             FROM user_tracks t JOIN user_quotients u USING (user_id)
         )
         GROUP BY ALL;
-        CREATE OR REPLACE TEMP TABLE artist_reach AS
-        SELECT artist_id, sum(streams)::BIGINT AS streams, count(DISTINCT user_id)::BIGINT AS listeners
-        FROM user_tracks WHERE NOT noise AND artist_id IS NOT NULL GROUP BY ALL;
+        CREATE OR REPLACE TEMP TABLE artist_reach AS  -- (a user's tracks of one artist: one listener)
+        SELECT artist_id, sum(streams)::BIGINT AS streams, count(*)::BIGINT AS listeners
+        FROM (
+            SELECT artist_id, user_id, sum(streams) AS streams FROM user_tracks
+            WHERE NOT noise AND artist_id IS NOT NULL GROUP BY artist_id, user_id
+        )
+        GROUP BY artist_id;
         DROP TABLE user_tracks;
         DROP TABLE user_quotients;
         CREATE OR REPLACE TEMP TABLE user_streams AS
@@ -258,7 +273,8 @@ def price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
 
     ``user_streams``, ``track_shares`` and ``artist_reach`` may be the union of several shards'
     tables (views): a (segment, track) then has one ``track_shares`` row per shard, and an artist
-    one ``artist_reach`` row per shard, added up here in integers.
+    one ``artist_reach`` row per shard, added up here in integers. A ``track_shares`` *table* is
+    dropped once added up (the merge's copy; it is the largest table of the merge).
 
     ``professional_artists`` has one row per artist with a counted music stream: ``artist_id``,
     ``streams``, ``listeners`` and ``professional``. ``segment_pools`` has one row per (country,
@@ -290,7 +306,8 @@ def price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
         FROM track_shares s
         LEFT JOIN track_attributes a USING (track_id)
         LEFT JOIN professional_artists p ON p.artist_id = a.artist_id
-        GROUP BY ALL;
+        GROUP BY s.country, s.tier, s.track_id;
+        {"DROP TABLE track_shares;" if _is_table(con, "track_shares") else ""}  -- (the merge's copy: totalled now)
         CREATE OR REPLACE TEMP TABLE segment_pools AS
         WITH by_users AS (
             SELECT country, tier, count(*) AS users,
