@@ -46,9 +46,9 @@ def test_rematerializing_a_month_gives_byte_identical_outputs(sample_month, mate
     first = lake_bytes(lake)
     assert materialize_month(MONTH).success
     assert lake_bytes(lake) == first
-    # 16 one-file tables (payment_details among them), clean_plays' 4 (files, removed, users, tracks)
-    # and its 31 days of one bucket
-    assert len([name for name in first if name.endswith(".parquet")]) == 16 + 4 + 31
+    # 17 one-file tables (payment_details and professional_artists among them), clean_plays' 5 (files,
+    # removed, users, tracks, artists) and its 31 days of one bucket
+    assert len([name for name in first if name.endswith(".parquet")]) == 17 + 5 + 31
 
 
 def test_shuffled_and_resplit_event_files_give_the_same_money(sample_month, landing, materialize_month, tmp_path):

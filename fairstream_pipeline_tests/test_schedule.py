@@ -55,7 +55,7 @@ def test_the_job_covers_the_whole_chain(definitions):
     keys = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
     assert keys == {
         "landing_month", "billed_users", "ad_revenue", "clean_plays", "play_quarantine", "track_splits",
-        "payee_directory", "user_streams", "flagged_users", "segment_pools", "track_earnings",
+        "payee_directory", "user_streams", "flagged_users", "segment_pools", "track_earnings", "professional_artists",
         "payee_earnings", "payee_statements", "payee_adjustments", "period_close", "statement_notifications",
         "published_statements", "statement_outbox", "payment_details", "payment_batch",
     }

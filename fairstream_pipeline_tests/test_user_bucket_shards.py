@@ -211,11 +211,16 @@ def test_the_merge_takes_the_shard_folders_it_is_given_even_from_a_parent_run(tm
                     f"{bucket + 1}::BIGINT AS streams, false AS flagged, 5::HUGEINT AS contribution_pico")
         con.execute("CREATE TABLE flagged_users AS SELECT 'x' AS user_id, DATE '2024-01-01' AS worst_day, 1::BIGINT AS worst_day_streams WHERE false")
         con.execute(f"CREATE TABLE track_shares AS SELECT 'FR' AS country, 'paid' AS tier, 't1' AS track_id, "
-                    f"{bucket + 1}::BIGINT AS streams, {2**70 + bucket}::HUGEINT AS direct_pico")
+                    f"{bucket + 1}::BIGINT AS streams, {2**70 + bucket}::HUGEINT AS direct_pico, "
+                    f"{10 * bucket}::HUGEINT AS acps_weight, {20 * bucket}::HUGEINT AS acps_pro_weight")
+        con.execute(f"CREATE TABLE artist_reach AS SELECT 'a1' AS artist_id, {bucket + 1}::BIGINT AS streams, "
+                    "1::BIGINT AS listeners")
         folders.append(store.write(con, bucket, 3)[0])
     con = duckdb.connect()
     assert attach_shards(con, folders) == 3
-    assert con.execute("SELECT * FROM track_shares").fetchall() == [("FR", "paid", "t1", 6, 3 * 2**70 + 3)]  # one row per (segment, track)
+    # one row per (segment, track), and per artist: the shards' users are distinct, so listeners add up
+    assert con.execute("SELECT * FROM track_shares").fetchall() == [("FR", "paid", "t1", 6, 3 * 2**70 + 3, 30, 60)]
+    assert con.execute("SELECT * FROM artist_reach").fetchall() == [("a1", 6, 3)]
     assert con.execute("SELECT list(user_id ORDER BY user_id) FROM user_streams").fetchall() == [(["u0", "u1", "u2"],)]
     with pytest.raises(ValueError, match=r"the shards do not cover one set of buckets: \[\(0, 3\), \(2, 3\)\]"):
         attach_shards(duckdb.connect(), [folders[0], folders[2]])
@@ -232,7 +237,9 @@ def test_the_merge_refuses_shards_whose_tracks_are_coded_by_different_dictionari
         con.execute("CREATE TABLE user_streams AS SELECT 'u' AS user_id, 'FR' AS country, 'paid' AS tier, "
                     "1::BIGINT AS streams, false AS flagged, 5::HUGEINT AS contribution_pico")
         con.execute("CREATE TABLE flagged_users AS SELECT 'x' AS user_id, DATE '2024-01-01' AS worst_day, 1::BIGINT AS worst_day_streams WHERE false")
-        con.execute("CREATE TABLE track_shares AS SELECT 'FR' AS country, 'paid' AS tier, 7 AS track_id, 1::BIGINT AS streams, 5::HUGEINT AS direct_pico")
+        con.execute("CREATE TABLE track_shares AS SELECT 'FR' AS country, 'paid' AS tier, 7 AS track_id, 1::BIGINT AS streams, "
+                    "5::HUGEINT AS direct_pico, 0::HUGEINT AS acps_weight, 0::HUGEINT AS acps_pro_weight")
+        con.execute("CREATE TABLE artist_reach AS SELECT 1 AS artist_id, 1::BIGINT AS streams, 1::BIGINT AS listeners")
         folders.append(store.write(con, bucket, 2, dictionary)[0])
     assert shard_track_dictionary(folders[:1]) == Path("clean_plays/month=2026-10/v1/tracks.parquet")
     with pytest.raises(ValueError, match=r"coded by different dictionaries: \['clean_plays/month=2026-10/v1/tracks.parquet', 'clean_plays/month=2026-10/v2/tracks.parquet'\]"):
