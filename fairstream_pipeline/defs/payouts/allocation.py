@@ -35,13 +35,13 @@ from fairstream_pipeline.defs.specs import lake_out, monthly_graph_asset
 from fairstream_pipeline.lib.ingestion.clean_plays import (
     artists_file,
     attach_coded_plays,
+    attach_track_attributes,
     decode_shard,
     decode_track_earnings,
     track_dictionary_file,
 )
 from fairstream_pipeline.lib.payouts.professional_artists import (
     artists_near_the_line,
-    attach_track_attributes,
     name_professional_artists,
     professional_summary,
 )

@@ -41,7 +41,7 @@ import duckdb
 
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet, sql_list, sql_string
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.lake.tables import Rows, first_rows
+from fairstream_pipeline.lib.lake.tables import Rows, columns_of, first_rows
 from fairstream_pipeline.lib.ingestion.user_buckets import bucket_sql, check_buckets
 
 FILES = "files.parquet"
@@ -115,7 +115,7 @@ def attach_coded_plays(
         CREATE OR REPLACE TEMP TABLE user_dictionary AS
         SELECT user_index, user_id FROM {read_parquet(str(folder / USERS))} WHERE {users_filter};
         CREATE OR REPLACE TEMP TABLE track_dictionary AS
-        SELECT track_index, track_id, catalogued, {_track_attribute_columns(con, folder)}
+        SELECT track_index, track_id, catalogued, {_track_attribute_columns(con, folder / TRACKS)}
         FROM {read_parquet(str(folder / TRACKS))};
         CREATE OR REPLACE TEMP VIEW track_attributes AS
         SELECT track_index AS track_id, artist_index AS artist_id, noise FROM track_dictionary;
@@ -135,11 +135,22 @@ def attach_coded_plays(
     return sorted({date.fromisoformat(f.parent.name.removeprefix("day=")) for f in files})
 
 
-def _track_attribute_columns(con: duckdb.DuckDBPyConnection, folder: Path) -> str:
-    """``artist_index`` and ``noise`` of a track dictionary (nulls and false for one written before
-    ACPS v1)."""
-    names = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {read_parquet(str(folder / TRACKS))}").fetchall()}
-    return "artist_index, noise" if "noise" in names else "NULL::INTEGER AS artist_index, false AS noise"
+def _track_attribute_columns(con: duckdb.DuckDBPyConnection, dictionary: Path) -> str:
+    """``artist_index`` and ``noise`` of a track dictionary file (nulls and false for one written
+    before ACPS v1)."""
+    if "noise" in columns_of(con, read_parquet(str(dictionary))):
+        return "artist_index, noise"
+    return "NULL::INTEGER AS artist_index, false AS noise"
+
+
+def attach_track_attributes(con: duckdb.DuckDBPyConnection, dictionary: Path) -> None:
+    """The view ``track_attributes`` (``track_id`` = the track index, ``artist_id`` = the artist
+    index, ``noise``) over a month's track dictionary file, as the merge of the shards reads it."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW track_attributes AS SELECT track_index AS track_id, "
+        f"{_track_attribute_columns(con, dictionary).replace('artist_index,', 'artist_index AS artist_id,')} "
+        f"FROM {read_parquet(str(dictionary))}"
+    ).fetchall()
 
 
 def artists_file(lake: Lake, month: str) -> Path | None:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import duckdb
 
 from fairstream_pipeline.lib.lake.faults import fault_point
+from fairstream_pipeline.lib.lake.tables import columns_of
 from fairstream_pipeline.lib.payouts.fixed_point import BIGINT_MAX, floor_div, quotient_and_remainder, scaled_floor_div
 from fairstream_pipeline.lib.payouts.rules import (
     MICRO,
@@ -118,10 +119,6 @@ def _is_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return found > 0
 
 
-def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> set[str]:
-    return {row[0] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
-
-
 def _attach_default_attributes(con: duckdb.DuckDBPyConnection) -> None:
     """Without ``track_attributes`` every track is music and has no artist (nobody is professional)."""
     if not _has_relation(con, "track_attributes"):
@@ -161,7 +158,7 @@ def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules, days: lis
     """
     share = f"{rules.royalty_share_ppm}::HUGEINT * {PPM}"  # pico-cents per cent of revenue
     _attach_default_attributes(con)
-    active = "active" if "active" in _columns(con, "clean_plays") else "false"
+    active = "active" if "active" in columns_of(con, "clean_plays") else "false"
     # The day tables take their id types from ``clean_plays``: INTEGER codes in a shard, so that
     # every aggregation below hashes 4-byte integers (declared VARCHAR, they cost a shard 2 s more).
     _run(

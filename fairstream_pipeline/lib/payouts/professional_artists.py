@@ -13,18 +13,6 @@ from fairstream_pipeline.lib.lake.tables import Rows, first_rows
 from fairstream_pipeline.lib.payouts.rules import PayoutRules
 
 
-def attach_track_attributes(con: duckdb.DuckDBPyConnection, track_dictionary: Path) -> None:
-    """The view ``track_attributes`` (``track_id`` = the track index, ``artist_id`` = the artist
-    index, ``noise``) over a month's track dictionary; a dictionary written before ACPS v1 has no
-    artists and no noise."""
-    source = read_parquet(str(track_dictionary))
-    names = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-    columns = "artist_index AS artist_id, noise" if "noise" in names else "NULL::INTEGER AS artist_id, false AS noise"
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW track_attributes AS SELECT track_index AS track_id, {columns} FROM {source}"
-    ).fetchall()
-
-
 def name_professional_artists(con: duckdb.DuckDBPyConnection, rules: PayoutRules, artists: Path | None) -> None:
     """Replace the engine's ``professional_artists`` (artist indexes of ``artists``, the month's
     artist dictionary) with the published table: ``artist_id`` (null for an artist the catalog
