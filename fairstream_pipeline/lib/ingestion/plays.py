@@ -186,25 +186,26 @@ def plan_plays(
         catalog_tracks = ("SELECT NULL::VARCHAR AS track_id, NULL::VARCHAR AS artist_id, NULL::VARCHAR AS artist_name, "
                           "false AS noise WHERE false")
         content_types = []
-    con.execute(f"CREATE OR REPLACE TEMP TABLE plan_tracks AS {catalog_tracks}").fetchall()
     # The artist: its id, else its name (ACPS v1); the two kinds of key never collide.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE plan_tracks AS
+            SELECT *, CASE WHEN artist_id IS NOT NULL AND artist_id <> '' THEN 'id:' || artist_id
+                           WHEN artist_name IS NOT NULL AND artist_name <> '' THEN 'name:' || artist_name
+                      END AS artist_key
+            FROM ({catalog_tracks})"""
+    ).fetchall()
     copy_to_parquet(
         con,
         """SELECT (row_number() OVER (ORDER BY artist_key) - 1)::INTEGER AS artist_index, artist_key,
                   min(artist_id) AS artist_id, min(artist_name) AS artist_name
-           FROM (SELECT CASE WHEN artist_id IS NOT NULL AND artist_id <> '' THEN 'id:' || artist_id
-                             WHEN artist_name IS NOT NULL AND artist_name <> '' THEN 'name:' || artist_name END AS artist_key,
-                        artist_id, artist_name FROM plan_tracks)
-           WHERE artist_key IS NOT NULL GROUP BY artist_key ORDER BY artist_key""",
+           FROM plan_tracks WHERE artist_key IS NOT NULL GROUP BY artist_key ORDER BY artist_key""",
         folder / clean_plays.ARTISTS,
     )
     copy_to_parquet(
         con,
         f"""SELECT (row_number() OVER (ORDER BY t.track_id) - 1)::INTEGER AS track_index, t.track_id,
                    true AS catalogued, a.artist_index, coalesce(t.noise, false) AS noise
-            FROM plan_tracks t LEFT JOIN {read_parquet(str(folder / clean_plays.ARTISTS))} a
-              ON a.artist_key = CASE WHEN t.artist_id IS NOT NULL AND t.artist_id <> '' THEN 'id:' || t.artist_id
-                                     WHEN t.artist_name IS NOT NULL AND t.artist_name <> '' THEN 'name:' || t.artist_name END
+            FROM plan_tracks t LEFT JOIN {read_parquet(str(folder / clean_plays.ARTISTS))} a USING (artist_key)
             ORDER BY t.track_id""",
         folder / clean_plays.TRACKS,
     )

@@ -105,18 +105,15 @@ def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> No
     _run(con, "DROP TABLE IF EXISTS track_shares; DROP TABLE artist_reach")
 
 
-def _has_relation(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    (found,) = con.execute(
-        "SELECT (SELECT count(*) FROM duckdb_tables() WHERE table_name = $1)"
-        " + (SELECT count(*) FROM duckdb_views() WHERE view_name = $1)",
-        [name],
-    ).fetchall()[0]
-    return found > 0
-
-
 def _is_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     (found,) = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $1", [name]).fetchall()[0]
     return found > 0
+
+
+def _has_relation(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """A table or a view of that name."""
+    (found,) = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = $1", [name]).fetchall()[0]
+    return found > 0 or _is_table(con, name)
 
 
 def _attach_default_attributes(con: duckdb.DuckDBPyConnection) -> None:
