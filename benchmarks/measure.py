@@ -3,7 +3,7 @@
 Run by ``benchmarks.run`` in a fresh subprocess per measurement, so that each peak RSS belongs to
 one thing only::
 
-    python -m benchmarks.measure pipeline --landing L --warehouse W --month 2026-10
+    python -m benchmarks.measure pipeline --landing L --warehouse W --month 2026-10 [--database-url URL]
     python -m benchmarks.measure scan_limit|duckdb_user_centric|pandas_user_centric --landing L --month M
 """
 
@@ -36,13 +36,37 @@ def step_times(instance, run_id: str) -> dict[str, dict]:
     return steps
 
 
-def measure_pipeline(landing: Path, warehouse: Path, month: str, buckets: int = 0) -> dict:
+# The steps after the month's computation: the close, the statement emails, publishing to the app
+# database and the outbox (issue 24: together at most half the computation at 200M plays).
+CLOSE_AND_NOTIFY = ("period_close", "statement_notifications", "published_statements", "statement_outbox")
+# FairStream's (sample) account, so that the payment batch is built as in production.
+BENCH_DEBTOR = {
+    "FAIRSTREAM_PAYMENTS_DEBTOR_NAME": "FairStream Bench SAS",
+    "FAIRSTREAM_PAYMENTS_DEBTOR_IBAN": "FR7630006000011234567890189",
+    "FAIRSTREAM_PAYMENTS_DEBTOR_BIC": "AGRIFRPPXXX",
+}
+
+
+def is_close_or_notification(step_key: str) -> bool:
+    """Whether a step (or an asset check's step) belongs to the close and the notifications."""
+    return step_key.split("[")[0] in CLOSE_AND_NOTIFY
+
+
+def measure_pipeline(
+    landing: Path, warehouse: Path, month: str, buckets: int = 0, database_url: str = "", scope: str = "job"
+) -> dict:
     """Materialize monthly_payout_job for ``month`` in-process; per-step wall time and peak RSS.
-    ``buckets`` 0: as many user buckets as the pipeline's settings choose for the month."""
+
+    ``scope`` "job": every asset of the job, the close, the emails, the app database
+    (``database_url``, which must be an empty database) and the payment batch; "computation": all
+    but the notification group. ``buckets`` 0: as many user buckets as the settings choose."""
     os.environ.update(
         FAIRSTREAM_LANDING_DIR=str(landing),
         FAIRSTREAM_WAREHOUSE_DIR=str(warehouse),
         FAIRSTREAM_FIRST_MONTH=month,
+        FAIRSTREAM_PAYMENTS_OUT_DIR=str(warehouse / "payments"),
+        FAIRSTREAM_DATABASE_URL=database_url,
+        **BENCH_DEBTOR,
     )
     if buckets:
         os.environ["FAIRSTREAM_USER_BUCKETS"] = str(buckets)  # the clean plays are stored in as many buckets
@@ -52,18 +76,17 @@ def measure_pipeline(landing: Path, warehouse: Path, month: str, buckets: int = 
 
     definitions = defs()
     job = definitions.resolve_job_def("monthly_payout_job")
-    # Ingestion through statements and the payment batch: the notification assets (emails, app
-    # database) are not part of it.
     graph = definitions.resolve_asset_graph()
-    through_statements = [
-        key for key in job.asset_layer.selected_asset_keys if graph.get(key).group_name != "notifications"
+    selection = [
+        key for key in job.asset_layer.selected_asset_keys
+        if scope == "job" or graph.get(key).group_name != "notifications"
     ]
     sampler = RssSampler()
     sampler.start()
     instance = dg.DagsterInstance.ephemeral()
     started = time.time()
     result = job.execute_in_process(
-        partition_key=month, instance=instance, raise_on_error=False, asset_selection=through_statements,
+        partition_key=month, instance=instance, raise_on_error=False, asset_selection=selection,
         run_config={"ops": {"count_and_allocate": {"ops": {"plan_user_buckets": {"config": {"buckets": buckets}}}}}},
     )
     seconds = time.time() - started
@@ -75,10 +98,14 @@ def measure_pipeline(landing: Path, warehouse: Path, month: str, buckets: int = 
     from fairstream_pipeline.lib.lake.storage import Lake
 
     stored = Lake(warehouse).manifest("clean_plays", month).get("user_buckets") if result.success else None
+    after = sum(r["seconds"] for key, r in steps.items() if is_close_or_notification(key))
     return {
         "success": result.success,
+        "scope": scope,
         "user_buckets": stored,
         "seconds": seconds,
+        "computation_seconds": seconds - after,
+        "close_and_notify_seconds": after,
         "peak_rss_bytes": peak_rss_bytes(),
         "steps": {k: {x: v[x] for x in ("seconds", "peak_rss_bytes", "status") if x in v} for k, v in steps.items()},
     }
@@ -108,9 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--landing", type=Path, required=True)
     parser.add_argument("--warehouse", type=Path)
     parser.add_argument("--month", required=True)
+    parser.add_argument("--database-url", default="", help="an empty app database for the notifications")
+    parser.add_argument("--scope", choices=["job", "computation"], default="job")
     args = parser.parse_args(argv)
     if args.what == "pipeline":
-        report = measure_pipeline(args.landing, args.warehouse, args.month, args.buckets)
+        report = measure_pipeline(
+            args.landing, args.warehouse, args.month, args.buckets, args.database_url, args.scope
+        )
     else:
         try:
             report = measure_baseline(args.what, args.landing, args.month)
