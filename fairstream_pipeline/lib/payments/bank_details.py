@@ -54,21 +54,20 @@ class DetailsVerdict:
     __repr__ = masked_repr
 
 
-def _iban_problem(iban: str) -> str | None:
-    """Why the compact ``iban`` cannot be paid to, or None when it is valid."""
+def _parse_iban(iban: str) -> tuple[IBAN | None, str | None]:
+    """The compact ``iban`` parsed (once), or None and why it cannot be paid to."""
     try:
-        IBAN(iban)
+        return IBAN(iban), None
     except schwifty_errors.InvalidChecksumDigits:
-        return IBAN_CHECKSUM
+        return None, IBAN_CHECKSUM
     except schwifty_errors.InvalidCountryCode:
         country = iban[:2]
-        return f"IBAN country {country} is unknown" if _COUNTRY.fullmatch(country) else IBAN_MALFORMED
+        return None, (f"IBAN country {country} is unknown" if _COUNTRY.fullmatch(country) else IBAN_MALFORMED)
     except schwifty_errors.InvalidLength:
         expected = get_iban_spec(iban[:2]).iban_length
-        return f"IBAN length is wrong for {iban[:2]} ({len(iban)} characters, expected {expected})"
+        return None, f"IBAN length is wrong for {iban[:2]} ({len(iban)} characters, expected {expected})"
     except schwifty_errors.SchwiftyException:
-        return IBAN_MALFORMED
-    return None
+        return None, IBAN_MALFORMED
 
 
 def _valid_bic(bic: str) -> str | None:
@@ -88,11 +87,11 @@ def check_payment_details(iban: str | None, bic: str | None) -> DetailsVerdict:
     BIC whenever it is a valid BIC (even when its country does not match); the IBAN's problem comes
     before the BIC's."""
     compact_iban, compact_bic = compact(iban), compact(bic)
-    iban_problem = _iban_problem(compact_iban) if compact_iban else IBAN_MISSING
+    parsed, iban_problem = _parse_iban(compact_iban) if compact_iban else (None, IBAN_MISSING)
     valid_iban = None if iban_problem else compact_iban
     valid_bic = _valid_bic(compact_bic) if compact_bic else None
     problem = iban_problem
-    if problem is None and not IBAN(compact_iban).in_sepa_zone:
+    if problem is None and not parsed.in_sepa_zone:
         problem = f"IBAN country {compact_iban[:2]} is not in the SEPA zone"
         valid_iban = None
     if problem is None and compact_bic:
