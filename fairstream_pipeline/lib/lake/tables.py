@@ -17,6 +17,9 @@ from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet, sql_string
 from fairstream_pipeline.lib.lake.storage import Lake
 
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
+# Scratch files that only the month's own next step reads (a shard's results, for the merge):
+# LZ4, faster to write and read than zstd.
+SCRATCH_PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION lz4_raw"
 PICO_DECIMAL = "DECIMAL(38,0)"
 # The pico-cent columns of each table the payout engine writes (the others have none), and the
 # ACPS weights in micro-streams, which are HUGEINT too.
@@ -57,12 +60,14 @@ def attach_month(con: duckdb.DuckDBPyConnection, lake: Lake, month: str, views: 
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {lake_view(asset, present)} FROM {source}").fetchall()
 
 
-def write_table(con: duckdb.DuckDBPyConnection, table: str, path: str | Path) -> int:
-    """Write ``table`` to the Parquet file ``path``; return its row count."""
+def write_table(con: duckdb.DuckDBPyConnection, table: str, path: str | Path, scratch: bool = False) -> int:
+    """Write ``table`` to the Parquet file ``path``; return its row count. ``scratch``: a file that
+    only the month's next step reads and whose row order does not matter to it (unsorted, LZ4)."""
     # ORDER BY ALL: the same rows give the same bytes, whatever order parallel work made them in.
     present = columns_of(con, table) if PICO_COLUMNS.get(table) else None
+    order, options = ("", SCRATCH_PARQUET_OPTIONS) if scratch else (" ORDER BY ALL", PARQUET_OPTIONS)
     con.execute(
-        f"COPY (SELECT {lake_columns(table, present)} FROM {table} ORDER BY ALL) TO {sql_string(path)} ({PARQUET_OPTIONS})"
+        f"COPY (SELECT {lake_columns(table, present)} FROM {table}{order}) TO {sql_string(path)} ({options})"
     ).fetchall()
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 

@@ -7,7 +7,8 @@ Parquet under
     <warehouse>/_shards/month=M/run=<run id>/bucket=<k>/<table>.parquet
 
 (the warehouse is shared storage when shards run on other machines), and passes the folder on to
-the merge as its output: a re-execution from failure hands the merge the parent run's folders for
+the merge as its output (unsorted, LZ4: the merge adds them up, whatever their order; what it
+publishes is sorted): a re-execution from failure hands the merge the parent run's folders for
 the buckets it did not run again. The merge reads every bucket's files back as one table each, and
 then removes every shard folder of the month. A folder left by a killed run is removed by the next
 fresh run of the month (the month lock guarantees that no other run of the month is alive).
@@ -53,7 +54,7 @@ class ShardStore(RunScratch):
         folder = self.part_dir(f"bucket={bucket}", fresh=True)
         rows = {}
         for table in SHARD_TABLES:
-            rows[table] = write_table(con, table, folder / f"{table}.parquet")
+            rows[table] = write_table(con, table, folder / f"{table}.parquet", scratch=True)
         record = {"bucket": bucket, "buckets": buckets, "rows": rows,
                   "track_dictionary": None if track_dictionary is None else str(track_dictionary)}
         (folder / SHARD_RECORD).write_text(json.dumps(record))
