@@ -228,6 +228,36 @@ def test_the_merge_takes_the_shard_folders_it_is_given_even_from_a_parent_run(tm
     assert not (tmp_path / "_shards" / f"month={MONTH}").exists()
 
 
+def test_the_merge_adds_track_shares_up_the_same_in_one_pass_or_in_parts(tmp_path, monkeypatch):
+    """A large month's track_shares are added up in passes over parts of the tracks
+    (``ROWS_PER_SUM``): every part count gives the same (segment, track) sums, none lost or doubled."""
+    import fairstream_pipeline.lib.payouts.shards as shards
+
+    store, folders = ShardStore(tmp_path, MONTH, "run"), []
+    for bucket in range(3):
+        con = duckdb.connect()
+        con.execute("CREATE TABLE user_streams AS SELECT 'u' AS user_id, 'FR' AS country, 'paid' AS tier, "
+                    "1::BIGINT AS streams, false AS flagged, 5::HUGEINT AS contribution_pico WHERE false")
+        con.execute("CREATE TABLE flagged_users AS SELECT 'x' AS user_id, DATE '2024-01-01' AS worst_day, 1::BIGINT AS worst_day_streams WHERE false")
+        con.execute(f"""CREATE TABLE track_shares AS
+            SELECT country, tier, track_id, (track_id + {bucket})::BIGINT AS streams,
+                   ({2**70} + track_id * 1000 + {bucket})::HUGEINT AS direct_pico,
+                   (track_id * 10)::HUGEINT AS acps_weight, (track_id * 20)::HUGEINT AS acps_pro_weight
+            FROM range(40) r(track_id), (VALUES ('FR', 'paid'), ('DE', 'free')) s(country, tier)
+            WHERE (track_id + {bucket}) % 3 <> 0""")
+        con.execute("CREATE TABLE artist_reach AS SELECT 1 AS artist_id, 1::BIGINT AS streams, 1::BIGINT AS listeners")
+        folders.append(store.write(con, bucket, 3)[0])
+    sums = {}
+    for rows_per_sum in (10**9, 50, 7, 1):
+        monkeypatch.setattr(shards, "ROWS_PER_SUM", rows_per_sum)
+        con = duckdb.connect()
+        attach_shards(con, folders)
+        sums[rows_per_sum] = con.execute("SELECT * FROM track_shares ORDER BY ALL").fetchall()
+    assert sums[50] == sums[7] == sums[1] == sums[10**9]
+    # each (segment, track) is in two of the three shards: track 4 in shards 0 and 1 (4 % 3, 5 % 3)
+    assert len(sums[1]) == 80 and ("FR", "paid", 4, 9, 2 * 2**70 + 8001, 80, 160) in sums[1]
+
+
 def test_the_merge_refuses_shards_whose_tracks_are_coded_by_different_dictionaries(tmp_path):
     """A parent run's shard coded by last ingestion's track dictionary cannot be added to one coded
     by the current one: the same index may be another track."""

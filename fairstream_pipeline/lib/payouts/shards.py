@@ -27,11 +27,15 @@ from pathlib import Path
 import duckdb
 
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
-from fairstream_pipeline.lib.lake.tables import columns_of, lake_view, write_table
+from fairstream_pipeline.lib.lake.tables import scratch_view, write_table
 from fairstream_pipeline.lib.lake.scratch import RunScratch
 
 SHARD_TABLES = ("user_streams", "flagged_users", "track_shares", "artist_reach")
 SHARD_RECORD = "_shard.json"  # which bucket of how many the folder holds, and its row counts
+# The merge adds the shards' track_shares up in passes over the tracks (by a hash of the track) of
+# at most this many shard rows each: one aggregation of a 200M month's 29M rows into 10.7M groups
+# peaked at 3.88 GiB; by parts, each holds a part's groups only (docs/performance.md).
+ROWS_PER_SUM = 8_000_000
 
 
 class ShardStore(RunScratch):
@@ -63,7 +67,8 @@ class ShardStore(RunScratch):
 
 def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path]) -> int:
     """A table per shard table holding the rows of every shard folder (``track_shares`` already
-    added up per segment and track, exact in integers); returns the number of buckets.
+    added up per segment and track, exact in integers, in passes of at most ``ROWS_PER_SUM`` shard
+    rows over a part of the tracks each); returns the number of buckets.
 
     The folders come from the shard steps' outputs (a re-execution from failure passes the parent
     run's folders for the buckets it did not re-run). Fails naming what is missing when the folders
@@ -84,21 +89,28 @@ def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path]) -> 
         files = [str(Path(folder) / f"{table}.parquet") for folder in folders]
         # A table with nullable columns whatever B is: DuckDB keeps a single file's NOT NULL
         # columns but not those of several files, and the published bytes must not depend on B.
-        source = f"SELECT {lake_view(table, columns_of(con, read_parquet(files)))} FROM {read_parquet(files)}"
+        source = f"SELECT {scratch_view(con, read_parquet(files))} FROM {read_parquet(files)}"
+        passes = [source]
         if table == "track_shares":  # added up per (segment, track) as it is read: B times fewer rows to keep
-            source = (
+            rows = sum(r["rows"].get(table, 0) for r in records)
+            parts = max(1, -(-rows // ROWS_PER_SUM))
+            passes = [
                 "SELECT country, tier, track_id, sum(streams)::BIGINT AS streams, "
                 "sum(direct_pico)::HUGEINT AS direct_pico, sum(acps_weight)::HUGEINT AS acps_weight, "
-                f"sum(acps_pro_weight)::HUGEINT AS acps_pro_weight FROM ({source}) GROUP BY ALL"
-            )
+                f"sum(acps_pro_weight)::HUGEINT AS acps_pro_weight FROM ({source}) "
+                + (f"WHERE hash(track_id) % {parts} = {part} " if parts > 1 else "")
+                + "GROUP BY ALL"
+                for part in range(parts)
+            ]
         elif table == "artist_reach":  # a user is in one shard: the listeners add up
-            source = (
+            passes = [
                 "SELECT artist_id, sum(streams)::BIGINT AS streams, sum(listeners)::BIGINT AS listeners "
                 f"FROM ({source}) GROUP BY ALL"
-            )
-        columns = con.execute(f"DESCRIBE {source}").fetchall()
+            ]
+        columns = con.execute(f"DESCRIBE {passes[0]}").fetchall()
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(f'{c[0]} {c[1]}' for c in columns)})").fetchall()
-        con.execute(f"INSERT INTO {table} {source}").fetchall()
+        for rows_of_part in passes:
+            con.execute(f"INSERT INTO {table} {rows_of_part}").fetchall()
     return buckets
 
 
