@@ -128,9 +128,15 @@ def test_rematerializing_replaces_the_month_byte_for_byte(hand_made_month, mater
     lake = Lake(tmp_path / "warehouse")
 
     def current() -> dict[str, bytes]:
-        """The current version's files; the manifest without its version and writing run."""
+        """The current version's files; the manifest without its version and writing run; the
+        (unsorted) play files as their sorted rows."""
         folder = lake.partition_dir("clean_plays", MONTH)
-        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in lake.partition_files("clean_plays", MONTH)}
+        files = {
+            p.relative_to(folder).as_posix(): (
+                sorted(duckdb.sql(f"SELECT * FROM '{p}'").fetchall(), key=repr) if p.name == "plays.parquet" else p.read_bytes()
+            )
+            for p in lake.partition_files("clean_plays", MONTH)
+        }
         manifest = json.loads(files["_manifest.json"])
         files["_manifest.json"] = {k: v for k, v in manifest.items() if k not in ("version", "written_by_run")}
         return files

@@ -147,6 +147,7 @@ def merge_event_days(
         }
         dictionary = dictionary_record(clean_out.staging_dir)
         clean_out.manifest.update(rows=result.clean_plays, user_buckets=dictionary["buckets"], **accounting)
+        clean_out.content_digests = result.play_digests  # the play files are unsorted: their content counts
         quarantine_out.manifest.update(rows=result.quarantined_total, **accounting)
         quarantine_preview = preview(file_rows(con, quarantine_out.file(), limit=20))
     with duckdb.connect() as con:

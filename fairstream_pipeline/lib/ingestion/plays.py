@@ -97,6 +97,8 @@ class PlayIngestion:
     files: list[DataFile] = field(default_factory=list)
     active_plays: int = 0  # clean plays started by search or an editorial playlist (ACPS v1)
     unknown_sources: dict[str, int] = field(default_factory=dict)  # rows read, by source not in the contract
+    # each play file's content digest, by its path in the clean plays' folder (clean_plays.play_digests)
+    play_digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def quarantined_total(self) -> int:
@@ -334,7 +336,7 @@ def ingest_play_day(
         """
     ).fetchall()
     out.mkdir(parents=True, exist_ok=True)
-    clean_plays.write_plays(con, "day_clean", out, day, buckets)
+    digests = clean_plays.write_plays(con, "day_clean", out, day, buckets)
     copy_to_parquet(
         con,
         "SELECT file_index, file_row_number, reason FROM decisions WHERE reason IS NOT NULL ORDER BY file_index, file_row_number",
@@ -379,6 +381,7 @@ def ingest_play_day(
         files=[f for _, f in day_files],
         active_plays=active,
         unknown_sources=unknown_sources,
+        play_digests=digests,
     )
     if result.clean_plays + result.duplicates_dropped + result.quarantined_total != rows_read:
         raise AssertionError(f"{day}: {rows_read} rows read but {result} accounted for")  # never expected
@@ -393,6 +396,7 @@ def ingest_play_day(
                 "quarantined": result.quarantined,
                 "active_plays": active,
                 "unknown_sources": unknown_sources,
+                "play_digests": digests,
             }
         )
     )
@@ -481,6 +485,7 @@ def merge_play_days(
         files=[f for _, f in files],
         active_plays=sum(r.get("active_plays", 0) for r in records),
         unknown_sources=dict(sorted(unknown_sources.items())),
+        play_digests={path: digest for r in records for path, digest in r.get("play_digests", {}).items()},
     )
 
 

@@ -70,6 +70,9 @@ class PartitionWriter:
         self.replaced: Replaced | None = None  # set once published
         # Personal data (bank details): the version's folder is 0700 and its files 0600 when published.
         self.private = False
+        # Files whose identity is their content, not their bytes (unsorted internal files): their
+        # digest, by path relative to the folder, stands for them in the manifest's content hash.
+        self.content_digests: dict[str, str] = {}
 
     def file(self, name: str = "part-00000.parquet") -> Path:
         return self.staging_dir / name
@@ -166,7 +169,7 @@ class Lake:
                 if self.run_id is not None:
                     manifest["written_by_run"] = self.run_id
                 manifest["files"] = _parquet_files(writer.staging_dir)
-                manifest["content_hash"] = _hash_files(writer.staging_dir)
+                manifest["content_hash"] = _hash_files(writer.staging_dir, writer.content_digests)
                 _write_durably(writer.staging_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
                 if writer.private:
                     _restrict_to_owner(writer.staging_dir)
@@ -266,10 +269,15 @@ def _parquet_files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.parquet"))
 
 
-def _hash_files(folder: Path) -> str:
+def _hash_files(folder: Path, content_digests: dict[str, str] | None = None) -> str:
+    """The hash of a version folder's Parquet files: their names and bytes, or for a file in
+    ``content_digests`` its digest instead of its bytes."""
     digest = hashlib.sha256()
     for name in _parquet_files(folder):
         digest.update(name.encode() + b"\0")
+        if content_digests and name in content_digests:
+            digest.update(b"content:" + content_digests[name].encode())
+            continue
         with open(folder / name, "rb") as data:
             for block in iter(lambda: data.read(1 << 20), b""):
                 digest.update(block)
