@@ -37,7 +37,7 @@ RESULTS_END = "<!-- bench:results:end -->"
 JOB_RESULTS_END = "<!-- bench:job:end -->"
 # A baseline out of memory at the project's DuckDB limit runs again with this much (and says so).
 BASELINE_RETRY_MEMORY = "16GB"
-BENCH_DATABASE = "fairstream_bench"  # the app database, dropped and created by each run
+BENCH_DATABASE = "fairstream_bench_app"  # the app database, dropped and created by each run
 STEPS_END = "<!-- bench:steps:end -->"
 
 
