@@ -15,7 +15,8 @@ from fairstream_pipeline.lib.notifications.closed_statements import (
     adjustment_rows,
     published_line_rows,
     published_statement_rows,
-    rendered_messages,
+    rendered_message_batches,
+    statement_row_batches,
     statement_rows,
 )
 
@@ -164,8 +165,25 @@ def test_adjustment_rows(con):
     ]
 
 
-def test_rendered_messages_are_read_back_by_payee(tmp_path):
+def test_statement_row_batches_are_the_statement_rows_in_lists_of_at_most_the_batch_size(con_v4):
+    con_v4.execute("INSERT INTO payee_statements VALUES ('P0', 0, 5, 0, 5, 0, 5, NULL, 5, 'pro_rata')")
+    rows = statement_rows(con_v4)
+    assert [r[0] for r in rows] == ["P0", "P1", "P2"]
+    assert list(statement_row_batches(con_v4, 2)) == [rows[:2], rows[2:]]
+    assert list(statement_row_batches(con_v4, 3)) == [rows]
+
+
+def test_rendered_messages_are_read_back_in_batches_as_written(tmp_path):
+    """The Parquet file is written by payee (``statement_build``): read back in that order, the
+    columns asked for in the order asked, in batches of at most ``batch_rows``."""
     lake = Lake(tmp_path / "warehouse")
     with lake.write_partition("statement_notifications", MONTH) as out:
-        pq.write_table(pa.table({"payee_id": ["P2", "P1"], "subject": ["two", "one"]}), out.file())
-    assert rendered_messages(duckdb.connect(), lake, MONTH) == [("P1", "one"), ("P2", "two")]
+        with pq.ParquetWriter(out.file(), pa.schema([("subject", pa.string()), ("payee_id", pa.string())])) as writer:
+            writer.write_table(pa.table({"subject": ["one", "two"], "payee_id": ["P1", "P2"]}))
+            writer.write_table(pa.table({"subject": ["three"], "payee_id": ["P3"]}))
+    batches = list(rendered_message_batches(lake, MONTH, batch_rows=2, columns=("payee_id", "subject")))
+    assert [b.schema.names for b in batches] == [["payee_id", "subject"]] * 2
+    assert [b.to_pylist() for b in batches] == [
+        [{"payee_id": "P1", "subject": "one"}, {"payee_id": "P2", "subject": "two"}],
+        [{"payee_id": "P3", "subject": "three"}],
+    ]

@@ -10,8 +10,6 @@ observation too. Nor does ``publish_closed_months`` request them (``notification
 from collections.abc import Iterator
 
 import dagster as dg
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from fairstream_pipeline.defs.metadata import lake_metadata, markdown_table
 from fairstream_pipeline.defs.resources import (
@@ -22,7 +20,6 @@ from fairstream_pipeline.defs.resources import (
 from fairstream_pipeline.defs.retries import WRITE_DATABASE
 from fairstream_pipeline.defs.specs import monthly_asset
 from fairstream_pipeline.lib.app_db.store import (
-    OUTBOX_COLUMNS,
     ClosedStatementsDiffer,
     enqueue_messages,
     outbox_counts,
@@ -38,20 +35,9 @@ from fairstream_pipeline.lib.close.period_close import (
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import attach_month
 from fairstream_pipeline.lib.markdown import md_text
-from fairstream_pipeline.lib.notifications.closed_statements import (
-    adjustment_rows,
-    published_line_rows,
-    published_statement_rows,
-    rendered_messages,
-    statement_rows,
-)
-from fairstream_pipeline.lib.notifications.statement_email import (
-    STATEMENT_CSV_FOLDER,
-    Statement,
-    adjustment_reason,
-    render_statement,
-    write_statement_csvs,
-)
+from fairstream_pipeline.lib.notifications.closed_statements import publication_sources, rendered_message_batches
+from fairstream_pipeline.lib.notifications.statement_build import render_statement_batches, write_messages
+from fairstream_pipeline.lib.notifications.statement_email import STATEMENT_CSV_FOLDER
 from fairstream_pipeline.settings import get_settings
 
 NOTIFICATIONS = "notifications"
@@ -78,7 +64,6 @@ AFTER_PUBLICATION = (
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("after the statements are rendered and published")
-MESSAGE_COLUMNS = OUTBOX_COLUMNS  # the lake table has the outbox's columns, in the same order
 NOT_CONFIGURED = "not configured: FAIRSTREAM_DATABASE_URL is empty, nothing was written"
 OUTBOX_NEEDS_PUBLICATION = "statement_outbox needs published_statements, which was not written"
 
@@ -122,7 +107,9 @@ def statement_notifications(
     """One statement email per payee with a statement in the closed month: text and HTML bodies
     with the amount earned and the model that paid it, the other two models' figures beside it,
     opening and closing balances, each adjustment with its source month, and whether a payment was
-    made, plus a CSV of the statement lines. Payees without an email are no_address. Rendered once, at the close."""
+    made, plus a CSV of the statement lines. Payees without an email are no_address. Rendered once,
+    at the close, a batch of payees at a time (``statement_build``): memory never holds the month's
+    messages."""
     month, lake = context.partition_key, warehouse.lake()
     record = _closed(context, lake)
     if lake.exists("statement_notifications", month) and (
@@ -143,34 +130,16 @@ def statement_notifications(
     with duckdb.connect() as con:
         attach_month(con, lake, month, STATEMENT_INPUTS)
         attach_ledger(con, lake, month)
-        messages = [
-            render_statement(
-                Statement(
-                    month, payee, name, email, *amounts,
-                    lines=tuple(tuple(line) for line in lines),
-                    adjustment_cents=adjustment,
-                    adjustments=tuple(tuple(a) for a in adjustments),
-                    hold_reason=hold_reason,
-                ),
-                threshold,
-                domain,
-            )
-            for payee, name, email, *amounts, lines, adjustment, adjustments, hold_reason in statement_rows(con)
-        ]
-        columns = list(zip(*[m.as_row() for m in messages])) if messages else [[] for _ in MESSAGE_COLUMNS]
-        table = pa.table({name: pa.array(values, pa.string()) for name, values in zip(MESSAGE_COLUMNS, columns)})
         with lake.write_partition("statement_notifications", month) as out:
-            pq.write_table(table, out.file(), compression="zstd")
-            write_statement_csvs(messages, out.staging_dir)
-            out.manifest.update(rows=len(messages), closed_at=record["closed_at"])
-    no_address = sum(1 for m in messages if m.recipient is None)
-    example = next((m for m in messages if m.recipient), None)
+            built = write_messages(render_statement_batches(con, month, threshold, domain), out.file(), out.staging_dir)
+            out.manifest.update(rows=built.rows, closed_at=record["closed_at"])
+    example = built.example
     return dg.MaterializeResult(
         metadata={
             "status": f"rendered at the close of {month}",
-            "dagster/row_count": len(messages),
-            "to_send": len(messages) - no_address,
-            "no_address": no_address,
+            "dagster/row_count": built.rows,
+            "to_send": built.to_send,
+            "no_address": built.no_address,
             "example": dg.MetadataValue.md(
                 f"**{md_text(example.subject)}** to `{example.payee_id}`\n\n```\n{example.body_text}\n```"
                 if example
@@ -202,8 +171,9 @@ def published_statements(
 ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
     """The closed month's statements, statement lines and adjustment lines (with their source
     month) in the application database, for the artist dashboard. Written once, at the close:
-    closed statements never change, and the database refuses to update or delete them. Without
-    an app database: no materialization, an observation "not configured" (here and on the outbox)."""
+    closed statements never change, and the database refuses to update or delete them. Streamed
+    from DuckDB and bulk-loaded with COPY. Without an app database: no materialization, an
+    observation "not configured" (here and on the outbox)."""
     month, lake = context.partition_key, warehouse.lake()
     record = _closed(context, lake)
     if not app_database.configured:
@@ -213,20 +183,15 @@ def published_statements(
     with duckdb.connect() as con:
         attach_month(con, lake, month, STATEMENT_INPUTS)
         attach_ledger(con, lake, month)
-        statements = published_statement_rows(
+        sources = publication_sources(
             con, month, record["closed_at"], record["statements_hash"], record["rules"]["rules_version"]
         )
-        lines = published_line_rows(con, month)
-        adjustments = [
-            (month, payee, source, amount, adjustment_reason(source, reason))
-            for payee, source, amount, reason in adjustment_rows(con)
-        ]
-    revision = app_database.ensure_schema()
-    try:
-        with app_database.transaction() as cursor:
-            counts = publish_closed_statements(cursor, month, record["statements_hash"], statements, lines, adjustments)
-    except ClosedStatementsDiffer as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        revision = app_database.ensure_schema()
+        try:
+            with app_database.transaction() as cursor:
+                counts = publish_closed_statements(cursor, month, record["statements_hash"], *sources)
+        except ClosedStatementsDiffer as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
     status = (
         f"{month} is closed (at {record['closed_at']}): already published at the close, nothing was written"
         if counts["already_published"]
@@ -256,29 +221,28 @@ def published_statements(
 def statement_outbox(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
-    duckdb: DuckDBEngine,
     app_database: AppDatabaseResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
     """The closed month's statement emails queued in the application database's outbox, one per
     payee and kind. Re-materializing never queues a message twice; the send_statement_emails job,
     started by outbox_sensor, delivers them outside the payout run. A draft is never queued.
-    Without an app database: no materialization, an observation "not configured"."""
+    Streamed from the Parquet file and bulk-loaded with COPY. Without an app database: no
+    materialization, an observation "not configured"."""
     month, lake = context.partition_key, warehouse.lake()
     _closed(context, lake)
     if not app_database.configured:
         yield not_configured(context, "statement_outbox")
         return
-    with duckdb.connect() as con:
-        rows = rendered_messages(con, lake, month)
+    rows = lake.row_count("statement_notifications", month)
     app_database.ensure_schema()
     with app_database.transaction() as cursor:
-        new = enqueue_messages(cursor, rows)
+        new = enqueue_messages(cursor, rendered_message_batches(lake, month))
         by_status = outbox_counts(cursor, month)
     yield dg.MaterializeResult(
         metadata={
             "status": "queued",
             "enqueued": new,
-            "already_queued": len(rows) - new,
+            "already_queued": rows - new,
             "no_address": by_status.get("no_address", 0),
             "by_status": dg.MetadataValue.md(markdown_table(["status", "messages"], sorted(by_status.items()))),
         }

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import threading
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple
 
+import pyarrow as pa
+import psycopg2
+import pyarrow.csv as pa_csv
 import sqlalchemy as sa
-from psycopg2.extras import execute_values
 
 from fairstream_pipeline.lib.app_db.schema import sqlalchemy_url
 
@@ -65,16 +69,18 @@ def publish_closed_statements(
     cursor,
     month: str,
     statements_hash: str,
-    statements: Sequence[tuple],
-    lines: Sequence[tuple],
-    adjustments: Sequence[tuple],
+    statements: Callable[[], Iterable[pa.RecordBatch]],
+    lines: Callable[[], Iterable[pa.RecordBatch]],
+    adjustments: Callable[[], Iterable[pa.RecordBatch]],
 ) -> dict[str, int]:
     """Insert a closed month's statements (``STATEMENT_COLUMNS``), their lines and adjustments, once.
 
-    A month already published with these statements (same ``statements_hash``) is left untouched:
-    nothing is written and the counts are zero. Rows of the month published as drafts before period
-    close existed (no ``closed_at``) are replaced. A month already published as closed with other
-    statements raises :class:`ClosedStatementsDiffer`. Returns row counts.
+    Each of ``statements``, ``lines`` and ``adjustments`` is called (in that order, only if the
+    month is written) for its rows as Arrow batches with those columns, which are bulk-loaded with
+    ``COPY``. A month already published with these statements (same ``statements_hash``) is left
+    untouched: nothing is read or written and the counts are zero. Rows of the month published as
+    drafts before period close existed (no ``closed_at``) are replaced. A month already published
+    as closed with other statements raises :class:`ClosedStatementsDiffer`. Returns row counts.
     """
     cursor.execute(
         "SELECT count(*) FILTER (WHERE closed_at IS NOT NULL), "
@@ -92,20 +98,13 @@ def publish_closed_statements(
     cursor.execute("DELETE FROM statements WHERE month = %s AND closed_at IS NULL", (month,))
     replaced = cursor.rowcount
     inserted = {}
-    for table, columns, rows, key in (
+    for table, columns, source, key in (
         ("statements", STATEMENT_COLUMNS, statements, "month, payee_id"),
         ("statement_lines", LINE_COLUMNS, lines, "month, payee_id, country, tier"),
         ("statement_adjustments", ADJUSTMENT_COLUMNS, adjustments, "month, payee_id, source_month, reason"),
     ):
         # ON CONFLICT DO NOTHING: two publishers of the same close race harmlessly.
-        new = execute_values(
-            cursor,
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES %s ON CONFLICT ({key}) DO NOTHING RETURNING 1",
-            rows,
-            page_size=5000,
-            fetch=True,
-        )
-        inserted[table] = len(new)
+        inserted[table] = copy_new_rows(cursor, table, columns, key, source()).inserted
     return {
         "statements": inserted["statements"],
         "lines": inserted["statement_lines"],
@@ -121,21 +120,88 @@ OUTBOX_COLUMNS = (
 )
 
 
-def enqueue_messages(cursor, messages: Sequence[tuple]) -> int:
-    """Insert messages (``OUTBOX_COLUMNS``) that are not queued yet; return how many were new.
+def enqueue_messages(cursor, messages: Iterable[pa.RecordBatch]) -> int:
+    """Insert messages (Arrow batches of ``OUTBOX_COLUMNS``) that are not queued yet, bulk-loaded
+    with ``COPY``; return how many were new.
 
     The unique key (month, payee_id, kind) makes this idempotent: re-materializing a month never
     enqueues a message twice, and never touches a message already sent.
     """
-    new = execute_values(
-        cursor,
-        f"INSERT INTO notification_outbox ({', '.join(OUTBOX_COLUMNS)}) VALUES %s "
-        "ON CONFLICT (month, payee_id, kind) DO NOTHING RETURNING id",
-        messages,
-        page_size=2000,
-        fetch=True,
-    )
-    return len(new)
+    return copy_new_rows(cursor, "notification_outbox", OUTBOX_COLUMNS, "month, payee_id, kind", messages).inserted
+
+
+class Copied(NamedTuple):
+    """What ``copy_new_rows`` loaded: the rows read, and how many of them were new."""
+
+    read: int
+    inserted: int
+
+
+COPY_CHUNK_BYTES = 1 << 20  # what COPY reads from the stream per call
+
+
+def copy_new_rows(cursor, table: str, columns: tuple[str, ...], key: str, batches: Iterable[pa.RecordBatch]) -> Copied:
+    """``COPY`` the rows of ``batches`` (Arrow, named ``columns`` in that order) into a temporary
+    table, streamed as CSV, then insert into ``table`` those whose ``key`` it does not hold yet.
+
+    Memory holds one batch and its CSV at a time. The temporary table is dropped at the end (and
+    with the transaction, should it fail)."""
+    names = ", ".join(columns)
+    staging = f"copy_{table}"
+    cursor.execute(f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA")
+    stream = CsvStream(batches, columns)
+    try:
+        cursor.copy_expert(
+            f"COPY {staging} ({names}) FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8')", stream, size=COPY_CHUNK_BYTES
+        )
+    except psycopg2.Error:
+        if stream.error is not None:  # the rows' own error (DuckDB, Arrow), not the COPY it cancelled
+            raise stream.error from None
+        raise
+    cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} ON CONFLICT ({key}) DO NOTHING")
+    inserted = cursor.rowcount
+    cursor.execute(f"DROP TABLE {staging}")
+    return Copied(stream.rows, inserted)
+
+
+# Every value quoted, NULL unquoted and empty: PostgreSQL's CSV reads "" as an empty string and an
+# empty field as NULL, and a quoted "\." line inside a value as data, not the end of the data.
+CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="all_valid")
+
+
+class CsvStream(io.RawIOBase):
+    """A binary file reading as the CSV (UTF-8) of Arrow batches, each made when COPY reaches it."""
+
+    def __init__(self, batches: Iterable[pa.RecordBatch], columns: tuple[str, ...]):
+        super().__init__()
+        self._batches = iter(batches)
+        self._columns = list(columns)
+        self._pending = memoryview(b"")
+        self.rows = 0  # rows read so far
+        self.error: BaseException | None = None  # what reading the rows raised (psycopg2 reports it as QueryCanceled)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            try:
+                batch = next(self._batches, None)
+                if batch is None:
+                    return 0
+                if batch.schema.names != self._columns:
+                    raise ValueError(f"rows to copy have the columns {batch.schema.names}, expected {self._columns}")
+                sink = pa.BufferOutputStream()
+                pa_csv.write_csv(batch, sink, CSV_OPTIONS)
+            except BaseException as exc:
+                self.error = exc
+                raise
+            self.rows += batch.num_rows
+            self._pending = memoryview(sink.getvalue()).cast("B")
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
 
 
 def outbox_counts(cursor, month: str | None = None) -> dict[str, int]:
