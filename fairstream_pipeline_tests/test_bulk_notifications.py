@@ -4,7 +4,10 @@ COPY, against real PostgreSQL: the same bytes, the same rows, NULL and "" kept a
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import weakref
+from multiprocessing import resource_tracker
+from pathlib import Path
 from datetime import UTC, datetime
 
 import duckdb
@@ -13,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fairstream_pipeline.lib.app_db import store
 from fairstream_pipeline.lib.app_db.schema import upgrade
 from fairstream_pipeline.lib.app_db.store import (
     OUTBOX_COLUMNS,
@@ -32,6 +36,7 @@ from fairstream_pipeline.lib.notifications.closed_statements import (
 from fairstream_pipeline.lib.notifications.message import Message
 from fairstream_pipeline.lib.notifications.statement_build import (
     BuiltMessages,
+    build_messages,
     message_table,
     render_statement_batches,
     statement_of,
@@ -154,6 +159,84 @@ def test_a_batch_is_dropped_before_the_next_is_rendered(con, tmp_path):
     assert alive_when_next_asked == [["A"], [], []]
 
 
+def _child_pids() -> set[int]:
+    """This process's child processes, as the OS sees them, but multiprocessing's resource tracker
+    (one per interpreter, started with the first pool, kept for the next)."""
+    pids = set()
+    for children in Path("/proc/self/task").glob("*/children"):
+        pids.update(int(pid) for pid in children.read_text().split())
+    return pids - {resource_tracker._resource_tracker._pid}
+
+
+def _build_with(con, tmp_path, name: str, workers: int, batch_size: int | None = 2):
+    folder = tmp_path / name
+    folder.mkdir()
+    built = build_messages(con, MONTH, 1000, DOMAIN, folder / "m.parquet", folder, batch_size, workers)
+    return built, folder
+
+
+def test_two_workers_write_the_bytes_one_writes(con, tmp_path):
+    """Batches rendered by two processes: the same Parquet bytes (row groups in batch order), the
+    same CSV files, the same counts and example as rendered in this process; no process left."""
+    before = _child_pids()
+    today, today_folder = _build(con, tmp_path, "today", batch_size=2)
+    one, one_folder = _build_with(con, tmp_path, "one", workers=1)
+    two, two_folder = _build_with(con, tmp_path, "two", workers=2)
+    assert pq.ParquetFile(two_folder / "m.parquet").metadata.num_row_groups == 3
+    parquet = (today_folder / "m.parquet").read_bytes()
+    assert (one_folder / "m.parquet").read_bytes() == parquet
+    assert (two_folder / "m.parquet").read_bytes() == parquet
+    assert _csvs(two_folder) == _csvs(one_folder) == _csvs(today_folder) and len(_csvs(two_folder)) == 5
+    assert two == one == today and (two.rows, two.no_address, two.example.payee_id) == (5, 2, "A")
+    assert multiprocessing.active_children() == [] and _child_pids() == before
+
+
+def test_workers_keep_the_first_message_with_an_address_as_the_example(con, tmp_path):
+    """A and B make the first batch; with A's email gone, the example is D, of the second."""
+    con.execute("UPDATE payee_directory SET email = NULL WHERE payee_id = 'A'")
+    one, _ = _build_with(con, tmp_path, "one", workers=1)
+    two, _ = _build_with(con, tmp_path, "two", workers=2)
+    assert two == one and (two.rows, two.no_address, two.example.payee_id) == (5, 3, "D")
+
+
+def test_a_month_of_one_batch_starts_no_worker(con, tmp_path, monkeypatch):
+    def no_pool(*args, **kwargs):
+        raise AssertionError("one batch is rendered in this process")
+
+    monkeypatch.setattr(statement_build, "ProcessPoolExecutor", no_pool)
+    built, folder = _build_with(con, tmp_path, "one_batch", workers=2, batch_size=None)
+    _, today_folder = _build(con, tmp_path, "today")
+    assert (folder / "m.parquet").read_bytes() == (today_folder / "m.parquet").read_bytes()
+    assert built.rows == 5 and _csvs(folder) == _csvs(today_folder)
+
+
+def test_the_workers_default_to_the_module_constant_then_one_per_core(monkeypatch):
+    monkeypatch.setattr(statement_build.os, "cpu_count", lambda: 6)
+    assert statement_build.worker_count() == 6
+    monkeypatch.setattr(statement_build, "WORKERS", 3)
+    assert statement_build.worker_count() == 3
+    assert statement_build.worker_count(1) == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        statement_build.worker_count(0)
+
+
+def test_an_error_in_a_worker_is_raised_here_and_the_pool_is_gone(con, tmp_path):
+    """F, of the third batch, has a paying model ``Statement`` refuses: the build raises what
+    rendering it in this process raises, and leaves no worker behind."""
+    con.execute("INSERT INTO payee_statements VALUES ('F', 0, 1, 0, 1, 0, 1, NULL, 1, 'bogus')")
+    before = _child_pids()
+    with pytest.raises(ValueError) as in_process:
+        _build_with(con, tmp_path, "one", workers=1)
+    with pytest.raises(ValueError) as in_worker:
+        _build_with(con, tmp_path, "two", workers=2)
+    assert str(in_worker.value) == str(in_process.value) == (
+        "payout_model must be one of user_centric, pro_rata, artist_centric, got 'bogus'"
+    )
+    assert type(in_worker.value) is ValueError
+    assert type(in_worker.value.__cause__).__name__ == "_RemoteTraceback"  # raised in a worker
+    assert multiprocessing.active_children() == [] and _child_pids() == before
+
+
 def _connect(database: str):
     return psycopg2.connect(host=PG.host, port=PG.port, user=PG.user, password=PG.password, dbname=database)
 
@@ -240,6 +323,73 @@ def test_draft_rows_of_the_month_are_replaced(con, app_db):
     assert _publish(app_db, con)["replaced_drafts"] == 2
     assert _rows(app_db, "SELECT payee_id, earned_cents FROM statements WHERE payee_id IN ('A', 'OLD')") == [("A", 1500)]
     assert _rows(app_db, "SELECT count(*) FROM statement_lines WHERE payee_id = 'OLD'") == [(0,)]
+
+
+def _spy_copies(monkeypatch) -> list[tuple[str, bool]]:
+    calls = []
+    real = store.copy_new_rows
+
+    def spy(cursor, table, columns, key, batches, on_conflict=True):
+        calls.append((table, on_conflict))
+        return real(cursor, table, columns, key, batches, on_conflict=on_conflict)
+
+    monkeypatch.setattr(store, "copy_new_rows", spy)
+    return calls
+
+
+def test_a_first_publication_copies_lines_and_adjustments_without_on_conflict(con, app_db, monkeypatch):
+    """No statement of the month was there (a draft's are deleted, and its lines with it): every
+    statement is new, so no line or adjustment can be there, and they are copied straight in."""
+    with _connect(app_db) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO statements (month, payee_id, opening_balance_cents, earned_cents, pro_rata_cents, paid_cents, "
+            "closing_balance_cents, rules_version) VALUES (%s, 'A', 0, 1, 1, 0, 1, 'v1')",
+            (MONTH,),
+        )
+        cursor.execute("INSERT INTO statement_lines VALUES (%s, 'A', 'FR', 'paid', 1, 1, 1)", (MONTH,))
+    calls = _spy_copies(monkeypatch)
+    assert _publish(app_db, con) == {
+        "statements": 6, "lines": 5, "adjustments": 2, "already_published": 0, "replaced_drafts": 1
+    }
+    assert calls == [("statements", True), ("statement_lines", False), ("statement_adjustments", False)]
+    assert _rows(app_db, "SELECT uc_cents FROM statement_lines WHERE payee_id = 'A' AND country = 'FR'") == [(1000,)]
+
+
+def test_a_publication_racing_another_keeps_on_conflict(con, app_db, monkeypatch):
+    """Another publisher of the same close commits A's statement, lines and adjustments after this
+    one checked the month was not published: A's rows are skipped, the others inserted."""
+    statements, lines, adjustments = publication_sources(con, MONTH, CLOSED_AT, HASH, "v4")
+
+    def racing_statements():
+        with _connect(app_db) as connection, connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO statements ({', '.join(STATEMENT_COLUMNS)}) VALUES "
+                "(%s, 'A', 'Ana', 'ana@example.org', 100, 1500, -20, 1400, 1580, 0, 'v4', %s, %s, NULL, 1500, "
+                "'artist_centric')",
+                (MONTH, CLOSED_AT, HASH),
+            )
+            cursor.execute(
+                "INSERT INTO statement_lines VALUES (%s, 'A', 'DE', 'free', 500, 500, 400), "
+                "(%s, 'A', 'FR', 'paid', 1000, 900, 1100)",
+                (MONTH, MONTH),
+            )
+            cursor.execute(
+                "INSERT INTO statement_adjustments SELECT month, payee_id, source_month, cents, reason "
+                "FROM (VALUES (%s, 'A', '2024-01', -30::BIGINT, 'late data for 2024-01'), "
+                "(%s, 'A', '2024-01', 10, 'payment for 2024-01 returned by the bank, credited back')) "
+                "t(month, payee_id, source_month, cents, reason)",
+                (MONTH, MONTH),
+            )
+        return statements()
+
+    calls = _spy_copies(monkeypatch)
+    assert _publish(app_db, con, sources=(racing_statements, lines, adjustments)) == {
+        "statements": 5, "lines": 3, "adjustments": 0, "already_published": 0, "replaced_drafts": 0
+    }
+    assert calls == [("statements", True), ("statement_lines", True), ("statement_adjustments", True)]
+    assert _rows(app_db, "SELECT count(*) FROM statements") == [(6,)]
+    assert _rows(app_db, "SELECT count(*) FROM statement_lines") == [(5,)]
+    assert _rows(app_db, "SELECT count(*) FROM statement_adjustments") == [(2,)]
 
 
 def test_rows_in_another_column_order_are_refused_and_nothing_is_written(con, app_db):

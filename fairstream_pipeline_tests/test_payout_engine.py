@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from fairstream_pipeline.lib.payouts import engine as payout_engine
 from fairstream_pipeline.lib.payouts.rules import PayoutRules as EngineRules
+from fairstream_pipeline.lib.lake.tables import scratch_view
 from fairstream_pipeline.lib.payouts.shards import SHARD_TABLES, ShardStore, attach_shards
 from fairstream_pipeline.lib.ingestion.user_buckets import bucket_sql, user_bucket
 from fairstream_pipeline_tests import payout_oracle as oracle
@@ -334,9 +335,12 @@ def test_shards_keep_pico_cents_above_2_to_the_63_and_break_remainder_ties_like_
     }
     sharded = run_engine(month, {}, buckets=3, shard_dir=tmp_path)
     assert sharded["files"] == run_engine(month, {})["files"]
-    shares = duckdb.sql(
-        f"SELECT direct_pico FROM read_parquet('{tmp_path}/_shards/month=M/run=test/bucket=*/track_shares.parquet')"
-    ).fetchall()
+    # (a shard file keeps a HUGEINT as two 64-bit halves: lib.lake.tables.scratch_view reads it back)
+    files = f"read_parquet('{tmp_path}/_shards/month=M/run=test/bucket=*/track_shares.parquet')"
+    shares = duckdb.sql(f"SELECT direct_pico__hi, direct_pico__lo FROM {files}").fetchall()
+    assert all(hi >= 1 for hi, _ in shares)  # above 2^64: the high half holds something
+    shares = duckdb.sql(f"SELECT {scratch_view(duckdb.default_connection(), files)} FROM {files}").fetchall()
+    shares = [(row[4],) for row in shares]  # country, tier, track_id, streams, direct_pico, ...
     assert sorted(int(pico) for (pico,) in shares) == [10_000_000_000_001 * 10**12] * 3
     assert all(int(pico) > 2**63 for (pico,) in shares)
     assert sharded["earnings"] == {

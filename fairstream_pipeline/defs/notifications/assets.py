@@ -36,7 +36,7 @@ from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import attach_month
 from fairstream_pipeline.lib.markdown import md_text
 from fairstream_pipeline.lib.notifications.closed_statements import publication_sources, rendered_message_batches
-from fairstream_pipeline.lib.notifications.statement_build import render_statement_batches, write_messages
+from fairstream_pipeline.lib.notifications.statement_build import build_messages
 from fairstream_pipeline.lib.notifications.statement_email import STATEMENT_CSV_FOLDER
 from fairstream_pipeline.settings import get_settings
 
@@ -108,8 +108,8 @@ def statement_notifications(
     with the amount earned and the model that paid it, the other two models' figures beside it,
     opening and closing balances, each adjustment with its source month, and whether a payment was
     made, plus a CSV of the statement lines. Payees without an email are no_address. Rendered once,
-    at the close, a batch of payees at a time (``statement_build``): memory never holds the month's
-    messages."""
+    at the close, a batch of payees at a time, the batches shared out among a process per core
+    (``statement_build``): memory never holds the month's messages."""
     month, lake = context.partition_key, warehouse.lake()
     record = _closed(context, lake)
     if lake.exists("statement_notifications", month) and (
@@ -131,7 +131,7 @@ def statement_notifications(
         attach_month(con, lake, month, STATEMENT_INPUTS)
         attach_ledger(con, lake, month)
         with lake.write_partition("statement_notifications", month) as out:
-            built = write_messages(render_statement_batches(con, month, threshold, domain), out.file(), out.staging_dir)
+            built = build_messages(con, month, threshold, domain, out.file(), out.staging_dir)
             out.manifest.update(rows=built.rows, closed_at=record["closed_at"])
     example = built.example
     return dg.MaterializeResult(

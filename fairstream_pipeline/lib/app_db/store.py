@@ -81,6 +81,9 @@ def publish_closed_statements(
     untouched: nothing is read or written and the counts are zero. Rows of the month published as
     drafts before period close existed (no ``closed_at``) are replaced. A month already published
     as closed with other statements raises :class:`ClosedStatementsDiffer`. Returns row counts.
+
+    Rows already there (a racing publisher's) are skipped (``ON CONFLICT DO NOTHING``); lines and
+    adjustments are copied without that check when every statement was new (the usual case).
     """
     cursor.execute(
         "SELECT count(*) FILTER (WHERE closed_at IS NOT NULL), "
@@ -97,14 +100,21 @@ def publish_closed_statements(
         return {"statements": 0, "lines": 0, "adjustments": 0, "already_published": closed, "replaced_drafts": 0}
     cursor.execute("DELETE FROM statements WHERE month = %s AND closed_at IS NULL", (month,))
     replaced = cursor.rowcount
-    inserted = {}
+    # ON CONFLICT DO NOTHING: two publishers of the same close race harmlessly.
+    copied = copy_new_rows(cursor, "statements", STATEMENT_COLUMNS, "month, payee_id", statements())
+    inserted = {"statements": copied.inserted}
+    # When this transaction inserted every statement it read (none was there: closed ones were
+    # checked for, drafts deleted, their lines and adjustments with them by ON DELETE CASCADE, and
+    # no racing publisher got one in first), no line or adjustment with the key of one of ours can
+    # exist: it would reference (FOREIGN KEY) a statement this transaction inserted, which no other
+    # transaction can see or reference before we commit. They are then copied straight into their
+    # tables, with no ON CONFLICT to check; otherwise a racer's rows are skipped as the statements'.
+    fresh = copied.inserted == copied.read
     for table, columns, source, key in (
-        ("statements", STATEMENT_COLUMNS, statements, "month, payee_id"),
         ("statement_lines", LINE_COLUMNS, lines, "month, payee_id, country, tier"),
         ("statement_adjustments", ADJUSTMENT_COLUMNS, adjustments, "month, payee_id, source_month, reason"),
     ):
-        # ON CONFLICT DO NOTHING: two publishers of the same close race harmlessly.
-        inserted[table] = copy_new_rows(cursor, table, columns, key, source()).inserted
+        inserted[table] = copy_new_rows(cursor, table, columns, key, source(), on_conflict=not fresh).inserted
     return {
         "statements": inserted["statements"],
         "lines": inserted["statement_lines"],
@@ -140,15 +150,26 @@ class Copied(NamedTuple):
 COPY_CHUNK_BYTES = 1 << 20  # what COPY reads from the stream per call
 
 
-def copy_new_rows(cursor, table: str, columns: tuple[str, ...], key: str, batches: Iterable[pa.RecordBatch]) -> Copied:
+def copy_new_rows(
+    cursor,
+    table: str,
+    columns: tuple[str, ...],
+    key: str,
+    batches: Iterable[pa.RecordBatch],
+    on_conflict: bool = True,
+) -> Copied:
     """``COPY`` the rows of ``batches`` (Arrow, named ``columns`` in that order) into a temporary
     table, streamed as CSV, then insert into ``table`` those whose ``key`` it does not hold yet.
+
+    Without ``on_conflict`` (the caller knows no row of ``table`` can have the key of one of
+    these) the rows are copied straight into ``table``: one already there fails the copy.
 
     Memory holds one batch and its CSV at a time. The temporary table is dropped at the end (and
     with the transaction, should it fail)."""
     names = ", ".join(columns)
-    staging = f"copy_{table}"
-    cursor.execute(f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA")
+    staging = f"copy_{table}" if on_conflict else table
+    if on_conflict:
+        cursor.execute(f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA")
     stream = CsvStream(batches, columns)
     try:
         cursor.copy_expert(
@@ -158,6 +179,8 @@ def copy_new_rows(cursor, table: str, columns: tuple[str, ...], key: str, batche
         if stream.error is not None:  # the rows' own error (DuckDB, Arrow), not the COPY it cancelled
             raise stream.error from None
         raise
+    if not on_conflict:
+        return Copied(stream.rows, stream.rows)
     cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} ON CONFLICT ({key}) DO NOTHING")
     inserted = cursor.rowcount
     cursor.execute(f"DROP TABLE {staging}")
