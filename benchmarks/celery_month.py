@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     with dg.DagsterInstance.get() as instance:
         (run,) = instance.get_runs(limit=1)
         steps = step_times(instance, run.run_id)
+    # (a step that never started, e.g. one skipped because its input was not produced, has no span)
+    steps = {key: record for key, record in steps.items() if "start" in record and "end" in record}
     for record in steps.values():
         record["peak_rss_bytes"] = 0
     per_op = {name: round(r["seconds"], 1) for name, r in fanned_in(steps).items()}
