@@ -33,7 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = ("scan_limit", "duckdb_user_centric", "duckdb_user_centric_dedupe", "pandas_user_centric")
-RESULTS_END = "<!-- bench:results:end -->"
+# (the table of results before issue 24, <!-- bench:results:end -->, is no longer appended to)
 JOB_RESULTS_END = "<!-- bench:job:end -->"
 # A baseline out of memory at the project's DuckDB limit runs again with this much (and says so).
 BASELINE_RETRY_MEMORY = "16GB"

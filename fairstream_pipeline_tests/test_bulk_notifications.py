@@ -36,6 +36,7 @@ from fairstream_pipeline.lib.notifications.closed_statements import (
 from fairstream_pipeline.lib.notifications.message import Message
 from fairstream_pipeline.lib.notifications.statement_build import (
     BuiltMessages,
+    RenderedBatch,
     build_messages,
     message_table,
     render_statement_batches,
@@ -430,8 +431,8 @@ def test_messages_go_from_the_lake_to_the_outbox_exactly_and_once(app_db, tmp_pa
     ]
 
 
-def test_the_built_counts_add_up_over_batches():
+def test_the_built_counts_add_up_over_batches(tmp_path):
     built = BuiltMessages()
-    built.count(_messages()[1:2])
-    built.count(_messages())
+    for messages in (_messages()[1:2], _messages()):
+        built.add(RenderedBatch.written(messages, tmp_path))
     assert (built.rows, built.no_address, built.to_send, built.example.payee_id) == (4, 2, 2, "A")

@@ -54,6 +54,7 @@ ARTISTS = "artists.parquet"
 PLAYS = "plays"
 PLAY_FILE = "plays.parquet"
 PLAY_COLUMNS = "user_index INTEGER, track_index INTEGER, uncatalogued_track_id VARCHAR, ms_played BIGINT, active BOOLEAN"
+PLAY_NAMES = ", ".join(c.split()[0] for c in PLAY_COLUMNS.split(", "))
 DICTIONARY = "_dictionary.json"  # how many users, tracks and buckets the folder's dictionaries hold
 # The play files are read only by the month's own steps: LZ4 writes a day's nine files in 1.7 s
 # where zstd took 2.2 s (200M plays, one day; docs/performance.md), for files a third larger.
@@ -240,12 +241,11 @@ def write_plays(con: duckdb.DuckDBPyConnection, table: str, folder: Path, day: d
     The files are read only by the month's own steps, which add their rows up: they are not
     sorted (sorting a 200M month's day took 0.7 s of its 1.7 s write), so the same plays may come
     out in another order and other bytes. Their identity is their content, the digest."""
-    names = ", ".join(c.split()[0] for c in PLAY_COLUMNS.split(", "))
     for bucket in range(buckets):
         target = play_file(folder, bucket, day)
         target.parent.mkdir(parents=True, exist_ok=True)
         con.execute(
-            f"COPY (SELECT {names} FROM {table} WHERE bucket = {bucket}) "
+            f"COPY (SELECT {PLAY_NAMES} FROM {table} WHERE bucket = {bucket}) "
             f"TO {sql_string(target)} ({PLAY_FILE_OPTIONS})"
         ).fetchall()
     return {
@@ -257,10 +257,9 @@ def write_plays(con: duckdb.DuckDBPyConnection, table: str, folder: Path, day: d
 def play_digests(con: duckdb.DuckDBPyConnection, table: str, buckets: int) -> dict[int, str]:
     """Each bucket's content digest of ``table``'s plays, whatever their order: the row count and
     the sum, modulo 2^64, of every row's DuckDB ``hash`` of the play columns, in hex."""
-    names = ", ".join(c.split()[0] for c in PLAY_COLUMNS.split(", "))
     found = dict(
         con.execute(
-            f"SELECT bucket, count(*)::BIGINT || ':' || printf('%016x', (sum(hash({names}))::HUGEINT % {2**64})::UBIGINT) "
+            f"SELECT bucket, count(*)::BIGINT || ':' || printf('%016x', (sum(hash({PLAY_NAMES}))::HUGEINT % {2**64})::UBIGINT) "
             f"FROM {table} GROUP BY bucket"
         ).fetchall()
     )

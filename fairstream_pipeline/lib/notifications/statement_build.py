@@ -15,6 +15,7 @@ whatever the number of workers. At most ``workers + 1`` batches are in flight.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 from collections import deque
@@ -59,13 +60,40 @@ def render_statement_batches(
 ) -> Iterator[list[Message]]:
     """The month's statement emails, by payee, in lists of at most ``batch_size`` (``BATCH_PAYEES``)."""
     for rows in statement_row_batches(con, batch_size or BATCH_PAYEES):
-        yield [render_statement(statement_of(month, row), threshold_cents, domain) for row in rows]
+        yield render_rows(rows, month, threshold_cents, domain)
+
+
+def render_rows(rows: list[tuple], month: str, threshold_cents: int, domain: str) -> list[Message]:
+    """The emails of rows of ``closed_statements.statement_rows``, in their order."""
+    return [render_statement(statement_of(month, row), threshold_cents, domain) for row in rows]
 
 
 def message_table(messages: list[Message]) -> pa.Table:
     """Messages as the lake table: their outbox rows, every column a string."""
     columns = list(zip(*[m.as_row() for m in messages])) if messages else [[] for _ in OUTBOX_COLUMNS]
     return pa.table({name: pa.array(values, pa.string()) for name, values in zip(OUTBOX_COLUMNS, columns)})
+
+
+@dataclass(frozen=True)
+class RenderedBatch:
+    """A batch of messages once its CSV files are written: its lake table (a worker sends it back
+    pickled as Arrow IPC) and what ``BuiltMessages`` counts."""
+
+    table: pa.Table
+    rows: int
+    no_address: int
+    example: Message | None  # the batch's first message with an address
+
+    @classmethod
+    def written(cls, messages: list[Message], csv_folder: Path) -> "RenderedBatch":
+        """Write the CSV files of ``messages`` in ``csv_folder/statements/``; the batch to append."""
+        write_statement_csvs(messages, csv_folder)
+        return cls(
+            message_table(messages),
+            len(messages),
+            sum(1 for m in messages if m.recipient is None),
+            next((m for m in messages if m.recipient), None),
+        )
 
 
 @dataclass
@@ -80,10 +108,7 @@ class BuiltMessages:
     def to_send(self) -> int:
         return self.rows - self.no_address
 
-    def count(self, messages: list[Message]) -> None:
-        self.add(RenderedBatch.of(messages, pa.table({})))
-
-    def add(self, batch: "RenderedBatch") -> None:
+    def add(self, batch: RenderedBatch) -> None:
         """Count a batch rendered after those counted so far."""
         self.rows += batch.rows
         self.no_address += batch.no_address
@@ -91,40 +116,35 @@ class BuiltMessages:
             self.example = batch.example
 
 
-def write_messages(batches: Iterable[list[Message]], parquet_path: Path, csv_folder: Path) -> BuiltMessages:
-    """Append each batch of messages to the Parquet file ``parquet_path`` (a row group each) and
-    write their CSV files in ``csv_folder/statements/``; one batch is in memory at a time."""
+def append_batches(batches: Iterable[RenderedBatch], parquet_path: Path) -> BuiltMessages:
+    """Append each batch's table to the Parquet file ``parquet_path`` (a row group each), in
+    order; one batch is in memory at a time. No batch: one empty row group, as ``pq.write_table``
+    writes an empty table."""
     built = BuiltMessages()
     with pq.ParquetWriter(parquet_path, MESSAGE_SCHEMA, **PARQUET_OPTIONS) as writer:
-        for messages in batches:
-            table = message_table(messages)
-            writer.write_table(table)
-            write_statement_csvs(messages, csv_folder)
-            built.count(messages)
-            del messages, table  # dropped before the next batch is rendered
-        if not built.rows:  # as pq.write_table writes an empty table: one empty row group
+        for batch in batches:
+            writer.write_table(batch.table)
+            built.add(batch)
+            del batch  # dropped before the next batch is rendered
+        if not built.rows:
             writer.write_table(message_table([]))
     return built
 
 
-@dataclass(frozen=True)
-class RenderedBatch:
-    """A rendered batch as a worker sends it back: its lake table (pickled as Arrow IPC) and the
-    counts of ``BuiltMessages``."""
+def write_messages(batches: Iterable[list[Message]], parquet_path: Path, csv_folder: Path) -> BuiltMessages:
+    """Append each batch of messages to the Parquet file ``parquet_path`` (a row group each) and
+    write their CSV files in ``csv_folder/statements/``; one batch is in memory at a time."""
+    return append_batches(_written(batches, csv_folder), parquet_path)
 
-    table: pa.Table
-    rows: int
-    no_address: int
-    example: Message | None  # the batch's first message with an address
 
-    @classmethod
-    def of(cls, messages: list[Message], table: pa.Table) -> "RenderedBatch":
-        return cls(
-            table,
-            len(messages),
-            sum(1 for m in messages if m.recipient is None),
-            next((m for m in messages if m.recipient), None),
-        )
+def _written(batches: Iterable[list[Message]], csv_folder: Path) -> Iterator[RenderedBatch]:
+    """Each batch's CSV files written and its table made; neither the messages nor the table are
+    kept here once handed over (memory holds one batch)."""
+    for messages in batches:
+        batch = RenderedBatch.written(messages, csv_folder)
+        del messages
+        yield batch
+        del batch
 
 
 @dataclass(frozen=True)
@@ -138,11 +158,10 @@ class RenderJob:
 
 
 def render_batch(job: RenderJob, rows: list[tuple]) -> RenderedBatch:
-    """Render a batch of ``closed_statements.statement_rows``, write its CSV files in
-    ``job.csv_folder/statements/``, and return its lake table and counts (runs in a worker)."""
-    messages = [render_statement(statement_of(job.month, row), job.threshold_cents, job.domain) for row in rows]
-    write_statement_csvs(messages, Path(job.csv_folder))
-    return RenderedBatch.of(messages, message_table(messages))
+    """Render a batch of ``closed_statements.statement_rows`` and write its CSV files (in a worker,
+    or in this process)."""
+    messages = render_rows(rows, job.month, job.threshold_cents, job.domain)
+    return RenderedBatch.written(messages, Path(job.csv_folder))
 
 
 def worker_count(workers: int | None = None) -> int:
@@ -151,6 +170,32 @@ def worker_count(workers: int | None = None) -> int:
     if count < 1:
         raise ValueError(f"workers must be at least 1, got {count}")
     return count
+
+
+def rendered_batches(
+    row_batches: Iterator[list[tuple]], job: RenderJob, workers: int
+) -> Iterator[RenderedBatch]:
+    """Each batch of rows rendered (``render_batch``), in order: by ``workers`` processes when
+    there are several workers and at least two batches, with at most ``workers + 1`` batches in
+    flight; otherwise in this process, with no process started. The pool is shut down, its pending
+    batches cancelled, when the batches end, fail or stop being read; an error in a worker is
+    raised here with its type and message."""
+    ahead = list(itertools.islice(row_batches, 2))
+    if workers == 1 or len(ahead) < 2:
+        for rows in itertools.chain(ahead, row_batches):
+            yield render_batch(job, rows)
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(START_METHOD))
+    try:
+        in_flight: deque[Future[RenderedBatch]] = deque()
+        for rows in itertools.chain(ahead, row_batches):
+            in_flight.append(pool.submit(render_batch, job, rows))
+            if len(in_flight) > workers:
+                yield in_flight.popleft().result()
+        while in_flight:
+            yield in_flight.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def build_messages(
@@ -164,56 +209,9 @@ def build_messages(
     workers: int | None = None,
 ) -> BuiltMessages:
     """The month's statement emails written as ``write_messages(render_statement_batches(...))``
-    writes them (the same bytes), the batches rendered by ``workers`` processes (``worker_count``).
-
-    One worker, or a month of one batch, renders in this process. Otherwise this process reads
-    the batches of rows from ``con`` and appends the tables the workers send back, in batch order,
-    keeping at most ``workers + 1`` batches in flight. An error in a worker is raised here (same
-    type and message); the pool is shut down, its pending batches cancelled, before this returns
-    or raises."""
-    workers = worker_count(workers)
-    if workers == 1:
-        batches = render_statement_batches(con, month, threshold_cents, domain, batch_size)
-        return write_messages(batches, parquet_path, csv_folder)
+    writes them (the same bytes), the batches rendered by ``workers`` processes
+    (``worker_count``, :func:`rendered_batches`): this process reads the batches of rows from
+    ``con`` and appends the tables the workers send back, in batch order."""
     job = RenderJob(month, threshold_cents, domain, str(csv_folder))
     row_batches = statement_row_batches(con, batch_size or BATCH_PAYEES)
-    first = next(row_batches, None)
-    second = next(row_batches, None) if first is not None else None
-    if second is None:  # one batch (or none): nothing to share out, no processes to start
-        batches = [] if first is None else [first]
-        return write_messages(
-            ([render_statement(statement_of(month, row), threshold_cents, domain) for row in rows] for rows in batches),
-            parquet_path,
-            csv_folder,
-        )
-    first_two = [first, second]
-    del first, second  # each batch of rows is dropped once sent to its worker
-    built = BuiltMessages()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(START_METHOD))
-    try:
-        in_flight: deque[Future[RenderedBatch]] = deque()
-        with pq.ParquetWriter(parquet_path, MESSAGE_SCHEMA, **PARQUET_OPTIONS) as writer:
-
-            def append(rendered: RenderedBatch) -> None:
-                writer.write_table(rendered.table)
-                built.add(rendered)
-
-            for rows in _chain(first_two, row_batches):
-                in_flight.append(pool.submit(render_batch, job, rows))
-                del rows
-                if len(in_flight) > workers:
-                    append(in_flight.popleft().result())
-            while in_flight:
-                append(in_flight.popleft().result())
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-    return built
-
-
-def _chain(read: list[list[tuple]], rest: Iterator[list[tuple]]) -> Iterator[list[tuple]]:
-    """The batches already read (handed over, not kept), then the rest."""
-    while read:
-        yield read.pop(0)
-    yield from rest
+    return append_batches(rendered_batches(row_batches, job, worker_count(workers)), parquet_path)
