@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Embedded (SQLite) Dagster instance for the quick demo; dagster.yaml at the top level is the
-# PostgreSQL deployment instance (see README "Deploying").
+# PostgreSQL deployment instance (docs/deployment.md).
 $(DEMO_HOME)/dagster.yaml:
 	mkdir -p $(DEMO_HOME)
 	printf 'telemetry:\n  enabled: false\n' > $@

@@ -15,10 +15,11 @@ from datetime import date
 from pathlib import Path
 
 from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone
-from fairstream_pipeline.lib.ingestion.plays import ingest_play_day, plan_plays
+from fairstream_pipeline.lib.ingestion.play_day import ingest_play_day
+from fairstream_pipeline.lib.ingestion.play_plan import plan_plays
 from fairstream_pipeline.lib.lake.duckdb_engine import DuckDBSettings, connect
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.settings import user_buckets
+from fairstream_pipeline.lib.ingestion.user_buckets import user_buckets
 
 
 class TimedConnection:

@@ -27,9 +27,11 @@ from fairstream_pipeline.lib.lake.duckdb_engine import DuckDBSettings, connect
 from fairstream_pipeline.lib.lake.memory import RssSampler
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import attach_month
-from fairstream_pipeline.lib.payouts import engine
+from fairstream_pipeline.lib.payouts import sql_script
 from fairstream_pipeline.lib.payouts.professional_artists import name_professional_artists
 from fairstream_pipeline.lib.payouts.rules import PayoutRules
+from fairstream_pipeline.lib.payouts.segment_pricing import price_segments
+from fairstream_pipeline.lib.payouts.shard_allocation import allocate_shard
 from fairstream_pipeline.lib.payouts.shards import ShardStore, attach_shards, shard_track_dictionary
 
 RUN = "profile-merge"
@@ -50,7 +52,7 @@ def shard_folders(lake: Lake, warehouse: Path, month: str) -> list[str]:
             started = time.monotonic()
             with connect(settings(warehouse)) as con:
                 days = attach_coded_plays(con, lake, month, bucket, buckets)
-                engine.allocate_shard(con, PayoutRules(), days)
+                allocate_shard(con, PayoutRules(), days)
                 decode_shard(con)
                 folder, _ = store.write(con, bucket, buckets, track_dictionary_file(lake, month))
             print(f"shard {bucket} of {buckets}: {time.monotonic() - started:.1f} s", flush=True)
@@ -63,7 +65,7 @@ def main(argv: list[str]) -> int:
     lake = Lake(warehouse)
     folders = shard_folders(lake, warehouse, month)
     timings: list[tuple[str, float, int]] = []
-    untimed = engine._run
+    untimed = sql_script.run
     sampler = RssSampler()
     sampler.start()
 
@@ -76,14 +78,14 @@ def main(argv: list[str]) -> int:
         for part in [x for x in sql.split(";") if x.strip()]:
             timed(" ".join(part.split())[:70], untimed, c, part)
 
-    engine._run = timed_run
+    sql_script.run = timed_run
     started = time.time()
     with connect(settings(warehouse)) as con:
         attach_month(con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue"})
         dictionary = shard_track_dictionary(folders)
         timed("attach_shards", attach_shards, con, folders)
         attach_track_attributes(con, dictionary)
-        engine.price_segments(con, PayoutRules())
+        price_segments(con, PayoutRules())
         timed("decode_track_earnings", decode_track_earnings, con, dictionary)
         timed("name_professional_artists", name_professional_artists, con, PayoutRules(), artists_file(lake, month))
     sampler.stop()

@@ -14,8 +14,9 @@ from pathlib import Path
 from fairstream_pipeline.lib.ingestion.clean_plays import attach_coded_plays, decode_shard, dictionary_record
 from fairstream_pipeline.lib.lake.duckdb_engine import DuckDBSettings, connect
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.payouts import engine
+from fairstream_pipeline.lib.payouts import sql_script
 from fairstream_pipeline.lib.payouts.rules import PayoutRules
+from fairstream_pipeline.lib.payouts.shard_allocation import allocate_shard
 
 DAY_LOOP = ("day_capped", "busy_days", "capped_daily SELECT")  # the statements run once per day
 
@@ -30,7 +31,7 @@ def main(argv: list[str]) -> int:
     buckets = dictionary_record(lake.require("clean_plays", month))["buckets"]
     con = connect(DuckDBSettings("4GB", None, str(warehouse / ".duckdb_tmp")))
     timings: dict[str, float] = {}
-    untimed = engine._run
+    untimed = sql_script.run
 
     def timed_run(c, sql: str) -> None:  # each statement of the engine's scripts on its own
         for part in [x for x in sql.split(";") if x.strip()]:
@@ -39,14 +40,14 @@ def main(argv: list[str]) -> int:
             key = " ".join(part.split())[:70]
             timings[key] = timings.get(key, 0.0) + time.monotonic() - started
 
-    engine._run = timed_run
+    sql_script.run = timed_run
     t0 = time.monotonic()
     days = attach_coded_plays(con, lake, month, bucket, buckets)
     t1 = time.monotonic()
     count(con, "billed_users")
     t_billed = time.monotonic() - t1
     t1 = time.monotonic()
-    engine.allocate_shard(con, PayoutRules(), days)
+    allocate_shard(con, PayoutRules(), days)
     t2 = time.monotonic()
     decode_shard(con)
     t3 = time.monotonic()

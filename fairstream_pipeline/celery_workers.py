@@ -5,7 +5,7 @@ tests. :class:`LocalWorkers` creates a RabbitMQ vhost of its own (``rabbitmqctl`
 reply queues of a vhost linger for a day), starts N ``dagster-celery worker start`` processes, each
 in its own session so that stopping signals the whole tree (``dagster-celery`` runs ``celery worker``
 as a child, which forks its pool process), waits until each answers a ping, and on exit stops them
-and deletes the vhost. Workers on other machines are started by hand (README "Running on Celery
+and deletes the vhost. Workers on other machines are started by hand (docs/deployment.md, "Running on Celery
 workers").
 """
 
@@ -125,7 +125,8 @@ class LocalWorkers:
         self._vhost_created = True
         rabbitmqctl("set_permissions", "-p", self.vhost, self.user, ".*", ".*", ".*")
         config = self.work_dir / "celery.yaml"  # `worker start -y` reads celery_executor's own schema
-        config.write_text(yaml.safe_dump({"execution": {"config": self.executor_config()}}))
+        with open(os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:  # the broker's password
+            yaml.safe_dump({"execution": {"config": self.executor_config()}}, file)
         started = time.monotonic()
         for name in self.names:
             with open(self.work_dir / f"{name}.log", "ab") as log:
@@ -211,7 +212,7 @@ class LocalWorkers:
 def prepare_instance(slots: int, env: dict[str, str]) -> None:
     """The demo's PostgreSQL instance (``FAIRSTREAM_PG_*`` of this process, which ``env`` passes on to
     the workers): its database (created if missing), its schema (created now, before the workers
-    would race to), and a ``duckdb_heavy`` slot per worker (README "Pools")."""
+    would race to), and a ``duckdb_heavy`` slot per worker (docs/deployment.md, "Pools")."""
     import psycopg2
     from psycopg2 import sql
 
@@ -242,8 +243,11 @@ def demo(argv: list[str] | None = None) -> int:
     prepare_instance(args.workers, env)
     with LocalWorkers(args.workers, env, args.work_dir, vhost=f"fairstream_demo_{uuid.uuid4().hex[:6]}") as workers:
         print(f"== {args.workers} Celery workers ready in {workers.startup_seconds:.1f} s on vhost {workers.vhost}")
+        # The broker URL carries a password: the runs read it from FAIRSTREAM_CELERY_BROKER (a secret
+        # setting) rather than from their config, which the instance stores and the UI shows.
+        env["FAIRSTREAM_CELERY_BROKER"] = workers.broker
         run_config = {
-            "execution": {"config": {"celery": workers.executor_config()}},
+            "execution": {"config": {"celery": {"backend": workers.backend}}},
             "ops": {"count_and_allocate": {"ops": {"plan_user_buckets": {"config": {"buckets": args.buckets}}}}},
         }
         for month in args.months:

@@ -83,162 +83,136 @@ def _positive_seconds(value: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fairstream", description="FairStream payout pipeline tools.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_sample_commands(sub)
+    _add_status_commands(sub)
+    _add_run_command(sub)
+    _add_payments_command(sub)
+    return parser
 
-    sample = sub.add_parser(
-        "sample",
-        help="write one month of deterministic sample landing-zone data",
-        description=(
-            "Write the catalog, subscriptions/month=YYYY-MM, ad_revenue/month=YYYY-MM and every "
-            "listening_events/date=YYYY-MM-DD day (with _SUCCESS) of one month. Re-running replaces "
-            "the month's files. Same arguments, same bytes."
-        ),
+
+def _command(sub, name: str, func, help: str, description: str | None = None) -> argparse.ArgumentParser:
+    """The subcommand ``name``, which runs ``func(args)``."""
+    command = sub.add_parser(name, help=help, description=description)
+    command.set_defaults(func=func)
+    return command
+
+
+def _add_sample_commands(sub) -> None:
+    """``sample`` and ``sample-bank-report``: the demo's landing zone and its bank."""
+    sample = _command(
+        sub, "sample", _cmd_sample, "write one month of deterministic sample landing-zone data",
+        "Write the catalog, subscriptions/month=YYYY-MM, ad_revenue/month=YYYY-MM and every "
+        "listening_events/date=YYYY-MM-DD day (with _SUCCESS) of one month. Re-running replaces "
+        "the month's files. Same arguments, same bytes.",
     )
     sample.add_argument("--month", required=True, type=_month, help="month to generate, YYYY-MM")
-    sample.add_argument(
-        "--users", required=True, type=_at_least(MIN_USERS), help="size of the user base"
-    )
+    sample.add_argument("--users", required=True, type=_at_least(MIN_USERS), help="size of the user base")
     sample.add_argument("--seed", required=True, type=_at_least(0), help="random seed (>= 0)")
     sample.add_argument("--out", required=True, type=Path, help="landing-zone root, e.g. data/landing")
-    sample.add_argument(
-        "--events",
-        type=_at_least(1),
-        default=None,
-        help="listening-event rows in the month (default: users * 60)",
-    )
-    sample.add_argument(
-        "--tracks",
-        type=_at_least(MIN_TRACKS),
-        default=None,
-        help="catalog size (default: max(200, users // 2))",
-    )
-    sample.set_defaults(func=_cmd_sample)
+    sample.add_argument("--events", type=_at_least(1), default=None,
+                        help="listening-event rows in the month (default: users * 60)")
+    sample.add_argument("--tracks", type=_at_least(MIN_TRACKS), default=None,
+                        help="catalog size (default: max(200, users // 2))")
 
-    bank = sub.add_parser(
-        "sample-bank-report",
-        help="play the bank in the demo: answer a month's released payment file with a pain.002 status report",
-        description=(
-            "Read the month's released payment file (FAIRSTREAM_PAYMENTS_OUT_DIR/FS-MONTH-*.xml) and write a "
-            "pain.002.001.10 status report into OUT/payment_reports/ that settles every payment but --return N, "
-            "rejected with AC04 (closed account) and AC01 (incorrect account number). Same inputs, same bytes."
-        ),
+    bank = _command(
+        sub, "sample-bank-report", _cmd_sample_bank_report,
+        "play the bank in the demo: answer a month's released payment file with a pain.002 status report",
+        "Read the month's released payment file (FAIRSTREAM_PAYMENTS_OUT_DIR/FS-MONTH-*.xml) and write a "
+        "pain.002.001.10 status report into OUT/payment_reports/ that settles every payment but --return N, "
+        "rejected with AC04 (closed account) and AC01 (incorrect account number). Same inputs, same bytes.",
     )
     bank.add_argument("--month", required=True, type=_month, help="the batch's month, YYYY-MM")
     bank.add_argument("--out", required=True, type=Path, help="landing-zone root, e.g. data/landing")
     bank.add_argument("--return", dest="returns", type=_at_least(0), default=2, help="payments to return (default 2)")
     bank.add_argument("--seed", type=_at_least(0), default=7, help="which payments come back (default 7)")
-    bank.set_defaults(func=_cmd_sample_bank_report)
 
-    summary = sub.add_parser(
-        "summary",
-        help="summarize computed months from the warehouse",
-        description="Print the accounting, UC beside PR, and statements of computed months.",
+
+def _add_status_commands(sub) -> None:
+    """``summary``, ``db-upgrade``, ``health`` and ``serve-status``."""
+    summary = _command(
+        sub, "summary", _cmd_summary, "summarize computed months from the warehouse",
+        "Print the accounting, UC beside PR, and statements of computed months.",
     )
     summary.add_argument("months", nargs="+", type=_month, help="months, YYYY-MM")
-    summary.add_argument(
-        "--warehouse",
-        type=Path,
-        default=None,
-        help="warehouse root (default: FAIRSTREAM_WAREHOUSE_DIR, else data/warehouse)",
-    )
-    summary.set_defaults(func=_cmd_summary)
+    summary.add_argument("--warehouse", type=Path, default=None,
+                         help="warehouse root (default: FAIRSTREAM_WAREHOUSE_DIR, else data/warehouse)")
 
-    db_upgrade = sub.add_parser(
-        "db-upgrade",
-        help="migrate the application database (FAIRSTREAM_DATABASE_URL) to the newest schema",
-    )
-    db_upgrade.set_defaults(func=_cmd_db_upgrade)
+    _command(sub, "db-upgrade", _cmd_db_upgrade,
+             "migrate the application database (FAIRSTREAM_DATABASE_URL) to the newest schema")
 
-    health = sub.add_parser(
-        "health",
-        help="check PostgreSQL, the daemon heartbeat, the last payout and the alert channels; exit 1 when unhealthy",
-        description=(
-            "Print one JSON object with the checks postgres, daemon, payout and alerts (each with ok and "
-            "detail) and the warnings. Exit 0 when every check is ok or only a warning (alerts are not "
-            "configured, also printed to stderr as 'warning: ...'), 1 otherwise."
-        ),
+    health = _command(
+        sub, "health", _cmd_health,
+        "check PostgreSQL, the daemon heartbeat, the last payout and the alert channels; exit 1 when unhealthy",
+        "Print one JSON object with the checks postgres, daemon, payout and alerts (each with ok and "
+        "detail) and the warnings. Exit 0 when every check is ok or only a warning (alerts are not "
+        "configured, also printed to stderr as 'warning: ...'), 1 otherwise.",
     )
-    health.add_argument(
-        "--heartbeat-tolerance",
-        type=_positive_seconds,
-        default=None,
-        metavar="SECONDS",
-        help="maximum age of the newest daemon heartbeat (default 120)",
-    )
-    health.add_argument(
-        "--now",
-        type=_instant,
-        default=None,
-        metavar="ISO8601",
-        help="evaluate as of this time (default: now; without an offset, UTC)",
-    )
-    health.set_defaults(func=_cmd_health)
+    health.add_argument("--heartbeat-tolerance", type=_positive_seconds, default=None, metavar="SECONDS",
+                        help="maximum age of the newest daemon heartbeat (default 120)")
+    health.add_argument("--now", type=_instant, default=None, metavar="ISO8601",
+                        help="evaluate as of this time (default: now; without an offset, UTC)")
 
-    status = sub.add_parser(
-        "serve-status",
-        help="serve /health (200/503 with the health JSON) and /metrics (Prometheus) over HTTP",
-        description=(
-            "An HTTP server for operators: GET /health answers 200 or 503 with the JSON of "
-            "`fairstream health` (a Kubernetes probe); GET /metrics the Prometheus metrics of runs, "
-            "the outbox, the last closed month and the daemon heartbeat (see README, Operations)."
-        ),
+    status = _command(
+        sub, "serve-status", _cmd_serve_status,
+        "serve /health (200/503 with the health JSON) and /metrics (Prometheus) over HTTP",
+        "An HTTP server for operators: GET /health answers 200 or 503 with the JSON of "
+        "`fairstream health` (a Kubernetes probe); GET /metrics the Prometheus metrics of runs, "
+        "the outbox, the last closed month and the daemon heartbeat (see docs/operations.md).",
     )
     status.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     status.add_argument("--port", type=_at_least(0), default=9108, help="port (default 9108; 0: any free port)")
     status.add_argument("--window-days", type=_positive_seconds, default=30.0,
                         help="run metrics cover runs created in the last N days (default 30)")
-    status.set_defaults(func=_cmd_serve_status)
 
-    run = sub.add_parser(
-        "run",
-        help="run months as monthly_payout_job runs of the instance (DAGSTER_HOME), showing their steps",
-        description=(
-            "Run each month, in order, as a run of monthly_payout_job launched through the workspace "
-            "(queued when the daemon serves the run queue, else launched at once), print its steps as "
-            "they run, and stop at the first month that fails. Exit 0 when every run succeeded, 1 "
-            "otherwise: the last lines then name the failed step or check and why."
-        ),
+
+def _add_run_command(sub) -> None:
+    """``run``: months as ``monthly_payout_job`` runs of the instance."""
+    run = _command(
+        sub, "run", _cmd_run,
+        "run months as monthly_payout_job runs of the instance (DAGSTER_HOME), showing their steps",
+        "Run each month, in order, as a run of monthly_payout_job launched through the workspace "
+        "(queued when the daemon serves the run queue, else launched at once), print its steps as "
+        "they run, and stop at the first month that fails. Exit 0 when every run succeeded, 1 "
+        "otherwise: the last lines then name the failed step or check and why.",
     )
     run.add_argument("months", nargs="+", type=_month, help="months, YYYY-MM, in order")
     run.add_argument("-w", "--workspace", type=Path, default=None,
                      help="workspace file (default: ./workspace.yaml, else the project's)")
     run.add_argument("--config-json", default=None, metavar="JSON",
                      help='run config, e.g. \'{"execution": {"config": {"celery": {}}}}\'')
-    run.set_defaults(func=_cmd_run)
 
+
+def _add_payments_command(sub) -> None:
+    """``payments show|approve|ingest``: a closed month's payment batch."""
     payments = sub.add_parser(
         "payments",
         help="a closed month's payment batch: show it, approve (release) it, apply the bank's reports",
         description="The payment run (docs/payments.md). approve and ingest launch real runs of the instance (DAGSTER_HOME).",
     )
     actions = payments.add_subparsers(dest="action", metavar="ACTION", required=True)
-    show = actions.add_parser("show", help="print the month's batch: id, count, control sum, status, holds")
+    show = _command(actions, "show", _cmd_payments_show,
+                    "print the month's batch: id, count, control sum, status, holds")
     show.add_argument("month", type=_month, help="month, YYYY-MM")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.add_argument("--field", choices=["batch_id", "payments", "control_sum", "status"], default=None,
                       help="print only this field (for scripts: the demo approves with it)")
-    show.set_defaults(func=_cmd_payments_show)
-    approve = actions.add_parser(
-        "approve",
-        help="release the month's batch as its second approver; exit 0 only when it is released",
-        description=(
-            "Launch approve_payment_batch for MONTH. Restate the batch's count and control sum as you "
-            "reviewed them in the UI: on a mismatch nothing is released and the message says which differs."
-        ),
+    approve = _command(
+        actions, "approve", _cmd_payments_approve,
+        "release the month's batch as its second approver; exit 0 only when it is released",
+        "Launch approve_payment_batch for MONTH. Restate the batch's count and control sum as you "
+        "reviewed them in the UI: on a mismatch nothing is released and the message says which differs.",
     )
     approve.add_argument("month", type=_month, help="month, YYYY-MM")
     approve.add_argument("--count", required=True, type=_at_least(0), help="the batch's number of payments")
     approve.add_argument("--control-sum", required=True, metavar="EUR", help="the batch's total in EUR, e.g. 1234.56")
     approve.add_argument("--approver", required=True, help="your name (the second person)")
     approve.add_argument("-w", "--workspace", type=Path, default=None, help="workspace file")
-    approve.set_defaults(func=_cmd_payments_approve)
-    ingest = actions.add_parser(
-        "ingest",
-        help="apply the bank's new status reports from the landing zone's payment_reports/",
-        description="One ingest_payment_report run per new report; prints what each settled and returned.",
+    ingest = _command(
+        actions, "ingest", _cmd_payments_ingest,
+        "apply the bank's new status reports from the landing zone's payment_reports/",
+        "One ingest_payment_report run per new report; prints what each settled and returned.",
     )
     ingest.add_argument("-w", "--workspace", type=Path, default=None, help="workspace file")
-    ingest.set_defaults(func=_cmd_payments_ingest)
-    return parser
 
 
 def _cmd_payments_show(args: argparse.Namespace) -> int:
@@ -272,7 +246,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample_bank_report(args: argparse.Namespace) -> int:
-    from fairstream_pipeline.lib.payouts.report import eur
+    from fairstream_pipeline.lib.format import eur
     from fairstream_pipeline.sample.bank_report import write_bank_report
     from fairstream_pipeline.settings import get_settings
 
@@ -297,7 +271,7 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def _cmd_summary(args: argparse.Namespace) -> int:
     from fairstream_pipeline.lib.lake.storage import Lake, MissingPartitionError
-    from fairstream_pipeline.lib.payouts.month_summary import summarize_month
+    from fairstream_pipeline.lib.close.month_summary import summarize_month
     from fairstream_pipeline.settings import get_settings
 
     lake = Lake(args.warehouse or get_settings().warehouse_dir)

@@ -1,11 +1,33 @@
-"""The code location: everything under ``fairstream_pipeline/defs`` is loaded automatically."""
+"""The code location, and the one way definitions are registered.
+
+Every asset, check, job, sensor and schedule defined at the top level of a module under
+``fairstream_pipeline/defs`` is loaded by ``dg.load_from_defs_folder``: defining it there is what
+registers it (``test_layout`` checks that nothing under ``defs/`` escapes). What needs a setting
+to be built is built here, when the code location loads, never when a module is imported: the
+resources, the failure-alert sensor (its channels) and the executor's choice.
+"""
 
 import warnings
 from pathlib import Path
 
 import dagster as dg
 
+from fairstream_pipeline.defs.alerting.failure_alerts import payout_failure_alert
+from fairstream_pipeline.defs.alerting.resources import alerts_from_env
 from fairstream_pipeline.defs.execution import in_process_or_celery
+from fairstream_pipeline.defs.notifications.resources import smtp_from_env
+from fairstream_pipeline.defs.payments.resources import payments_from_env
+from fairstream_pipeline.defs.resources import default_resources
+
+
+def resources_from_settings() -> dict[str, dg.ConfigurableResource]:
+    """Every resource of the code location, configured from the settings as they are now."""
+    return {
+        **default_resources(),
+        "smtp": smtp_from_env(),
+        "alerts": alerts_from_env(),
+        "payments": payments_from_env(),
+    }
 
 
 @dg.definitions
@@ -18,7 +40,11 @@ def defs() -> dg.Definitions:
     )
     return dg.Definitions.merge(
         dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
-        # Every run in one process unless its run config chooses Celery (defs/execution.py): DuckDB
-        # already uses every core inside a step, and a process per step only adds start-up time.
-        dg.Definitions(executor=in_process_or_celery),
+        dg.Definitions(
+            resources=resources_from_settings(),
+            sensors=[payout_failure_alert()],
+            # Every run in one process unless its run config chooses Celery (defs/execution.py):
+            # DuckDB already uses every core inside a step, and a process per step only adds start-up time.
+            executor=in_process_or_celery,
+        ),
     )

@@ -15,13 +15,13 @@ from typing import TextIO
 
 import dagster as dg
 
+from fairstream_pipeline.lib.format import eur
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.payments.lifecycle import PAYMENT_STATUS, RETURNED, reason_text
+from fairstream_pipeline.lib.assets import PAYMENT_RELEASE, PAYMENT_STATUS
+from fairstream_pipeline.lib.payments.lifecycle import RETURNED, reason_text
 from fairstream_pipeline.lib.payments.overview import batch_overview, overview_line
-from fairstream_pipeline.lib.payments.release import PAYMENT_RELEASE
 from fairstream_pipeline.lib.payments.reports import applied_reports, attribute, current_payments, read_report, report_paths
 from fairstream_pipeline.lib.payments.status_report import StatusReportError
-from fairstream_pipeline.lib.payouts.report import eur
 from fairstream_pipeline.run_command import RunCommandError, instance_and_queue, run_month
 from fairstream_pipeline.settings import get_settings
 

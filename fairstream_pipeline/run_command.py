@@ -8,11 +8,12 @@ How it starts: both instances of this project (the embedded demo one and ``dagst
 Dagster's default ``QueuedRunCoordinator``, whose queue only the daemon empties. The run is queued;
 when no daemon beats, the command starts ``dagster-daemon run`` itself for as long as it lasts
 (output in ``$DAGSTER_HOME/fairstream-run.log``), so a run always starts the same way, with the
-queue's limits, run monitoring and the month's lock (README "One run per month").
+queue's limits, run monitoring and the month's lock (docs/deployment.md, "One run per month").
 
 The command then reads the run's events from the instance and prints each step as it starts and
-ends, with the rows of its materializations and a progress bar for fanned-out steps, and exits 0
-when the run succeeded, 1 otherwise, the last lines naming the failed step (or check) and why.
+ends, with the rows of its materializations and a progress bar for fanned-out steps
+(``fairstream_pipeline.run_progress``), and exits 0 when the run succeeded, 1 otherwise, the last
+lines naming the failed step (or check) and why.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -34,25 +34,13 @@ import dagster as dg
 
 from fairstream_pipeline.lib.alerting.alerts import run_url
 from fairstream_pipeline.lib.alerting.health import DEFAULT_HEARTBEAT_TOLERANCE_SECONDS
-from fairstream_pipeline.lib.alerting.run_progress import (
-    failure_lines,
-    first_line,
-    format_rows,
-    format_seconds,
-    plain_text,
-    progress_bar,
-    split_step_key,
-    step_line,
-)
+from fairstream_pipeline.run_progress import RunProgress
 from fairstream_pipeline.settings import get_settings
 
-E = dg.DagsterEventType
 JOB = "monthly_payout_job"
 QUEUE_DAEMON = "QUEUED_RUN_COORDINATOR"
 POLL_SECONDS = 0.5
 QUEUE_CHECK_SECONDS = 10  # how often a queued run checks that the daemon still beats
-ROW_COUNT = "dagster/row_count"
-WILL_RETRY = "dagster/will_retry"
 SERVER_LOG = "fairstream-run.log"  # in DAGSTER_HOME: the output of the code servers and runs started here
 
 
@@ -234,206 +222,6 @@ def follow_run(
         progress.clear_live()
         print(f"\ninterrupted: run {run_id} is not followed any more (see the UI or `dagster run list`)", file=out)
         raise
-
-
-@dataclass
-class _Fanout:
-    """The steps of one fanned-out op (``op[key]``): how many started and ended, and their rows."""
-
-    total: int | None = None
-    started: int = 0
-    ended: int = 0
-    failed: int = 0
-    first_start: float = 0.0
-    rows: dict[str, int] = field(default_factory=dict)
-    reported_quarter: int = 0
-
-
-class RunProgress:
-    """Turns a run's events into the lines of ``fairstream run``.
-
-    ``live`` (a terminal): the running step and the bars of fanned-out steps are one line redrawn
-    in place. Otherwise every start is a line and a bar is printed at each quarter.
-    """
-
-    def __init__(self, month: str, out: TextIO, started: float, live: bool):
-        self.month, self.out, self.started, self.live = month, out, started, live
-        self.step_started: dict[str, float] = {}
-        self.step_rows: dict[str, dict[str, int]] = {}
-        self.fanouts: dict[str, _Fanout] = {}
-        self.mapping_keys: dict[tuple[str, str], set[str]] = {}  # (step, output) -> its mapping keys
-        self.failed_steps: list[tuple[str, str]] = []
-        self.failed_checks: list[tuple[str, str, str]] = []
-        self.checks = {"passed": 0, "warned": 0, "failed": 0}
-        self.skipped: list[str] = []
-        self.run_error: str | None = None
-        self.running: str | None = None
-        self.live_width = 0
-
-    # output -------------------------------------------------------------------------------------
-
-    def _print(self, line: str) -> None:
-        self.clear_live()
-        print(line, file=self.out, flush=True)
-
-    def clear_live(self) -> None:
-        if self.live and self.live_width:
-            self.out.write("\r" + " " * self.live_width + "\r")
-            self.live_width = 0
-
-    def _live(self, text: str) -> None:
-        if self.live:
-            self.clear_live()
-            self.out.write(text)
-            self.out.flush()
-            self.live_width = len(text)
-
-    def tick(self, queued: bool = False) -> None:
-        """Redraw the live line (a terminal only)."""
-        elapsed = format_seconds(time.time() - self.started)
-        if queued:
-            self._live(f"{elapsed:>10}  queued, waiting for the daemon to launch the run")
-        elif self.running:
-            base, key = split_step_key(self.running)
-            fanout = self.fanouts.get(base) if key else None
-            if fanout:
-                self._live(f"{elapsed:>10}  running {base}  {progress_bar(fanout.ended, fanout.total)}")
-            else:
-                since = time.time() - self.step_started.get(self.running, time.time())
-                self._live(f"{elapsed:>10}  running {self.running} ({format_seconds(since)})")
-
-    # events -------------------------------------------------------------------------------------
-
-    def handle(self, entry) -> None:
-        """Take one event log entry of the run."""
-        event = entry.dagster_event
-        if event is None:
-            return
-        kind, step, at = event.event_type, event.step_key, entry.timestamp
-        elapsed = at - self.started
-        if kind == E.STEP_OUTPUT and event.step_output_data.mapping_key:
-            output = (step, event.step_output_data.output_name)
-            self.mapping_keys.setdefault(output, set()).add(event.step_output_data.mapping_key)
-        elif kind == E.STEP_START:
-            self._step_started(step, at, elapsed)
-        elif kind == E.ASSET_MATERIALIZATION and step:
-            materialization = event.step_materialization_data.materialization
-            count = materialization.metadata.get(ROW_COUNT)
-            if count is not None:
-                asset = materialization.asset_key.to_user_string()
-                self.step_rows.setdefault(step, {})[asset] = int(count.value)
-        elif kind == E.ASSET_CHECK_EVALUATION:
-            self._check(event.event_specific_data, elapsed)
-        elif kind in (E.STEP_SUCCESS, E.STEP_FAILURE):
-            self._step_ended(step, at, elapsed, event if kind == E.STEP_FAILURE else None)
-        elif kind == E.STEP_UP_FOR_RETRY:
-            self._print(step_line(elapsed, "retry", step, extra=first_line(entry.message or "")))
-        elif kind == E.STEP_SKIPPED:
-            self.skipped.append(step)
-        elif kind == E.RUN_START:
-            self._print(step_line(elapsed, "start", "run"))
-        elif kind in (E.RUN_FAILURE, E.ENGINE_EVENT):
-            error = getattr(event.event_specific_data, "error", None)
-            if error is not None:
-                self.run_error = f"{entry.message or ''} {error.message}".strip()
-            elif kind == E.RUN_FAILURE and self.run_error is None:
-                self.run_error = entry.message
-
-    def _step_started(self, step: str, at: float, elapsed: float) -> None:
-        self.step_started[step] = at
-        self.running = step
-        base, key = split_step_key(step)
-        if key is None:
-            if self.live:
-                self.tick()
-            else:
-                self._print(step_line(elapsed, "start", step))
-            return
-        fanout = self.fanouts.setdefault(base, _Fanout(first_start=at))
-        if fanout.total is None:
-            fanout.total = next((len(keys) for keys in self.mapping_keys.values() if key in keys), None)
-        fanout.started += 1
-        if fanout.started == 1 and not self.live:
-            count = f"{fanout.total} steps" if fanout.total else "fanned out"
-            self._print(step_line(elapsed, "start", f"{base} ({count})"))
-        self.tick()
-
-    def _step_ended(self, step: str, at: float, elapsed: float, failure) -> None:
-        base, key = split_step_key(step)
-        duration = at - self.step_started.get(step, at)
-        rows = self.step_rows.get(step, {})
-        if failure is not None:
-            self.failed_steps.append((step, _failure_reason(failure)))
-        if self.running == step:
-            self.running = None
-        if key is None or base not in self.fanouts:
-            status = "FAILED" if failure is not None else "done"
-            self._print(step_line(elapsed, status, step, duration, format_rows(rows)))
-            return
-        fanout = self.fanouts[base]
-        fanout.ended += 1
-        fanout.failed += failure is not None
-        for asset, count in rows.items():
-            fanout.rows[asset] = fanout.rows.get(asset, 0) + count
-        if fanout.total and fanout.ended >= fanout.total:
-            status = "FAILED" if fanout.failed else "done"
-            extra = progress_bar(fanout.ended, fanout.total)
-            if fanout.failed:
-                extra += f"  {fanout.failed} failed"
-            if fanout.rows:
-                extra += "  " + format_rows(fanout.rows)
-            self._print(step_line(elapsed, status, base, at - fanout.first_start, extra))
-        elif failure is not None:
-            self._print(step_line(elapsed, "FAILED", step, duration))
-        elif not self.live and fanout.total:
-            quarter = fanout.ended * 4 // fanout.total
-            if quarter > fanout.reported_quarter:
-                fanout.reported_quarter = quarter
-                self._print(step_line(elapsed, "", base, extra=progress_bar(fanout.ended, fanout.total)))
-        else:
-            self.tick()
-
-    def _check(self, evaluation, elapsed: float) -> None:
-        asset = evaluation.asset_key.to_user_string()
-        if evaluation.passed:
-            self.checks["passed"] += 1
-            return
-        severity = evaluation.severity.value  # "ERROR" or "WARN"
-        self.checks["failed" if severity == "ERROR" else "warned"] += 1
-        label = "FAILED" if severity == "ERROR" else "WARN"
-        what = f"check {evaluation.check_name} on {asset}"
-        self._print(step_line(elapsed, label, what, extra=first_line(plain_text(evaluation.description or ""))))
-        if severity == "ERROR" and evaluation.blocking:
-            self.failed_checks.append((evaluation.check_name, asset, plain_text(evaluation.description or "")))
-
-    def finish(self, run: dg.DagsterRun) -> None:
-        """The closing lines: the status, the checks, and for a failed run what failed and why."""
-        self.clear_live()
-        elapsed = format_seconds(time.time() - self.started)
-        checks = ", ".join(f"{n} {what}" for what, n in self.checks.items() if n)
-        status = run.status.value
-        summary = f"== {self.month}: {status} in {elapsed} (run {run.run_id})"
-        if checks:
-            summary += f"; checks: {checks}"
-        if self.skipped:
-            summary += f"; not run: {', '.join(self.skipped)}"
-        self._print(summary)
-        if run.status == dg.DagsterRunStatus.SUCCESS:
-            return
-        if run.tags.get(WILL_RETRY) == "true":
-            self._print(f"{self.month}: Dagster will retry this run (run_retries); the daemon launches the retry")
-        for line in failure_lines(self.month, self.failed_steps, self.failed_checks, self.run_error):
-            self._print(line)
-
-
-def _failure_reason(event) -> str:
-    """A failed step's reason: a ``dg.Failure``'s description, else its error's message."""
-    data = event.step_failure_data
-    if data.user_failure_data is not None and data.user_failure_data.description:
-        return data.user_failure_data.description
-    if data.error is not None:
-        return data.error.message.strip()
-    return "failed"
 
 
 def parse_run_config(text: str | None) -> dict:

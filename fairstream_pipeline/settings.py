@@ -1,10 +1,11 @@
-"""Configuration: every ``FAIRSTREAM_*`` environment variable, typed, in one class (README "Configuration").
+"""Configuration: every ``FAIRSTREAM_*`` environment variable, typed, in one class (docs/configuration.md).
 
 ``get_settings()`` reads the environment each time it is called (never at import), so a value
 changed for a test or a process is seen by the next reader. An empty variable means its default.
 A value that does not parse fails the call with a ``ValueError`` that starts with the variable's
 name (``FAIRSTREAM_SMTP_STARTTLS: expected true or false, got 'maybe'``). The month and bucket
-ranges are checked by ``first_month()`` and ``user_buckets()``, where those values are used.
+ranges are checked where those values are used: ``lib.months.first_month()`` and
+``lib.ingestion.user_buckets.user_buckets()``. This module imports nothing of the project.
 
 Secrets are ``SecretStr`` (shown as ``**********``); the Dagster resources still pass them as
 ``dg.EnvVar``, so a secret is resolved in the run's process and never becomes a literal in its config.
@@ -17,11 +18,8 @@ from typing import Any
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fairstream_pipeline.lib.alerting.alerts import DEFAULT_UI_BASE_URL
-from fairstream_pipeline.lib.ingestion.user_buckets import buckets_for_month, check_buckets
-from fairstream_pipeline.lib.months import parse_month
-
 ENV_PREFIX = "FAIRSTREAM_"
+DEFAULT_UI_BASE_URL = "http://127.0.0.1:3000"
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -38,7 +36,7 @@ class Settings(BaseSettings):
     warehouse_dir: str = "data/warehouse"
     """Root of the lake the assets write."""
     first_month: str = "2024-01"
-    """The first monthly partition (``YYYY-MM``, checked by ``first_month()``); it opens with zero balances."""
+    """The first monthly partition (``YYYY-MM``, checked by ``lib.months.first_month()``); it opens with zero balances."""
     duckdb_memory_limit: str = "4GB"
     """DuckDB's memory limit per step."""
     duckdb_threads: int | None = None
@@ -47,7 +45,7 @@ class Settings(BaseSettings):
     """Where DuckDB spills; empty: ``<warehouse>/.duckdb_tmp``."""
     user_buckets: int | None = None
     """How many user buckets a month is sharded into when it is ingested (1-1024, checked by
-    ``user_buckets()``); empty: one per ``plays_per_user_bucket`` landing rows, at least 8."""
+    ``lib.ingestion.user_buckets.user_buckets()``); empty: one per ``plays_per_user_bucket`` landing rows, at least 8."""
     plays_per_user_bucket: int = 25_000_000
     """With ``user_buckets`` empty: about how many plays each user bucket gets."""
 
@@ -116,8 +114,8 @@ class Settings(BaseSettings):
     """Its user."""
     pg_password: SecretStr = SecretStr("")
     """Its password. Secret."""
-    celery_broker: str = "pyamqp://guest:guest@127.0.0.1:5672//"
-    """The broker of a run that chooses Celery without naming one."""
+    celery_broker: SecretStr = SecretStr("pyamqp://guest:guest@127.0.0.1:5672//")
+    """The broker of a run that chooses Celery without naming one (its URL may hold a password). Secret."""
     celery_backend: str = "rpc://"
     """Its result backend."""
     rabbitmqctl: str = ""
@@ -193,29 +191,3 @@ def _describe(error: Any) -> str:
 def auto_close() -> bool:
     """Whether a run that computes a month's draft also closes it (``FAIRSTREAM_AUTO_CLOSE``)."""
     return get_settings().auto_close
-
-
-def first_month() -> str:
-    """The first payout month (``FAIRSTREAM_FIRST_MONTH``), validated as ``YYYY-MM``."""
-    value = get_settings().first_month
-    try:
-        parse_month(value)
-    except ValueError as exc:
-        raise ValueError(f"FAIRSTREAM_FIRST_MONTH: {exc}") from exc
-    return value
-
-
-def user_buckets(event_rows: int) -> int:
-    """How many user buckets a month of ``event_rows`` landing rows is ingested into:
-    ``FAIRSTREAM_USER_BUCKETS`` (1-1024) when set, else one per ``FAIRSTREAM_PLAYS_PER_USER_BUCKET``
-    rows, at least 8 (``lib.ingestion.user_buckets.buckets_for_month``)."""
-    settings = get_settings()
-    if settings.user_buckets is None:
-        try:
-            return buckets_for_month(event_rows, settings.plays_per_user_bucket)
-        except ValueError as exc:
-            raise ValueError(f"FAIRSTREAM_PLAYS_PER_USER_BUCKET: {exc}") from None
-    try:
-        return check_buckets(settings.user_buckets)
-    except ValueError as exc:
-        raise ValueError(f"FAIRSTREAM_USER_BUCKETS: {exc}") from None

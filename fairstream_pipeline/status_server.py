@@ -42,10 +42,10 @@ from fairstream_pipeline.lib.notifications import outbox_queue
 from fairstream_pipeline.lib.app_db.store import transaction
 from fairstream_pipeline.lib.alerting.health import check_payout, completed_months, health_report
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.months import parse_month
+from fairstream_pipeline.lib.months import first_month, parse_month
 from fairstream_pipeline.lib.payments.overview import batch_overview
-from fairstream_pipeline.lib.payments.release import PAYMENT_RELEASE
-from fairstream_pipeline.settings import first_month, get_settings
+from fairstream_pipeline.lib.assets import PAYMENT_RELEASE
+from fairstream_pipeline.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

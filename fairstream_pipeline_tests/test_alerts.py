@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from dagster_postgres.utils import DagsterPostgresException
 
-from fairstream_pipeline.defs.alerting.failure_alerts import AlertsResource, alerting, alerts_from_env, payout_failure_alert
+from fairstream_pipeline.defs.alerting.failure_alerts import AlertsResource, alerts_from_env, payout_failure_alert
 from fairstream_pipeline.lib.alerting import alerts as lib
 
 FAST = {"retry_base_seconds": 0.0, "timeout_seconds": 5.0}
@@ -273,11 +273,11 @@ def test_the_resource_reads_the_environment_and_keeps_secrets_as_env_vars(monkey
 def test_defaults_when_nothing_is_set():
     resource = alerts_from_env()
     assert (resource.webhook_url, resource.smtp_host, resource.smtp_port, resource.smtp_starttls) == ("", "", 587, True)
-    defs = alerting()
-    assert [s.name for s in defs.sensors] == ["payout_failure_alert"]
-    assert defs.sensors[0].default_status == dg.DefaultSensorStatus.RUNNING
-    assert defs.sensors[0].minimum_interval_seconds == 30
-    assert defs.sensors[0].metadata["alert_channels"].value == lib.ALERTS_NOT_CONFIGURED
+    sensor = payout_failure_alert()
+    assert sensor.name == "payout_failure_alert"
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.minimum_interval_seconds == 30
+    assert sensor.metadata["alert_channels"].value == lib.ALERTS_NOT_CONFIGURED
 
 
 def test_a_bad_starttls_value_is_named(monkeypatch):

@@ -19,7 +19,7 @@ import pytest
 from fairstream_pipeline.lib.ingestion import clean_plays
 from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone, LandingZoneError
 from fairstream_pipeline.lib.ingestion.monthly_tables import BILLED_USERS, ingest_monthly_table
-from fairstream_pipeline.lib.ingestion.plays import ingest_plays
+from fairstream_pipeline.lib.ingestion.play_ingestion import ingest_plays
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline_tests.landing_builders import Landing

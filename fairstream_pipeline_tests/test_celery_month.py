@@ -80,7 +80,7 @@ def in_process_hashes(landing, tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture
 def celery_home(tmp_path, fresh_database) -> Path:
-    """A PostgreSQL instance whose duckdb_heavy pool has a slot per worker (README "Pools")."""
+    """A PostgreSQL instance whose duckdb_heavy pool has a slot per worker (docs/deployment.md, "Pools")."""
     home = tmp_path / "home"
     home.mkdir()
     config = {

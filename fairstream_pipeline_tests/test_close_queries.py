@@ -6,15 +6,12 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from fairstream_pipeline.lib.close.period_close import (
-    attach_previous_statements,
-    draft_statements,
-    opening_month,
-    statement_payments,
-)
+from fairstream_pipeline.lib.close.draft import draft_statements
+from fairstream_pipeline.lib.close.ledger import attach_previous_statements, opening_month
+from fairstream_pipeline.lib.close.month_checks import statements_finding
+from fairstream_pipeline.lib.close.period_close import statement_payments
 from fairstream_pipeline.lib.lake.storage import Lake, MissingPartitionError
 from fairstream_pipeline.lib.lake.tables import publish_month
-from fairstream_pipeline.lib.payouts.month_checks import statements_finding
 from fairstream_pipeline.lib.payouts.rules import PayoutRules
 
 FIRST, SECOND = "2024-01", "2024-02"

@@ -77,7 +77,7 @@ def test_partition_keys_are_closed_utc_months():
 
 
 def test_first_month_must_be_a_month_key(monkeypatch):
-    from fairstream_pipeline.settings import first_month
+    from fairstream_pipeline.lib.months import first_month
 
     monkeypatch.setenv("FAIRSTREAM_FIRST_MONTH", "2026-13")
     with pytest.raises(ValueError, match="FAIRSTREAM_FIRST_MONTH: '2026-13' is not a month key"):
@@ -121,3 +121,25 @@ def test_resolving_the_sensors_does_not_warn_about_owners():
         repository = load_definitions().get_repository_def()
         assert repository.sensor_defs
     assert [str(w.message) for w in caught if "owners" in str(w.message)] == []
+
+
+def test_descriptions_show_special_payee_ids_literally(definitions):
+    """The UI renders descriptions as Markdown, where ``__suspense__`` reads as a bold "suspense": in
+    every asset, check, job, sensor and schedule description a ``__word__`` stands in backticks."""
+    import re
+
+    graph = definitions.resolve_asset_graph()
+    repository = definitions.get_repository_def()
+    descriptions = {
+        **{f"asset {key.to_user_string()}": graph.get(key).description for key in graph.get_all_asset_keys()},
+        **{f"check {key.to_user_string()}": graph.get(key).description for key in graph.asset_check_keys},
+        **{f"job {job.name}": job.description for job in repository.get_all_jobs()},
+        **{f"sensor {sensor.name}": sensor.description for sensor in repository.sensor_defs},
+        **{f"schedule {schedule.name}": schedule.description for schedule in repository.schedule_defs},
+    }
+    assert len(descriptions) > 30
+    code_span = re.compile(r"(`+).*?(?<!`)\1(?!`)", re.DOTALL)
+    emphasized = {
+        name: re.findall(r"__\w+__", code_span.sub("", text or "")) for name, text in descriptions.items()
+    }
+    assert {name: words for name, words in emphasized.items() if words} == {}

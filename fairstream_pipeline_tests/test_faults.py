@@ -1,5 +1,5 @@
 """The fault suite: `kill -9` at named points of a real `dagster asset materialize`, then a re-run
-that must leave the lake byte-identical to a clean run's (docs: README, Operations)."""
+that must leave the lake byte-identical to a clean run's (docs/operations.md, "Failure modes")."""
 
 import json
 import os

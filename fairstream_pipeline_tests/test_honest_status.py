@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 
 from fairstream_pipeline.defs.payments.assets import DETAILS_NOT_CONFIGURED
-from fairstream_pipeline.defs.alerting.failure_alerts import AlertsResource, alerting, payout_failure_alert
+from fairstream_pipeline.defs.alerting.failure_alerts import AlertsResource, payout_failure_alert
 from fairstream_pipeline.defs.notifications.dead_letters import outbox_dead_letters
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import AppDatabaseResource
@@ -170,10 +170,10 @@ def test_the_failure_sensor_tick_says_alerts_are_not_configured():
 
 
 def test_the_sensor_metadata_names_its_channels(monkeypatch):
-    (sensor,) = alerting().sensors
+    sensor = payout_failure_alert()
     assert sensor.metadata["alert_channels"].value == ALERTS_NOT_CONFIGURED
     monkeypatch.setenv("FAIRSTREAM_ALERT_WEBHOOK_URL", "http://hooks.fairstream.test/alerts")
-    (sensor,) = alerting().sensors
+    sensor = payout_failure_alert()
     assert sensor.metadata["alert_channels"].value == "webhook"
 
 

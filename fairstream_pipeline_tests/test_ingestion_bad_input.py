@@ -272,7 +272,7 @@ def test_files_that_are_not_data_are_ignored(good_month, materialize_month):
 
 def test_only_a_file_that_does_not_read_turns_a_duckdb_error_into_a_contract_error(tmp_path):
     from fairstream_pipeline.lib.ingestion.monthly_tables import read_failure
-    from fairstream_pipeline.lib.ingestion.landing_zone import DataFile
+    from fairstream_pipeline.lib.ingestion.landing_files import DataFile
 
     def data_file(name: str, corrupt: bool) -> DataFile:
         path = tmp_path / name

@@ -137,3 +137,140 @@ def test_the_readme_layout_matches_the_tree():
     packages = {p.parent for root in (DEFS, LIB) for p in root.glob("*/__init__.py")}
     assert sorted(str(p) for p in packages - set(named)) == []
     assert PACKAGE / "lib" / "payouts" in named and PACKAGE / "defs" / "partitions.py" in named
+
+
+# --- imports run one way: settings <- lib/ <- defs/ <- entry points ---------------------------------
+
+# lib/'s shared infrastructure: it imports no lib/ domain.
+LIB_INFRASTRUCTURE = {"lake", "months", "format", "assets", "markdown"}
+ENTRY_POINTS = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "settings", "definitions"}
+
+
+def own_imports(path: Path) -> set[str]:
+    """The modules of ours that ``path`` imports directly (at the top or inside a function)."""
+    return {name for name in imported_names(path) if name.startswith("fairstream_pipeline.")}
+
+
+def lib_part(name: str) -> str | None:
+    """``payouts`` for ``fairstream_pipeline.lib.payouts.engine``, ``format`` for ``...lib.format``."""
+    parts = name.split(".")
+    return parts[2] if len(parts) > 2 and parts[1] == "lib" else None
+
+
+def test_settings_import_nothing_of_the_project():
+    assert own_imports(PACKAGE / "settings.py") == set()
+
+
+def test_lib_reaches_no_entry_point():
+    offenders = [
+        f"{module_name(path)} imports {name}"
+        for path in sorted(LIB.rglob("*.py"))
+        for name in own_imports(path)
+        if name.split(".")[1] in ENTRY_POINTS | {"definitions", "sample"}
+    ]
+    assert offenders == []
+
+
+def test_defs_import_no_entry_point():
+    offenders = [
+        f"{module_name(path)} imports {name}"
+        for path in sorted(DEFS.rglob("*.py"))
+        for name in own_imports(path)
+        if name.split(".")[1] in ENTRY_POINTS
+    ]
+    assert offenders == []
+
+
+def lib_domain_graph() -> dict[str, set[str]]:
+    """Which lib/ part imports which other lib/ parts (a package or a top-level module of lib/)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(LIB.rglob("*.py")):
+        part = lib_part(module_name(path))
+        if part is None:
+            continue
+        graph.setdefault(part, set()).update(
+            other for name in own_imports(path) if (other := lib_part(name)) not in (None, part)
+        )
+    return graph
+
+
+def test_lib_infrastructure_imports_no_domain():
+    graph = lib_domain_graph()
+    assert {part: sorted(graph.get(part, set()) - LIB_INFRASTRUCTURE) for part in LIB_INFRASTRUCTURE} == {
+        part: [] for part in LIB_INFRASTRUCTURE
+    }
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle of ``graph``, each as the path that closes it (found by a depth-first walk)."""
+    found, state = [], {}
+
+    def walk(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for other in sorted(graph.get(node, ())):
+            if state.get(other) == "open":
+                found.append(path[path.index(other):] + [other] if other in path else [node, other])
+            elif other not in state:
+                walk(other, [*path, other])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            walk(node, [node])
+    return found
+
+
+def test_no_two_lib_domains_import_each_other():
+    assert cycles(lib_domain_graph()) == []
+
+
+def test_the_cycle_finder_can_fail():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+# --- one way to register definitions --------------------------------------------------------------
+
+
+def test_only_the_code_location_uses_definitions_factories():
+    """Every defs module is loaded by ``dg.load_from_defs_folder``: its module-level assets, checks,
+    jobs, sensors and schedules are registered because they are there; a ``@dg.definitions`` factory
+    in a defs module would register only what it lists."""
+    factories = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno}"
+        for path in sorted(DEFS.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for decorator in node.decorator_list
+        if ast.unparse(decorator) in {"dg.definitions", "definitions", "dagster.definitions"}
+    ]
+    assert factories == []
+
+
+def test_every_definition_under_defs_is_registered():
+    import importlib
+
+    import dagster as dg
+
+    from fairstream_pipeline.definitions import defs
+
+    repository = defs().get_repository_def()
+    registered_assets = {key for assets in repository.assets_defs_by_key.values() for key in assets.keys}
+    registered_checks = {key for checks in repository.asset_checks_defs_by_key.values() for key in checks.check_keys}
+    # what dg.define_asset_job returns (an unresolved asset job; dagster exports no name for it)
+    asset_job = type(dg.define_asset_job("probe", selection="probe"))
+    missing = []
+    for path in sorted(DEFS.rglob("*.py")):
+        module = importlib.import_module(module_name(path))
+        for name, value in vars(module).items():
+            if isinstance(value, dg.AssetsDefinition) and value.is_executable:
+                missing += [f"{name}: asset {k.to_user_string()}" for k in value.keys if k not in registered_assets]
+            if isinstance(value, dg.AssetChecksDefinition):
+                missing += [f"{name}: check {k.name}" for k in value.check_keys if k not in registered_checks]
+            if isinstance(value, (dg.JobDefinition, asset_job)) and not repository.has_job(value.name):
+                missing.append(f"{name}: job {value.name}")
+            if isinstance(value, dg.SensorDefinition) and not repository.has_sensor_def(value.name):
+                missing.append(f"{name}: sensor {value.name}")
+            if isinstance(value, dg.ScheduleDefinition) and not repository.has_schedule_def(value.name):
+                missing.append(f"{name}: schedule {value.name}")
+    assert missing == []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fairstream_pipeline.lib.close.month_lock import FileMonthLocks, MonthLocked, PostgresMonthLocks
+from fairstream_pipeline.lib.lake.month_lock import FileMonthLocks, MonthLocked, PostgresMonthLocks
 from fairstream_pipeline_tests.payout_cases import MonthCase, Plays
 from fairstream_pipeline_tests.postgres import PG, connect_admin
 from fairstream_pipeline_tests.test_cli_end_to_end import DAGSTER, embedded_home, project_env
@@ -62,7 +62,7 @@ def test_postgres_advisory_lock_names_the_holder_and_dies_with_its_process(fresh
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            from fairstream_pipeline.lib.close.month_lock import PostgresMonthLocks
+            from fairstream_pipeline.lib.lake.month_lock import PostgresMonthLocks
             lease = PostgresMonthLocks({url!r}).acquire({MONTH!r}, "run-holder")
             print("locked", flush=True)
             time.sleep(600)

@@ -36,10 +36,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
+from fairstream_pipeline.lib.assets import PAYMENT_BATCH, PAYMENT_RELEASE
+from fairstream_pipeline.lib.close.draft import draft_statements
 from fairstream_pipeline.lib.close.period_close import (
     close_month,
     draft_problems,
-    draft_statements,
     statement_payments,
 )
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
@@ -48,7 +49,6 @@ from fairstream_pipeline.lib.lake.tables import write_table
 from fairstream_pipeline.lib.months import following_month
 from fairstream_pipeline.lib.payments.bank_details import compact, details_hash
 from fairstream_pipeline.lib.payments.batch import (
-    PAYMENT_BATCH,
     batch_file,
     batch_lines,
     batch_month,
@@ -66,7 +66,6 @@ from fairstream_pipeline.lib.payments.lifecycle import (
     check_batch_transition,
 )
 from fairstream_pipeline.lib.payments.release import (
-    PAYMENT_RELEASE,
     Release,
     check_approval,
     release_file,

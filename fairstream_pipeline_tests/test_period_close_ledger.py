@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fairstream_pipeline.defs.payouts.assets import roll_statements_month
+from fairstream_pipeline.defs.payouts.statements import roll_statements_month
 from fairstream_pipeline.defs.resources import DuckDBEngine, PayoutRulesResource, WarehouseResource
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake

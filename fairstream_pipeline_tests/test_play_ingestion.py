@@ -12,8 +12,9 @@ from fairstream_pipeline.lib.ingestion.accounting import account_for_event_rows
 from fairstream_pipeline.lib.ingestion.clean_plays import attach_clean_plays, attach_coded_plays
 from fairstream_pipeline.lib.ingestion.monthly_tables import BILLED_USERS, ingest_monthly_table
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone, fingerprint
-from fairstream_pipeline.lib.ingestion.plays import ingest_plays
+from fairstream_pipeline.lib.ingestion.landing_files import fingerprint
+from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone
+from fairstream_pipeline.lib.ingestion.play_ingestion import ingest_plays
 from fairstream_pipeline.lib.ingestion.user_buckets import user_bucket
 from fairstream_pipeline_tests.landing_builders import Landing
 
@@ -114,7 +115,7 @@ def test_every_event_row_is_accounted_for(month, tmp_path):
 
 
 def test_files_are_grouped_in_order_up_to_the_row_limit(tmp_path):
-    from fairstream_pipeline.lib.ingestion.landing_zone import DataFile
+    from fairstream_pipeline.lib.ingestion.landing_files import DataFile
     from fairstream_pipeline.lib.ingestion.plays import file_groups
 
     files = [(i, DataFile(tmp_path / f"f{i}", f"f{i}", rows, 0, 0, None)) for i, rows in enumerate([4, 3, 12, 1, 5, 5])]

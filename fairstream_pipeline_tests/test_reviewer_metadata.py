@@ -9,7 +9,8 @@ import duckdb
 import pytest
 
 from fairstream_pipeline.lib.markdown import Markdown, markdown_table, md_text, payee_label
-from fairstream_pipeline.lib.payouts.report import compare_models, eur, percent_number
+from fairstream_pipeline.lib.format import eur, percent_number
+from fairstream_pipeline.lib.payouts.report import compare_models
 from fairstream_pipeline.defs.payouts.assets import comparison_metadata
 from fairstream_pipeline.defs.payments.resources import PaymentsResource
 from fairstream_pipeline.defs.resources import (
@@ -271,7 +272,7 @@ def test_fairstream_summary_prints_the_three_models_and_the_one_that_paid(review
     import pyarrow.parquet as pq
 
     from fairstream_pipeline.lib.lake.storage import Lake
-    from fairstream_pipeline.lib.payouts.month_summary import summarize_month
+    from fairstream_pipeline.lib.close.month_summary import summarize_month
 
     parquet = Path(_metadata(reviewed_month, "payee_earnings")["parquet"].path)
     warehouse = next(p for p in parquet.parents if p.name == "payee_earnings").parent

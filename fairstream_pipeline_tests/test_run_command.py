@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fairstream_pipeline.lib.alerting.run_progress import (
+from fairstream_pipeline.run_progress import (
     failure_lines,
     format_rows,
     format_seconds,
@@ -22,6 +22,8 @@ from fairstream_pipeline_tests.conftest import TEST_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
 FAIRSTREAM = str(Path(sys.executable).parent / "fairstream")
+# A duration as format_seconds writes it: "12.3 s" under a minute, "2 min 05 s" on a loaded machine.
+DURATION = r"(?:\d+\.\d s|\d+ min \d\d s)"
 GOOD, BAD = "2026-09", "2026-10"
 BAD_FILE = "listening_events/date=2026-10-03/part-00000.parquet"
 
@@ -77,16 +79,16 @@ def test_a_good_month_is_a_successful_run_of_the_job_with_its_steps_shown(projec
         f"== {GOOD}: monthly_payout_job run {run.run_id}, queued; no daemon was running, so one runs here "
         "until the command ends (log fairstream-run.log)"
     )
-    assert re.fullmatch(rf"== {GOOD}: SUCCESS in \d+\.\d s \(run {run.run_id}\); checks: .*", lines[-1])
+    assert re.fullmatch(rf"== {GOOD}: SUCCESS in {DURATION} \(run {run.run_id}\); checks: .*", lines[-1])
     steps = "\n".join(lines)
-    assert re.search(r"  start   landing_month\n.*  done    landing_month  \(\d+\.\d s\)", steps)
-    assert re.search(r"  done    billed_users  \(\d+\.\d s\)  390 rows\n", steps)
+    assert re.search(r"  start   landing_month\n.*  done    landing_month  \(" + DURATION + r"\)", steps)
+    assert re.search(r"  done    billed_users  \(" + DURATION + r"\)  390 rows\n", steps)
     assert re.search(
-        r"  done    ingest_listening_events\.ingest_event_day  \(\d+\.\d s\)  \[#{20}\] 30/30\n", steps
+        r"  done    ingest_listening_events\.ingest_event_day  \(" + DURATION + r"\)  \[#{20}\] 30/30\n", steps
     )
     assert f"clean_plays {good['expected_clean_plays']:,} rows, play_quarantine " in steps
-    assert re.search(r"  done    count_and_allocate\.allocate_user_bucket  \(\d+\.\d s\)  \[#{20}\] 2/2\n", steps)
-    assert re.search(r"  done    period_close  \(\d+\.\d s\)", steps)
+    assert re.search(r"  done    count_and_allocate\.allocate_user_bucket  \(" + DURATION + r"\)  \[#{20}\] 2/2\n", steps)
+    assert re.search(r"  done    period_close  \(" + DURATION + r"\)", steps)
     assert done.stderr == ""  # the code server's and the run's own output go to DAGSTER_HOME/fairstream-run.log
     assert "RUN_SUCCESS" in (home / "fairstream-run.log").read_text()
 
@@ -99,7 +101,7 @@ def test_a_month_with_a_corrupt_file_fails_and_its_last_line_names_the_file(proj
     (run,) = runs_of(home, BAD, monkeypatch)
     assert run.status == dg.DagsterRunStatus.FAILURE
     lines = done.stdout.splitlines()
-    assert re.fullmatch(rf"== {BAD}: FAILURE in \d+\.\d s \(run {run.run_id}\)", lines[-2])
+    assert re.fullmatch(rf"== {BAD}: FAILURE in {DURATION} \(run {run.run_id}\)", lines[-2])
     assert lines[-1].startswith(f"{BAD} failed in step landing_month: {BAD_FILE}: not a readable Parquet file (")
 
 

@@ -1,4 +1,4 @@
-"""The settings: one typed class for every FAIRSTREAM_* variable, in step with the README's table."""
+"""The settings: one typed class for every FAIRSTREAM_* variable, in step with the table of docs/configuration.md."""
 
 from __future__ import annotations
 
@@ -9,22 +9,24 @@ import pytest
 from pydantic import SecretStr
 
 from fairstream_pipeline.lib.notifications.smtp import SmtpSettings
-from fairstream_pipeline.settings import Settings, env_name, first_month, get_settings, user_buckets
+from fairstream_pipeline.lib.ingestion.user_buckets import user_buckets
+from fairstream_pipeline.lib.months import first_month
+from fairstream_pipeline.settings import Settings, env_name, get_settings
 
-README = Path(__file__).parents[1] / "README.md"
+CONFIGURATION_DOC = Path(__file__).parents[1] / "docs" / "configuration.md"
 PACKAGE = Path(__file__).parents[1] / "fairstream_pipeline"
 ROW = re.compile(r"^\| `(FAIRSTREAM_[A-Z_]+)` \| (.+?) \| (.+) \|$")
-SECRETS = {"database_url", "smtp_user", "smtp_password", "alert_webhook_url", "pg_password", "payments_debtor_iban"}
+SECRETS = {"database_url", "smtp_user", "smtp_password", "alert_webhook_url", "pg_password", "payments_debtor_iban", "celery_broker"}
 
 
-def readme_table() -> dict[str, str]:
-    """``{variable: default cell}`` of the README's configuration table."""
-    section = README.read_text().split("## Configuration (environment variables)\n", 1)[1].split("\n## ", 1)[0]
+def documented_settings() -> dict[str, str]:
+    """``{variable: default cell}`` of the table in docs/configuration.md ("Environment variables")."""
+    section = CONFIGURATION_DOC.read_text().split("## Environment variables\n", 1)[1].split("\n## ", 1)[0]
     return {m.group(1): m.group(2) for line in section.splitlines() if (m := ROW.match(line))}
 
 
-def readme_default(value: object) -> str:
-    """How the README writes a default: ``(empty...)`` for nothing, else the value in backticks."""
+def documented_default(value: object) -> str:
+    """How docs/configuration.md writes a default: ``(empty...)`` for nothing, else the value in backticks."""
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
     if value in ("", None):
@@ -36,13 +38,13 @@ def readme_default(value: object) -> str:
     return f"`{value}`"
 
 
-def test_the_readme_lists_every_setting_with_its_default():
-    table = readme_table()
+def test_the_configuration_doc_lists_every_setting_with_its_default():
+    table = documented_settings()
     fields = {env_name(name): field.default for name, field in Settings.model_fields.items()}
     assert sorted(table) == sorted(fields)
     for name, default in fields.items():
         cell = table[name]
-        expected = readme_default(default)
+        expected = documented_default(default)
         assert (cell.startswith(expected) if expected == "(empty" else cell == expected), (name, cell, expected)
 
 

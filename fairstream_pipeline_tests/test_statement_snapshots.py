@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from fairstream_pipeline.lib.notifications.mail_sender import build_message, render
+from fairstream_pipeline.lib.notifications.mime_message import build_message, render
 from fairstream_pipeline.lib.notifications.statement_email import (
     Statement,
     render_statement,

@@ -12,10 +12,13 @@
           broker: pyamqp://guest:guest@rabbitmq:5672/fairstream   # else FAIRSTREAM_CELERY_BROKER
           backend: rpc://                                         # else FAIRSTREAM_CELERY_BACKEND
 
+``FAIRSTREAM_CELERY_BROKER`` is a secret (its URL carries the broker's password): it is read in the
+run's process and handed to the Celery executor, never written into the run's config or logged.
+
 In process, DuckDB already uses every core inside a step and the month's lock is held once for
 the run. On Celery, each step runs in a worker process, which takes the month's lock in shared mode
-for its run (``lib.close.month_lock``: the instance must be on PostgreSQL), and every worker must reach
-the same instance and the same warehouse (README "Running on Celery workers"). Not the
+for its run (``lib.lake.month_lock``: the instance must be on PostgreSQL), and every worker must reach
+the same instance and the same warehouse (docs/deployment.md, "Running on Celery workers"). Not the
 ``CeleryRunLauncher``: the default run launcher starts the run, and only its steps go to Celery.
 """
 
@@ -43,7 +46,7 @@ def in_process_or_celery(init_context: dg.InitExecutorContext) -> dg.Executor:
     config = init_context.executor_config
     if "celery" in config:
         chosen, settings = dict(config["celery"]), get_settings()
-        chosen["broker"] = chosen.get("broker") or settings.celery_broker
+        chosen["broker"] = chosen.get("broker") or settings.celery_broker.get_secret_value()
         chosen["backend"] = chosen.get("backend") or settings.celery_backend
         executor_def = celery_executor
     else:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from fairstream_pipeline.settings import first_month
+from fairstream_pipeline.lib.months import first_month
 
 monthly_partitions = dg.MonthlyPartitionsDefinition(
     start_date=first_month(),

@@ -16,7 +16,7 @@ from fairstream_pipeline.lib.app_db.store import transaction
 from fairstream_pipeline.lib.lake.duckdb_engine import DuckDBSettings, connect
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone
-from fairstream_pipeline.lib.close.month_lock import (
+from fairstream_pipeline.lib.lake.month_lock import (
     FileMonthLocks,
     MonthLocked,
     PostgresMonthLocks,
@@ -40,7 +40,7 @@ class WarehouseResource(dg.ConfigurableResource):
     A run of a month holds the month's lock for as long as the resource lives (the whole run with
     the in-process executor, each step otherwise), whatever launched it: one run per month. The
     lock is a PostgreSQL advisory lock when the instance is on PostgreSQL, a lock file in the lake
-    otherwise (fairstream_pipeline.lib.close.month_lock). A second run fails at once, naming the holder.
+    otherwise (fairstream_pipeline.lib.lake.month_lock). A second run fails at once, naming the holder.
     """
 
     root: str
@@ -176,7 +176,7 @@ def env_var(field: str, default: Any = "") -> Any:
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
-    """The resources configured from the environment (see the README)."""
+    """The resources configured from the environment (docs/configuration.md)."""
     settings = get_settings()
     warehouse = settings.warehouse_dir
     return {
@@ -191,8 +191,3 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         # The URL holds a password: read it from the environment at run time, never as a literal.
         "app_database": AppDatabaseResource(url=env_var("database_url")),
     }
-
-
-@dg.definitions
-def resources() -> dg.Definitions:
-    return dg.Definitions(resources=default_resources())

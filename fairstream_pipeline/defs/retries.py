@@ -1,4 +1,4 @@
-"""Retry policies for the steps that touch the outside world (see README "Retries").
+"""Retry policies for the steps that touch the outside world (docs/operations.md, "Retries").
 
 Pure computation (counting, pooling, rounding, statements) has no retry: the same input gives the
 same error. Contract errors raise ``dg.Failure(allow_retries=False)`` and are never retried.

@@ -50,3 +50,9 @@ def lake_out(description: str, code_version: str) -> dg.AssetOut:
     return dg.AssetOut(
         description=description, owners=OWNERS, kinds=LAKE_KINDS, code_version=code_version, dagster_type=dg.Nothing
     )
+
+
+def monthly_check(asset: str, description: str, *, blocking: bool = False):
+    """``@dg.asset_check`` for a check of a monthly asset, on the same monthly partitions; a blocking
+    check stops the asset's downstream steps when it fails."""
+    return dg.asset_check(asset=asset, description=description, blocking=blocking, partitions_def=monthly_partitions)

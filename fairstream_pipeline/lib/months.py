@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
+from fairstream_pipeline.settings import get_settings
+
 _MONTH_KEY = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -38,3 +40,13 @@ def previous_month(key: str) -> str:
 
 def following_month(key: str) -> str:
     return month_key(next_month_start(key))
+
+
+def first_month() -> str:
+    """The first payout month (``FAIRSTREAM_FIRST_MONTH``), validated as ``YYYY-MM``; read when called."""
+    value = get_settings().first_month
+    try:
+        parse_month(value)
+    except ValueError as exc:
+        raise ValueError(f"FAIRSTREAM_FIRST_MONTH: {exc}") from exc
+    return value

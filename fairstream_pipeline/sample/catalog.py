@@ -18,6 +18,20 @@ from fairstream_pipeline.lib.ingestion.landing_zone import (
 )
 from fairstream_pipeline.sample import draws
 from fairstream_pipeline.sample.payment_details import PaymentDetails
+from fairstream_pipeline.sample.vocabulary import (
+    ADJECTIVES,
+    FIRST_NAMES,
+    LABEL_SUFFIXES,
+    LAST_NAMES,
+    NOISE_ACT_FIRST,
+    NOISE_ACT_LAST,
+    NOISE_SOUNDS,
+    NOISE_SUFFIXES,
+    NOUNS,
+    PUBLISHER_SUFFIXES,
+    TITLE_SUFFIXES,
+    TITLE_SUFFIX_WEIGHTS,
+)
 
 TRACK_ZIPF_EXPONENT = 1.05
 # Taste follows listening intensity (docs/sample-data.md, "Taste follows intensity").
@@ -41,39 +55,6 @@ MIN_NULL_ARTIST_ID = 3
 ARTIST_ID_PREFIX = "A"  # artist_id A000001 .. is the artist of payee artist-00001 ..
 MUSIC, NOISE = "music", "noise"
 
-_FIRST = (
-    "Ada Alba Alex Amara Anouk Bruno Camille Chiara Dario Elif Elsa Emil Ezra Farah Felix Greta "
-    "Hugo Ines Ivo Jonas Julia Kai Lars Lea Leon Lina Luca Maya Milan Nadia Nils Noa Omar Paula "
-    "Rafael Rosa Sami Sofia Tiago Vera Yara Zoe"
-).split()
-_LAST = (
-    "Almeida Bauer Berg Blanc Costa Dahl Duarte Eriksson Fabre Ferrari Fischer Garcia Greco Hansen "
-    "Jansen Klein Lambert Lindqvist Lopez Marino Martin Moreau Muller Navarro Nilsson Novak Oliveira "
-    "Petit Ramos Ricci Roux Santos Schmidt Silva Smit Torres Vidal Visser Weber Wolf"
-).split()
-_ADJ = (
-    "Amber Blue Broken Bright Silent Golden Electric Velvet Wild Hidden Distant Paper Neon Quiet "
-    "Crimson Hollow Endless Lunar Northern Restless Secret Slow Solar Static Sweet Wandering "
-    "Young Frozen Burning Gentle Lost Midnight Open Rising Salt Silver Summer Winter Liquid Free"
-).split()
-_NOUN = (
-    "Echo River Light Heart Dream Ocean Signal Garden Mirror Storm Shadow Fire Window Horizon "
-    "Letter Machine Island Season Harbor Engine Planet Forest Canyon Meadow Comet Lantern "
-    "Station Tide Wave Bridge City Flower Runner Sparrow Voice Thunder Valley Orbit Diamond Road"
-).split()
-_NOISE_ACT_FIRST = ("Sleep", "Deep Sleep", "Calm", "Rain", "White Noise", "Nature", "Baby Sleep", "Dreamy", "Focus")
-_NOISE_ACT_LAST = ("Sounds", "Lab", "Collective", "Machine", "Factory", "Therapy", "Project", "Studio", "Works")
-_NOISE_SOUND = (
-    "White Noise", "Brown Noise", "Pink Noise", "Heavy Rain", "Gentle Rain", "Rain on a Tent", "Ocean Waves",
-    "Thunderstorm", "Box Fan", "Airplane Cabin", "Forest Stream", "Crackling Fire", "Washing Machine",
-    "Hair Dryer", "Night Crickets", "Wind in the Pines",
-)
-_NOISE_SUFFIX = (" for Sleep", " (Loopable)", " for Babies", " - Deep Focus", " (No Fade)", " for Studying", "")
-_TITLE_SUFFIX = ("", " (Live)", " (Acoustic)", " (Remix)", " - Radio Edit")
-_TITLE_SUFFIX_WEIGHTS = (0.88, 0.03, 0.03, 0.04, 0.02)
-_LABEL_SUFFIX = ("Records", "Music", "Recordings", "Sound", "Audio")
-_PUBLISHER_SUFFIX = ("Publishing", "Songs", "Editions", "Music Publishing")
-
 
 def zipf_rank(u: np.ndarray, n: int, s: float) -> np.ndarray:
     """Inverse CDF of a bounded continuous power law on [1, n+1), floored: ranks 0 .. n-1."""
@@ -87,6 +68,219 @@ def _replaced(values: pa.Array, positions: np.ndarray, new: pa.Array) -> pa.Arra
     index = np.arange(len(values), dtype=np.int64)
     index[positions] = len(values) + np.arange(len(positions))
     return pa.concat_arrays([values, new]).take(pa.array(index))
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    """How many tracks (T), artists (A), labels (L), publishers (PB) and writers (W) a catalog has,
+    and how many ids of tracks missing from it its plays use (X)."""
+
+    T: int
+    A: int
+    L: int
+    PB: int
+    W: int
+    X: int
+
+    @classmethod
+    def of(cls, T: int) -> _Sizes:
+        return cls(T, max(2, T // 4), min(40, max(5, T // 2000)), min(30, max(3, T // 5000)), max(5, T // 3), max(5, T // 100))
+
+
+@dataclass(frozen=True)
+class _NoiseActs:
+    """The noise tracks wanted (``n_tracks``) and the noise acts: their artist indices, ascending,
+    and a flag per artist."""
+
+    n_tracks: int
+    acts: np.ndarray
+    is_act: np.ndarray
+
+    @classmethod
+    def draw(cls, crng: np.random.Generator, size: _Sizes) -> _NoiseActs:
+        n_noise = max(MIN_NOISE_TRACKS, round(NOISE_TRACK_RATE * size.T))
+        n_acts = max(2, n_noise // TRACKS_PER_NOISE_ACT)
+        noise_acts = np.sort(crng.choice(np.arange(size.A // 2, size.A), n_acts, replace=False))
+        is_act = np.zeros(size.A, dtype=bool)
+        is_act[noise_acts] = True
+        return cls(n_noise, noise_acts, is_act)
+
+
+@dataclass(frozen=True)
+class _Payees:
+    """The payees, sorted by payee_id: artist-, label-, publisher-, writer- (the artists are the first A)."""
+
+    ids: pa.Array
+    names: pa.Array
+    table: pa.Table
+    without_email: int
+
+
+def _draw_payees(rng: np.random.Generator, crng: np.random.Generator, size: _Sizes, noise: _NoiseActs) -> _Payees:
+    """The payees, their names drawn from ``rng`` but the noise acts' names, from ``crng``."""
+    A, L, PB, W = size.A, size.L, size.PB, size.W
+    artist_ids = draws.ids("artist-", 1, A, max(5, len(str(A))))
+    label_ids = draws.ids("label-", 1, L, 3)
+    publisher_ids = draws.ids("publisher-", 1, PB, 3)
+    writer_ids = draws.ids("writer-", 1, W, max(4, len(str(W))))
+    is_band = rng.random(A) < 0.35
+    person = draws.join(draws.pick(rng, FIRST_NAMES, A), " ", draws.pick(rng, LAST_NAMES, A))
+    band = draws.join("The ", draws.pick(rng, ADJECTIVES, A), " ", draws.pick(rng, NOUNS, A), "s")
+    artist_names = pc.if_else(pa.array(is_band), band, person)
+    n_acts = len(noise.acts)
+    act_names = draws.join(draws.pick(crng, NOISE_ACT_FIRST, n_acts), " ", draws.pick(crng, NOISE_ACT_LAST, n_acts))
+    artist_names = _replaced(artist_names, noise.acts, act_names)  # the noise acts' names
+    label_names = draws.join(draws.pick(rng, NOUNS, L), " ", draws.pick(rng, LABEL_SUFFIXES, L))
+    publisher_names = draws.join(draws.pick(rng, LAST_NAMES, PB), " ", draws.pick(rng, PUBLISHER_SUFFIXES, PB))
+    writer_names = draws.join(draws.pick(rng, FIRST_NAMES, W), " ", draws.pick(rng, LAST_NAMES, W))
+    payee_ids = pa.concat_arrays([artist_ids, label_ids, publisher_ids, writer_ids])
+    payee_names = pa.concat_arrays([artist_names, label_names, publisher_names, writer_names])
+    n_payees = len(payee_ids)
+    n_no_email = max(1, round(NULL_EMAIL_RATE * n_payees))
+    no_email = np.zeros(n_payees, dtype=bool)
+    no_email[rng.choice(n_payees, n_no_email, replace=False)] = True
+    emails = draws.join(payee_ids, "@payees.fairstream.example")
+    emails = pc.if_else(pa.array(no_email), pa.scalar(None, pa.string()), emails)
+    payees = pa.table([payee_ids, payee_names, emails], schema=LANDING_PAYEES.arrow_schema)
+    return _Payees(payee_ids, payee_names, payees, n_no_email)
+
+
+@dataclass(frozen=True)
+class _Tracks:
+    """The tracks' table and, per track, what its splits and plays need."""
+
+    ids: pa.Array
+    table: pa.Table
+    is_noise: np.ndarray
+    noise: np.ndarray  # indices of the noise tracks, ascending
+    without_artist_id: np.ndarray  # indices of the music tracks whose artist_id is null, ascending
+    artist: np.ndarray  # the main artist's index
+    has_feat: np.ndarray
+    feat: np.ndarray  # the featured artist's index (where has_feat)
+    label: np.ndarray  # the main artist's label's index, -1: unsigned
+    writer: np.ndarray
+    publisher: np.ndarray
+
+
+def _draw_tracks(
+    rng: np.random.Generator, crng: np.random.Generator, size: _Sizes, noise: _NoiseActs, artist_names: pa.Array
+) -> _Tracks:
+    """The tracks and their artists; which are noise (every track of a noise act, and more, never an
+    artist's first track) and which lack an artist_id come from ``crng``."""
+    T, A, L, W, PB = size.T, size.A, size.L, size.W, size.PB
+    artist_of_track = np.empty(T, dtype=np.int64)
+    artist_of_track[:A] = rng.permutation(A)  # every artist has a track
+    artist_of_track[A:] = (A * rng.random(T - A) ** 2).astype(np.int64)  # prolific few
+    is_noise = noise.is_act[artist_of_track]
+    n_more = noise.n_tracks - int(is_noise.sum())
+    if n_more > 0:
+        more = crng.choice(np.flatnonzero(~is_noise[A:]) + A, n_more, replace=False)
+        artist_of_track[more] = noise.acts[crng.integers(0, len(noise.acts), n_more)]
+        is_noise[more] = True
+    noise_tracks = np.flatnonzero(is_noise)
+    music_tracks = np.flatnonzero(~is_noise)
+    n_no_id = min(len(music_tracks), max(MIN_NULL_ARTIST_ID, round(NULL_ARTIST_ID_RATE * T)))
+    no_artist_id = np.sort(crng.choice(music_tracks, n_no_id, replace=False))
+    has_feat = rng.random(T) < FEATURED_RATE
+    feat = (artist_of_track + 1 + rng.integers(0, A - 1, T)) % A
+    has_feat &= ~is_noise & ~noise.is_act[feat]  # noise has no featured artist, and no music features a noise act
+    signed = rng.random(A) < SIGNED_ARTIST_RATE
+    label_of_artist = np.where(signed, (L * rng.random(A) ** 2).astype(np.int64), -1)
+    label = label_of_artist[artist_of_track]
+    writer = (W * rng.random(T) ** 1.5).astype(np.int64)
+    publisher = rng.integers(0, PB, T)
+    adjective, noun = draws.pick(rng, ADJECTIVES, T), draws.pick(rng, NOUNS, T)
+    suffix = rng.choice(len(TITLE_SUFFIXES), T, p=np.array(TITLE_SUFFIX_WEIGHTS))
+    title = draws.join(adjective, " ", noun, draws.words(TITLE_SUFFIXES, suffix))
+    n_noise = len(noise_tracks)
+    noise_title = draws.join(draws.pick(crng, NOISE_SOUNDS, n_noise), draws.pick(crng, NOISE_SUFFIXES, n_noise))
+    title = _replaced(title, noise_tracks, noise_title)
+    main_name = artist_names.take(pa.array(artist_of_track))
+    feat_name = artist_names.take(pa.array(feat))
+    artist_name = pc.if_else(pa.array(has_feat), draws.join(main_name, " feat. ", feat_name), main_name)
+    track_ids = draws.ids("t", 1, T, max(6, len(str(T))))
+    null_id = np.zeros(T, dtype=bool)
+    null_id[no_artist_id] = True
+    artist_id = draws.ids(ARTIST_ID_PREFIX, 1, A, max(6, len(str(A)))).take(pa.array(artist_of_track, mask=null_id))
+    content_type = draws.words((MUSIC, NOISE), is_noise.astype(np.int8))
+    tracks = pa.table([track_ids, title, artist_name, artist_id, content_type], schema=LANDING_TRACKS.arrow_schema)
+    return _Tracks(
+        track_ids, tracks, is_noise, noise_tracks, no_artist_id, artist_of_track, has_feat, feat, label, writer, publisher
+    )
+
+
+def _draw_splits(
+    rng: np.random.Generator, size: _Sizes, tracks: _Tracks, payee_ids: pa.Array
+) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """The rights splits, and the tracks whose splits are broken (three kinds in turn) or missing."""
+    T, W = size.T, size.W
+    base_label, base_pub, base_writer = size.A, size.A + size.L, size.A + size.L + size.PB
+    has_feat, label, writer = tracks.has_feat, tracks.label, tracks.writer
+    # a (T, 6) matrix of payee index / share, columns
+    # label, main, feat, writer, publisher, extra (only for the zero-share breakage)
+    payee = np.full((T, 6), -1, dtype=np.int64)
+    share = np.zeros((T, 6), dtype=np.int64)
+    has_label = label >= 0
+    payee[:, 1] = tracks.artist
+    payee[:, 3] = base_writer + writer
+    lab_feat = has_label & has_feat
+    lab_only = has_label & ~has_feat
+    indie_feat = ~has_label & has_feat
+    indie_only = ~has_label & ~has_feat
+    payee[has_label, 0] = base_label + label[has_label]
+    payee[has_feat, 2] = tracks.feat[has_feat]
+    payee[lab_feat, 4] = base_pub + tracks.publisher[lab_feat]
+    for mask, shares in (
+        (lab_only, (500_000, 300_000, 0, 200_000, 0)),
+        (lab_feat, (400_000, 280_000, 120_000, 100_000, 100_000)),
+        (indie_only, (0, 700_000, 0, 300_000, 0)),
+        (indie_feat, (0, 600_000, 150_000, 250_000, 0)),
+    ):
+        share[mask, :5] = shares
+    n_broken = max(3, round(BROKEN_SPLIT_RATE * T))
+    n_nosplit = max(2, round(NO_SPLIT_RATE * T))
+    special = rng.choice(T, n_broken + n_nosplit, replace=False)
+    broken, nosplit = np.sort(special[:n_broken]), np.sort(special[n_broken:])
+    for i, t in enumerate(broken):
+        kind = i % 3
+        if kind == 0:  # shares sum to 950,000
+            share[t, 3] -= 50_000
+        elif kind == 1:  # main artist listed twice (writer slot)
+            payee[t, 3] = payee[t, 1]
+        else:  # an extra writer with a zero share
+            payee[t, 5] = base_writer + (writer[t] + 1) % W
+    present = payee >= 0
+    present[nosplit, :] = False
+    rows_track = np.broadcast_to(np.arange(T)[:, None], (T, 6))[present]
+    splits = pa.table(
+        [
+            tracks.ids.take(pa.array(rows_track)),
+            payee_ids.take(pa.array(payee[present])),
+            pa.array(share[present], pa.int64()),
+        ],
+        schema=LANDING_RIGHTS_SPLITS.arrow_schema,
+    )
+    return splits, broken, nosplit
+
+
+def _draw_popularity(
+    rng: np.random.Generator, crng: np.random.Generator, size: _Sizes, tracks: _Tracks
+) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """Every track id plays use (the catalog's, the uncataloged ones, then ""), their durations, and
+    the catalog's popularity ranks (rank -> track index)."""
+    T, X = size.T, size.X
+    all_track_ids = pa.concat_arrays([tracks.ids, draws.ids("tx", 1, X, 5), pa.array([""])])
+    dur_s = np.clip(rng.lognormal(math.log(210.0), 0.25, T + X), 95.0, 360.0)
+    durations = np.append((dur_s * 1000).astype(np.int64), 0)
+    durations[tracks.noise] = crng.integers(NOISE_DURATION_MS[0], NOISE_DURATION_MS[1] + 1, len(tracks.noise))
+    rank_to_track = rng.permutation(T)
+    # noise takes the last popularity ranks (few organic plays): each noise track above them
+    # swaps ranks with a music track of the tail; every other track keeps its drawn rank
+    tail = T - len(tracks.noise)
+    noise_up = np.flatnonzero(tracks.is_noise[rank_to_track[:tail]])
+    music_down = tail + np.flatnonzero(~tracks.is_noise[rank_to_track[tail:]])
+    rank_to_track[noise_up], rank_to_track[music_down] = rank_to_track[music_down], rank_to_track[noise_up]
+    return all_track_ids, durations, rank_to_track
 
 
 @dataclass
@@ -116,158 +310,31 @@ class Catalog:
         """The catalog of ``n_tracks`` tracks (stream ``(seed, tracks)`` only: the same every month;
         the payment details come from their own stream)."""
         rng = draws.rng(seed, draws.STREAM_CATALOG)
-        T = n_tracks
-        A = max(2, T // 4)
-        L = min(40, max(5, T // 2000))
-        PB = min(30, max(3, T // 5000))
-        W = max(5, T // 3)
-        X = max(5, T // 100)
+        size = _Sizes.of(n_tracks)
         # ACPS v1: its own stream, drawn in a fixed order, so that no draw of ``rng`` moved.
         crng = draws.rng(seed, draws.STREAM_CONTENT)
-        n_noise = max(MIN_NOISE_TRACKS, round(NOISE_TRACK_RATE * T))
-        n_acts = max(2, n_noise // TRACKS_PER_NOISE_ACT)
-        noise_acts = np.sort(crng.choice(np.arange(A // 2, A), n_acts, replace=False))
-        is_act = np.zeros(A, dtype=bool)
-        is_act[noise_acts] = True
-
-        # ---- payees (sorted by payee_id: artist-, label-, publisher-, writer-)
-        artist_ids = draws.ids("artist-", 1, A, max(5, len(str(A))))
-        label_ids = draws.ids("label-", 1, L, 3)
-        publisher_ids = draws.ids("publisher-", 1, PB, 3)
-        writer_ids = draws.ids("writer-", 1, W, max(4, len(str(W))))
-        is_band = rng.random(A) < 0.35
-        person = draws.join(draws.pick(rng, _FIRST, A), " ", draws.pick(rng, _LAST, A))
-        band = draws.join("The ", draws.pick(rng, _ADJ, A), " ", draws.pick(rng, _NOUN, A), "s")
-        artist_names = pc.if_else(pa.array(is_band), band, person)
-        act_names = draws.join(draws.pick(crng, _NOISE_ACT_FIRST, n_acts), " ", draws.pick(crng, _NOISE_ACT_LAST, n_acts))
-        artist_names = _replaced(artist_names, noise_acts, act_names)  # the noise acts' names
-        label_names = draws.join(draws.pick(rng, _NOUN, L), " ", draws.pick(rng, _LABEL_SUFFIX, L))
-        publisher_names = draws.join(draws.pick(rng, _LAST, PB), " ", draws.pick(rng, _PUBLISHER_SUFFIX, PB))
-        writer_names = draws.join(draws.pick(rng, _FIRST, W), " ", draws.pick(rng, _LAST, W))
-        payee_ids = pa.concat_arrays([artist_ids, label_ids, publisher_ids, writer_ids])
-        payee_names = pa.concat_arrays([artist_names, label_names, publisher_names, writer_names])
-        n_payees = len(payee_ids)
-        n_no_email = max(1, round(NULL_EMAIL_RATE * n_payees))
-        no_email = np.zeros(n_payees, dtype=bool)
-        no_email[rng.choice(n_payees, n_no_email, replace=False)] = True
-        emails = draws.join(payee_ids, "@payees.fairstream.example")
-        emails = pc.if_else(pa.array(no_email), pa.scalar(None, pa.string()), emails)
-        payees = pa.table([payee_ids, payee_names, emails], schema=LANDING_PAYEES.arrow_schema)
-        base_label, base_pub, base_writer = A, A + L, A + L + PB
-
-        # ---- tracks
-        artist_of_track = np.empty(T, dtype=np.int64)
-        artist_of_track[:A] = rng.permutation(A)  # every artist has a track
-        artist_of_track[A:] = (A * rng.random(T - A) ** 2).astype(np.int64)  # prolific few
-        # noise: every track of a noise act, and more (never an artist's first track) up to n_noise
-        is_noise = is_act[artist_of_track]
-        n_more = n_noise - int(is_noise.sum())
-        if n_more > 0:
-            more = crng.choice(np.flatnonzero(~is_noise[A:]) + A, n_more, replace=False)
-            artist_of_track[more] = noise_acts[crng.integers(0, n_acts, n_more)]
-            is_noise[more] = True
-        noise_tracks = np.flatnonzero(is_noise)
-        music_tracks = np.flatnonzero(~is_noise)
-        n_no_id = min(len(music_tracks), max(MIN_NULL_ARTIST_ID, round(NULL_ARTIST_ID_RATE * T)))
-        no_artist_id = np.sort(crng.choice(music_tracks, n_no_id, replace=False))
-        has_feat = rng.random(T) < FEATURED_RATE
-        feat = (artist_of_track + 1 + rng.integers(0, A - 1, T)) % A
-        has_feat &= ~is_noise & ~is_act[feat]  # noise has no featured artist, and no music features a noise act
-        signed = rng.random(A) < SIGNED_ARTIST_RATE
-        label_of_artist = np.where(signed, (L * rng.random(A) ** 2).astype(np.int64), -1)
-        label = label_of_artist[artist_of_track]
-        writer = (W * rng.random(T) ** 1.5).astype(np.int64)
-        publisher = rng.integers(0, PB, T)
-        adjective, noun = draws.pick(rng, _ADJ, T), draws.pick(rng, _NOUN, T)
-        suffix = rng.choice(len(_TITLE_SUFFIX), T, p=np.array(_TITLE_SUFFIX_WEIGHTS))
-        title = draws.join(adjective, " ", noun, draws.words(_TITLE_SUFFIX, suffix))
-        n_noise = len(noise_tracks)
-        noise_title = draws.join(draws.pick(crng, _NOISE_SOUND, n_noise), draws.pick(crng, _NOISE_SUFFIX, n_noise))
-        title = _replaced(title, noise_tracks, noise_title)
-        main_name = artist_names.take(pa.array(artist_of_track))
-        feat_name = artist_names.take(pa.array(feat))
-        artist_name = pc.if_else(pa.array(has_feat), draws.join(main_name, " feat. ", feat_name), main_name)
-        track_ids = draws.ids("t", 1, T, max(6, len(str(T))))
-        null_id = np.zeros(T, dtype=bool)
-        null_id[no_artist_id] = True
-        artist_id = draws.ids(ARTIST_ID_PREFIX, 1, A, max(6, len(str(A)))).take(pa.array(artist_of_track, mask=null_id))
-        content_type = draws.words((MUSIC, NOISE), is_noise.astype(np.int8))
-        tracks = pa.table([track_ids, title, artist_name, artist_id, content_type], schema=LANDING_TRACKS.arrow_schema)
-
-        # ---- splits: a (T, 6) matrix of payee index / share, columns
-        # label, main, feat, writer, publisher, extra (only for the zero-share breakage)
-        payee = np.full((T, 6), -1, dtype=np.int64)
-        share = np.zeros((T, 6), dtype=np.int64)
-        has_label = label >= 0
-        payee[:, 1] = artist_of_track
-        payee[:, 3] = base_writer + writer
-        lab_feat = has_label & has_feat
-        lab_only = has_label & ~has_feat
-        indie_feat = ~has_label & has_feat
-        indie_only = ~has_label & ~has_feat
-        payee[has_label, 0] = base_label + label[has_label]
-        payee[has_feat, 2] = feat[has_feat]
-        payee[lab_feat, 4] = base_pub + publisher[lab_feat]
-        for mask, shares in (
-            (lab_only, (500_000, 300_000, 0, 200_000, 0)),
-            (lab_feat, (400_000, 280_000, 120_000, 100_000, 100_000)),
-            (indie_only, (0, 700_000, 0, 300_000, 0)),
-            (indie_feat, (0, 600_000, 150_000, 250_000, 0)),
-        ):
-            share[mask, :5] = shares
-        n_broken = max(3, round(BROKEN_SPLIT_RATE * T))
-        n_nosplit = max(2, round(NO_SPLIT_RATE * T))
-        special = rng.choice(T, n_broken + n_nosplit, replace=False)
-        broken, nosplit = np.sort(special[:n_broken]), np.sort(special[n_broken:])
-        for i, t in enumerate(broken):
-            kind = i % 3
-            if kind == 0:  # shares sum to 950,000
-                share[t, 3] -= 50_000
-            elif kind == 1:  # main artist listed twice (writer slot)
-                payee[t, 3] = payee[t, 1]
-            else:  # an extra writer with a zero share
-                payee[t, 5] = base_writer + (writer[t] + 1) % W
-        present = payee >= 0
-        present[nosplit, :] = False
-        rows_track = np.broadcast_to(np.arange(T)[:, None], (T, 6))[present]
-        splits = pa.table(
-            [
-                track_ids.take(pa.array(rows_track)),
-                payee_ids.take(pa.array(payee[present])),
-                pa.array(share[present], pa.int64()),
-            ],
-            schema=LANDING_RIGHTS_SPLITS.arrow_schema,
-        )
-
-        # ---- uncataloged ids, durations, popularity
-        all_track_ids = pa.concat_arrays([track_ids, draws.ids("tx", 1, X, 5), pa.array([""])])
-        dur_s = np.clip(rng.lognormal(math.log(210.0), 0.25, T + X), 95.0, 360.0)
-        durations = np.append((dur_s * 1000).astype(np.int64), 0)
-        durations[noise_tracks] = crng.integers(NOISE_DURATION_MS[0], NOISE_DURATION_MS[1] + 1, len(noise_tracks))
-        rank_to_track = rng.permutation(T)
-        # noise takes the last popularity ranks (few organic plays): each noise track above them
-        # swaps ranks with a music track of the tail; every other track keeps its drawn rank
-        tail = T - len(noise_tracks)
-        noise_up = np.flatnonzero(is_noise[rank_to_track[:tail]])
-        music_down = tail + np.flatnonzero(~is_noise[rank_to_track[tail:]])
-        rank_to_track[noise_up], rank_to_track[music_down] = rank_to_track[music_down], rank_to_track[noise_up]
+        noise = _NoiseActs.draw(crng, size)
+        payees = _draw_payees(rng, crng, size, noise)
+        tracks = _draw_tracks(rng, crng, size, noise, payees.names[: size.A])
+        splits, broken, nosplit = _draw_splits(rng, size, tracks, payees.ids)
+        all_track_ids, durations, rank_to_track = _draw_popularity(rng, crng, size, tracks)
         return cls(
-            n_tracks=T,
-            n_uncataloged=X,
+            n_tracks=size.T,
+            n_uncataloged=size.X,
             track_ids=all_track_ids,
             durations_ms=durations,
             rank_to_track=rank_to_track,
-            tracks=tracks,
+            tracks=tracks.table,
             splits=splits,
-            payees=payees,
-            n_payees=n_payees,
-            payees_without_email=n_no_email,
-            broken_split_track_ids=tuple(track_ids.take(pa.array(broken)).to_pylist()),
-            tracks_without_splits=tuple(track_ids.take(pa.array(nosplit)).to_pylist()),
-            payment_details=PaymentDetails.build(seed, payee_ids, payee_names),
-            noise_tracks=noise_tracks,
-            noise_act_ids=tuple(artist_ids.take(pa.array(noise_acts)).to_pylist()),
-            tracks_without_artist_id=tuple(track_ids.take(pa.array(no_artist_id)).to_pylist()),
+            payees=payees.table,
+            n_payees=len(payees.ids),
+            payees_without_email=payees.without_email,
+            broken_split_track_ids=tuple(tracks.ids.take(pa.array(broken)).to_pylist()),
+            tracks_without_splits=tuple(tracks.ids.take(pa.array(nosplit)).to_pylist()),
+            payment_details=PaymentDetails.build(seed, payees.ids, payees.names),
+            noise_tracks=tracks.noise,
+            noise_act_ids=tuple(payees.ids.take(pa.array(noise.acts)).to_pylist()),
+            tracks_without_artist_id=tuple(tracks.ids.take(pa.array(tracks.without_artist_id)).to_pylist()),
         )
 
     @property

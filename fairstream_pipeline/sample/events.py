@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -272,6 +272,8 @@ class EventStats:
     is_noise: np.ndarray | None = None  # per track index (Catalog.is_noise): counts the noise rows
     rows: int = 0
     files: int = 0
+    day_rows: list[int] = field(default_factory=list)  # rows of each day written
+    kind_rows: list[int] = field(default_factory=lambda: [0] * N_KINDS)  # rows of each kind (ORGANIC ..)
     exact_duplicates: int = 0
     uncataloged: int = 0
     short: int = 0
@@ -280,8 +282,6 @@ class EventStats:
 
     def __post_init__(self):
         self.user_rows = np.zeros(self.n_user_ids, np.int64)
-        self.kind_rows = [0] * N_KINDS
-        self.day_rows: list[int] = []
 
     def add(self, rows: Rows) -> None:
         self.rows += len(rows)

@@ -99,13 +99,7 @@ def default_tracks(users: int) -> int:
 
 
 def generate_month(
-    out_dir: Path,
-    month: str,
-    *,
-    users: int,
-    seed: int,
-    events: int | None = None,
-    tracks: int | None = None,
+    out_dir: Path, month: str, *, users: int, seed: int, events: int | None = None, tracks: int | None = None
 ) -> SampleSummary:
     """Write the catalog, the month's subscriptions and ad revenue, and every day of events.
 
@@ -117,16 +111,7 @@ def generate_month(
         events = default_events(users)
     if tracks is None:
         tracks = default_tracks(users)
-    for name, value, minimum in (
-        ("users", users, MIN_USERS),
-        ("events", events, 1),
-        ("tracks", tracks, MIN_TRACKS),
-        ("seed", seed, 0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        if value < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    _check_arguments(users, events, tracks, seed)
     users, events, tracks, seed = int(users), int(events), int(tracks), int(seed)
 
     out_dir = Path(out_dir)
@@ -147,7 +132,28 @@ def generate_month(
     assert stats.kind_rows[CONFLICT] == CONFLICTING_EVENTS * 2
     assert stats.kind_rows[UNKNOWN] == UNKNOWN_USER_EVENTS
     assert stats.kind_rows[SLEEPER] == plan.sleeper_rows
+    return _summary(month, seed, users, events, tracks, base, cat, plan, stats)
 
+
+def _check_arguments(users: int, events: int, tracks: int, seed: int) -> None:
+    """Raise ``ValueError`` naming the first argument that is not an integer or is below its minimum."""
+    for name, value, minimum in (
+        ("users", users, MIN_USERS),
+        ("events", events, 1),
+        ("tracks", tracks, MIN_TRACKS),
+        ("seed", seed, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _summary(
+    month: str, seed: int, users: int, events: int, tracks: int,
+    base: UserBase, cat: Catalog, plan: MonthPlan, stats: EventStats,
+) -> SampleSummary:
+    """What was written, from the plan and the counts of the rows as they were written."""
     counts = stats.user_rows[: base.n]
     paying_billed = plan.billed & (base.plan_idx != 0)
     real_users = stats.user_rows[: plan.empty_user_index]  # without the empty-string id

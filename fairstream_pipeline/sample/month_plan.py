@@ -110,6 +110,153 @@ def _sleepers(
     return sleepers[listens], plays[listens], playlist[listens]
 
 
+@dataclass(frozen=True)
+class _Listeners:
+    """Who is billed, and among the active (billed, not silent) users, by activity rank, the bots,
+    the loopers and the ordinary heavy listeners the injected rows are given to."""
+
+    billed: np.ndarray
+    active_by_rank: np.ndarray
+    special: np.ndarray  # the bots and the loopers, as drawn
+    bots: np.ndarray
+    loopers: np.ndarray
+    ordinary: np.ndarray
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, base: UserBase) -> _Listeners:
+        N = base.n
+        billed = rng.random(N) >= CHURN_RATE
+        paying = billed & (base.plan_idx != 0)
+        silent = paying & (rng.random(N) < SILENT_PAYING_RATE)
+        active_idx = np.flatnonzero(billed & ~silent)
+        active_by_rank = active_idx[np.argsort(base.activity_key[active_idx], kind="stable")]
+        n_bots = max(2, N // BOT_USERS_PER)
+        if len(active_idx) < n_bots + LOOPERS + 5:
+            raise ValueError(f"too few active users ({len(active_idx)}) for {n_bots} bots")
+        special = rng.choice(active_idx, n_bots + LOOPERS, replace=False)
+        bots, loopers = np.sort(special[:n_bots]), np.sort(special[n_bots:])
+        heavy_half = active_by_rank[: max(1, len(active_by_rank) // 2)]
+        ordinary = heavy_half[~np.isin(heavy_half, special)]
+        if len(ordinary) == 0:
+            ordinary = active_idx[~np.isin(active_idx, special)]
+        return cls(billed, active_by_rank, special, bots, loopers, ordinary)
+
+
+def _unknown_users(rng: np.random.Generator, n: int, billed: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+    """The users of the unknown-user events (churned users, else extra ids), and every user id:
+    the base's, the extra ones, then ""."""
+    churned = np.flatnonzero(~billed)
+    n_extra = max(0, UNKNOWN_USER_EVENTS - len(churned))
+    unknown_pool = np.concatenate([churned, np.arange(n, n + n_extra)])
+    unknown_users = rng.choice(unknown_pool, UNKNOWN_USER_EVENTS, replace=len(unknown_pool) < UNKNOWN_USER_EVENTS)
+    width = max(7, len(str(n + n_extra)))
+    return unknown_users, pa.concat_arrays([draws.ids("u", 1, n + n_extra, width), pa.array([""])])
+
+
+def _bot_sessions(rng: np.random.Generator, bots: np.ndarray, n_days: int, n_tracks: int) -> tuple[list, int]:
+    """Per day, each bot's session (user, plays, distinct tracks); and the bots' rows."""
+    sessions: list[list[tuple[int, int, int]]] = [[] for _ in range(n_days)]
+    rows = 0
+    for b in bots:
+        k_days = int(rng.integers(BOT_DAYS[0], BOT_DAYS[1] + 1))
+        for d in np.sort(rng.choice(n_days, k_days, replace=False)):
+            plays = int(rng.integers(BOT_PLAYS_PER_DAY[0], BOT_PLAYS_PER_DAY[1] + 1))
+            distinct = int(rng.integers(BOT_DISTINCT_TRACKS[0], BOT_DISTINCT_TRACKS[1] + 1))
+            sessions[d].append((int(b), plays, min(distinct, n_tracks)))
+            rows += plays
+    return sessions, rows
+
+
+def _looper_sessions(
+    rng: np.random.Generator, loopers: np.ndarray, n_days: int, cat: Catalog
+) -> tuple[np.ndarray, list, int]:
+    """Each looper's track (among the 100 most popular), per day each looper's session (user,
+    track, plays); and the loopers' rows."""
+    sessions: list[list[tuple[int, int, int]]] = [[] for _ in range(n_days)]
+    rows = 0
+    looper_tracks = cat.rank_to_track[rng.integers(0, min(100, cat.n_tracks), LOOPERS)]
+    for lu, lt in zip(loopers, looper_tracks):
+        k_days = int(rng.integers(LOOPER_DAYS[0], LOOPER_DAYS[1] + 1))
+        for d in np.sort(rng.choice(n_days, k_days, replace=False)):
+            plays = int(rng.integers(LOOPER_PLAYS_PER_DAY[0], LOOPER_PLAYS_PER_DAY[1] + 1))
+            sessions[d].append((int(lu), int(lt), plays))
+            rows += plays
+    return looper_tracks, sessions, rows
+
+
+@dataclass(frozen=True)
+class _Anomalies:
+    """The days the injected anomalies fall on."""
+
+    invalid_by_day: list[list[str]]
+    outside_by_day: np.ndarray
+    conflict_by_day: np.ndarray
+    unknown_by_day: list[np.ndarray]
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, n_days: int, unknown_users: np.ndarray) -> _Anomalies:
+        invalid_by_day: list[list[str]] = [[] for _ in range(n_days)]
+        for kind, d in zip(INVALID_KINDS, rng.integers(0, n_days, len(INVALID_KINDS))):
+            invalid_by_day[d].append(kind)
+        outside_by_day = np.bincount(rng.integers(1, n_days, OUTSIDE_PARTITION_EVENTS), minlength=n_days)
+        conflict_by_day = np.bincount(rng.integers(0, n_days, CONFLICTING_EVENTS), minlength=n_days)
+        unknown_days = rng.integers(0, n_days, UNKNOWN_USER_EVENTS)
+        unknown_by_day = [unknown_users[unknown_days == d] for d in range(n_days)]
+        return cls(invalid_by_day, outside_by_day, conflict_by_day, unknown_by_day)
+
+
+@dataclass(frozen=True)
+class _Volumes:
+    """The sleepers and their nights, the share of their organic plays they give up, each day's
+    organic plays and the organic short-play rate."""
+
+    sleepers: np.ndarray
+    sleeper_nights: np.ndarray
+    sleeper_playlist: np.ndarray
+    sleeper_rows: int
+    sleeper_replace: np.ndarray
+    organic_by_day: np.ndarray
+    p_short_organic: float
+
+
+def _volumes(
+    seed: int, first: dt.date, dates: list[dt.date], events: int, who: _Listeners, cat: Catalog, session_rows: int
+) -> _Volumes:
+    """Sleepers and organic volumes for about ``events`` main rows, of which ``session_rows`` are
+    the bots' and the loopers'. Sleepers: their sleep plays are special rows, and replace part of
+    their own organic plays (events.py draws a new listener for that share of the organic plays
+    that fall on them)."""
+    active_by_rank, n_days = who.active_by_rank, len(dates)
+    other_rows = (
+        session_rows + len(INVALID_KINDS) + OUTSIDE_PARTITION_EVENTS + CONFLICTING_EVENTS + UNKNOWN_USER_EVENTS
+    )
+    lo = round(SLEEPER_ACTIVITY_BAND[0] * len(active_by_rank))
+    top = round(SLEEPER_ACTIVITY_BAND[1] * len(active_by_rank))
+    top = min(len(active_by_rank), max(lo + len(who.special) + 5, top))
+    heavy_ranks = lo + np.flatnonzero(~np.isin(active_by_rank[lo:top], who.special))
+    sleep_total = round(SLEEPER_NOISE_SHARE * events) if len(cat.noise_tracks) else 0
+    organic = max(0, events - other_rows - sleep_total)
+    rank_share = activity_rank_share(len(active_by_rank))
+    expected = organic * rank_share[heavy_ranks]
+    sleepers, sleeper_nights, sleeper_playlist = _sleepers(
+        seed, first, sleep_total, active_by_rank[heavy_ranks], expected, cat, n_days
+    )
+    sleeper_rows = int(sleeper_nights.sum())
+    sleeper_replace = np.zeros(top + 1, dtype=np.float32)  # the last entry stands for every later rank
+    if len(sleepers) and organic:
+        ranks = heavy_ranks[np.isin(active_by_rank[heavy_ranks], sleepers)]
+        plays = sleeper_nights.sum(axis=1)[np.searchsorted(sleepers, active_by_rank[ranks])]
+        sleeper_replace[ranks] = np.minimum(SLEEPER_MAX_REPLACED, plays / (organic * rank_share[ranks]))
+    organic = max(0, events - other_rows - sleeper_rows)
+    factors = np.array([WEEKDAY_FACTORS[d.weekday()] for d in dates])
+    organic_by_day = _largest_remainder(organic, factors)
+    if organic:
+        p_short = min(0.6, SHORT_PLAY_RATE * (organic + session_rows + sleeper_rows) / organic)
+    else:
+        p_short = SHORT_PLAY_RATE
+    return _Volumes(sleepers, sleeper_nights, sleeper_playlist, sleeper_rows, sleeper_replace, organic_by_day, p_short)
+
+
 @dataclass
 class MonthPlan:
     """Who is billed, silent, a bot or a looper, each day's special rows and organic volume."""
@@ -147,113 +294,29 @@ class MonthPlan:
         first = parse_month(month)
         rng = draws.rng(seed, draws.STREAM_MONTH, first.year, first.month)
         dates = days_of_month(month)
-        n_days = len(dates)
-        N = base.n
-        billed = rng.random(N) >= CHURN_RATE
-        paying = billed & (base.plan_idx != 0)
-        silent = paying & (rng.random(N) < SILENT_PAYING_RATE)
-        active_idx = np.flatnonzero(billed & ~silent)
-        active_by_rank = active_idx[np.argsort(base.activity_key[active_idx], kind="stable")]
-        n_bots = max(2, N // BOT_USERS_PER)
-        if len(active_idx) < n_bots + LOOPERS + 5:
-            raise ValueError(f"too few active users ({len(active_idx)}) for {n_bots} bots")
-        special = rng.choice(active_idx, n_bots + LOOPERS, replace=False)
-        bots, loopers = np.sort(special[:n_bots]), np.sort(special[n_bots:])
-        heavy_half = active_by_rank[: max(1, len(active_by_rank) // 2)]
-        ordinary = heavy_half[~np.isin(heavy_half, special)]
-        if len(ordinary) == 0:
-            ordinary = active_idx[~np.isin(active_idx, special)]
-
-        churned = np.flatnonzero(~billed)
-        n_extra = max(0, UNKNOWN_USER_EVENTS - len(churned))
-        unknown_pool = np.concatenate([churned, np.arange(N, N + n_extra)])
-        unknown_users = rng.choice(unknown_pool, UNKNOWN_USER_EVENTS, replace=len(unknown_pool) < UNKNOWN_USER_EVENTS)
-        width = max(7, len(str(N + n_extra)))
-        user_ids = pa.concat_arrays([draws.ids("u", 1, N + n_extra, width), pa.array([""])])
-
-        bot_sessions: list[list[tuple[int, int, int]]] = [[] for _ in dates]
-        bot_rows = 0
-        for b in bots:
-            k_days = int(rng.integers(BOT_DAYS[0], BOT_DAYS[1] + 1))
-            for d in np.sort(rng.choice(n_days, k_days, replace=False)):
-                plays = int(rng.integers(BOT_PLAYS_PER_DAY[0], BOT_PLAYS_PER_DAY[1] + 1))
-                distinct = int(rng.integers(BOT_DISTINCT_TRACKS[0], BOT_DISTINCT_TRACKS[1] + 1))
-                bot_sessions[d].append((int(b), plays, min(distinct, cat.n_tracks)))
-                bot_rows += plays
-        looper_sessions: list[list[tuple[int, int, int]]] = [[] for _ in dates]
-        looper_rows = 0
-        looper_tracks = cat.rank_to_track[rng.integers(0, min(100, cat.n_tracks), LOOPERS)]
-        for lu, lt in zip(loopers, looper_tracks):
-            k_days = int(rng.integers(LOOPER_DAYS[0], LOOPER_DAYS[1] + 1))
-            for d in np.sort(rng.choice(n_days, k_days, replace=False)):
-                plays = int(rng.integers(LOOPER_PLAYS_PER_DAY[0], LOOPER_PLAYS_PER_DAY[1] + 1))
-                looper_sessions[d].append((int(lu), int(lt), plays))
-                looper_rows += plays
-
-        invalid_by_day: list[list[str]] = [[] for _ in dates]
-        for kind, d in zip(INVALID_KINDS, rng.integers(0, n_days, len(INVALID_KINDS))):
-            invalid_by_day[d].append(kind)
-        outside_by_day = np.bincount(rng.integers(1, n_days, OUTSIDE_PARTITION_EVENTS), minlength=n_days)
-        conflict_by_day = np.bincount(rng.integers(0, n_days, CONFLICTING_EVENTS), minlength=n_days)
-        unknown_days = rng.integers(0, n_days, UNKNOWN_USER_EVENTS)
-        unknown_by_day = [unknown_users[unknown_days == d] for d in range(n_days)]
-
-        # sleepers: their sleep plays are special rows, and replace part of their own organic plays
-        # (events.py draws a new listener for that share of the organic plays that fall on them)
-        lo = round(SLEEPER_ACTIVITY_BAND[0] * len(active_by_rank))
-        top = round(SLEEPER_ACTIVITY_BAND[1] * len(active_by_rank))
-        top = min(len(active_by_rank), max(lo + len(special) + 5, top))
-        heavy_ranks = lo + np.flatnonzero(~np.isin(active_by_rank[lo:top], special))
-        sleep_total = round(SLEEPER_NOISE_SHARE * events) if len(cat.noise_tracks) else 0
-        other_rows = (
-            bot_rows + looper_rows + len(INVALID_KINDS) + OUTSIDE_PARTITION_EVENTS + CONFLICTING_EVENTS
-            + UNKNOWN_USER_EVENTS
-        )
-        organic = max(0, events - other_rows - sleep_total)
-        rank_share = activity_rank_share(len(active_by_rank))
-        expected = organic * rank_share[heavy_ranks]
-        sleepers, sleeper_nights, sleeper_playlist = _sleepers(
-            seed, first, sleep_total, active_by_rank[heavy_ranks], expected, cat, n_days
-        )
-        sleeper_rows = int(sleeper_nights.sum())
-        sleeper_replace = np.zeros(top + 1, dtype=np.float32)  # the last entry stands for every later rank
-        if len(sleepers) and organic:
-            ranks = heavy_ranks[np.isin(active_by_rank[heavy_ranks], sleepers)]
-            plays = sleeper_nights.sum(axis=1)[np.searchsorted(sleepers, active_by_rank[ranks])]
-            sleeper_replace[ranks] = np.minimum(SLEEPER_MAX_REPLACED, plays / (organic * rank_share[ranks]))
-        organic = max(0, events - other_rows - sleeper_rows)
-        factors = np.array([WEEKDAY_FACTORS[d.weekday()] for d in dates])
-        organic_by_day = _largest_remainder(organic, factors)
-        if organic:
-            p_short = min(0.6, SHORT_PLAY_RATE * (organic + bot_rows + looper_rows + sleeper_rows) / organic)
-        else:
-            p_short = SHORT_PLAY_RATE
+        who = _Listeners.draw(rng, base)
+        unknown_users, user_ids = _unknown_users(rng, base.n, who.billed)
+        bot_sessions, bot_rows = _bot_sessions(rng, who.bots, len(dates), cat.n_tracks)
+        looper_tracks, looper_sessions, looper_rows = _looper_sessions(rng, who.loopers, len(dates), cat)
+        anomalies = _Anomalies.draw(rng, len(dates), unknown_users)
+        volumes = _volumes(seed, first, dates, events, who, cat, bot_rows + looper_rows)
         ad_rates = rng.integers(AD_CENTS_PER_FREE_USER[0], AD_CENTS_PER_FREE_USER[1] + 1, len(COUNTRIES))
         return cls(
             dates=dates,
-            billed=billed,
-            active_by_rank=active_by_rank,
+            billed=who.billed,
+            active_by_rank=who.active_by_rank,
             fan_first_rank=cat.fan_first_rank(base.fan_key),
-            ordinary=ordinary,
-            bots=bots,
-            loopers=loopers,
+            ordinary=who.ordinary,
+            bots=who.bots,
+            loopers=who.loopers,
             looper_tracks=looper_tracks,
             user_ids=user_ids,
             empty_user_index=len(user_ids) - 1,
             bot_sessions=bot_sessions,
             looper_sessions=looper_sessions,
-            sleepers=sleepers,
-            sleeper_nights=sleeper_nights,
-            sleeper_playlist=sleeper_playlist,
-            sleeper_rows=sleeper_rows,
-            sleeper_replace=sleeper_replace,
-            invalid_by_day=invalid_by_day,
-            outside_by_day=outside_by_day,
-            conflict_by_day=conflict_by_day,
-            unknown_by_day=unknown_by_day,
-            organic_by_day=organic_by_day,
-            p_short_organic=p_short,
             ad_cents_per_free_user=ad_rates,
+            **vars(anomalies),  # their fields are the plan's
+            **vars(volumes),
         )
 
     def subscriptions_table(self, base: UserBase) -> pa.Table:

@@ -27,7 +27,7 @@ the UI, a schedule, a sensor or a backfill. A run started from a shell with
 does not retry it).
 
 The channels are the ``alerts`` resource's (``defs/alerting/resources.py``), read when the
-definitions load (``payout_failure_alert()``), never at import.
+definitions load (``payout_failure_alert()``, called by ``definitions.py``), never at import.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertsReso
 
 
 def payout_failure_alert() -> dg.SensorDefinition:
-    """``payout_failure_alert``, its metadata naming the channels configured now (or none)."""
+    """``payout_failure_alert``, its metadata naming the channels configured now (or none). Built by
+    the code location's loader (``definitions.py``), so the settings are read when it loads."""
     channels = alerts_from_env().channels
     return dg.run_failure_sensor(
         name="payout_failure_alert",
@@ -121,8 +122,3 @@ def payout_failure_alert() -> dg.SensorDefinition:
         ),
         metadata={"alert_channels": ", ".join(channels) or lib.ALERTS_NOT_CONFIGURED},
     )(alert_on_run_failure)
-
-
-@dg.definitions
-def alerting() -> dg.Definitions:
-    return dg.Definitions(sensors=[payout_failure_alert()])

@@ -50,8 +50,3 @@ def rerun_after_database_outage(context: dg.RunFailureSensorContext):
         asset_check_keys=list(run.asset_check_selection) if run.asset_check_selection else None,
         tags=dict(decision.tags),
     )
-
-
-@dg.definitions
-def outage_reruns() -> dg.Definitions:
-    return dg.Definitions(sensors=[rerun_after_database_outage])

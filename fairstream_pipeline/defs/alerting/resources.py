@@ -16,21 +16,23 @@ import dagster as dg
 from fairstream_pipeline.defs.resources import env_var
 from fairstream_pipeline.lib.alerting import alerts as lib
 from fairstream_pipeline.lib.notifications.smtp import SmtpSettings
-from fairstream_pipeline.settings import get_settings
+from fairstream_pipeline.settings import DEFAULT_UI_BASE_URL, get_settings
 
 
 class AlertsResource(dg.ConfigurableResource):
     """Where alerts go: a JSON webhook and/or email over SMTP (see ``fairstream_pipeline.lib.alerting.alerts``)."""
 
+    # where alerts go
     webhook_url: str = ""
+    alert_from: str = ""
+    alert_to: str = ""
+    # the relay of alert emails (an empty host: no email)
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_starttls: bool = True
     smtp_user: str = ""
     smtp_password: str = ""
-    alert_from: str = ""
-    alert_to: str = ""
-    ui_base_url: str = lib.DEFAULT_UI_BASE_URL
+    ui_base_url: str = DEFAULT_UI_BASE_URL
     retry_attempts: int = 4
     retry_base_seconds: float = 1.0
     retry_cap_seconds: float = 30.0
@@ -45,16 +47,13 @@ class AlertsResource(dg.ConfigurableResource):
         )
 
     def smtp(self) -> SmtpSettings | None:
+        """The relay of alert emails, sending as ``alert_from``; ``None`` when email is off."""
         if not self.smtp_host:
             return None
         return SmtpSettings(
-            host=self.smtp_host,
-            port=self.smtp_port,
-            starttls=self.smtp_starttls,
-            user=self.smtp_user,
-            password=self.smtp_password,
-            mail_from=self.alert_from,
-            timeout_seconds=self.timeout_seconds,
+            host=self.smtp_host, port=self.smtp_port, starttls=self.smtp_starttls,
+            user=self.smtp_user, password=self.smtp_password,
+            mail_from=self.alert_from, timeout_seconds=self.timeout_seconds,
         )
 
     @property
@@ -109,8 +108,3 @@ def alerts_from_env() -> AlertsResource:
         alert_to=settings.alert_to,
         ui_base_url=settings.ui_base_url,
     )
-
-
-@dg.definitions
-def alerting_resources() -> dg.Definitions:
-    return dg.Definitions(resources={"alerts": alerts_from_env()})

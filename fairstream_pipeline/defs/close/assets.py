@@ -15,19 +15,18 @@ from fairstream_pipeline.defs.specs import monthly_asset
 from fairstream_pipeline.lib.ingestion.accounting import account_for_event_rows
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import attach_month
+from fairstream_pipeline.lib.markdown import md_text
 from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone
-from fairstream_pipeline.lib.payouts.month_checks import (
+from fairstream_pipeline.lib.close.month_checks import (
     earnings_findings,
     statements_finding,
     streams_finding,
 )
 from fairstream_pipeline.lib.payouts.checks import held_cents, held_share_ok
-from fairstream_pipeline.lib.payouts.report import cents, eur, percent
-from fairstream_pipeline.lib.payouts.rules import PAYOUT_DUE_DAY, PayoutRules
+from fairstream_pipeline.lib.format import cents, eur, percent
+from fairstream_pipeline.lib.payouts.rules import PAYOUT_DUE_DAY, SUSPENSE, UNALLOCATED, PayoutRules
+from fairstream_pipeline.lib.assets import ADJUSTMENTS, CLOSE, EARNINGS, PAYMENT_RELEASE, STATEMENTS
 from fairstream_pipeline.lib.close.period_close import (
-    CLOSE,
-    EARNINGS,
-    STATEMENTS,
     close_month,
     closed_month,
     draft_problems,
@@ -50,14 +49,21 @@ def _drafted_in_this_run(context: dg.AssetExecutionContext) -> bool:
     return bool(records) and records[0].run_id == context.run.run_id
 
 
+def _held_share_text(held: int, total: int, rules: PayoutRules, when: str, markdown: bool = False) -> str:
+    """The month's held share against its limit, as plain text or as Markdown (the special payee ids
+    escaped, for the UI)."""
+    special = (md_text(SUSPENSE), md_text(UNALLOCATED)) if markdown else (SUSPENSE, UNALLOCATED)
+    return (
+        f"{percent(held, total)} of the month's money is held in {special[0]} + {special[1]} "
+        f"({when}); the limit is {percent(rules.max_held_share_ppm, 1_000_000)}"
+    )
+
+
 def _held_share_result(held: int, total: int, rules: PayoutRules, when: str) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=HELD_SHARE_CHECK,
         passed=held_share_ok(held, total, rules.max_held_share_ppm),
-        description=(
-            f"{percent(held, total)} of the month's money is held in __suspense__ + __unallocated__ "
-            f"({when}); the limit is {percent(rules.max_held_share_ppm, 1_000_000)}"
-        ),
+        description=_held_share_text(held, total, rules, when, markdown=True),
         metadata={
             "held_cents": held,
             "month_total_cents": total,
@@ -89,6 +95,24 @@ def _draft_checks(lake: Lake, zone: LandingZone, duckdb: DuckDBEngine, first_mon
     return results
 
 
+def _verified_draft_checks(
+    lake: Lake, zone: LandingZone, duckdb: DuckDBEngine, first_month: str, month: str
+) -> list[str]:
+    """The names of the month's blocking checks once its draft can be closed and passes them all;
+    a failure saying why not otherwise."""
+    problems = draft_problems(lake, first_month, month)
+    if problems:
+        raise dg.Failure(description=f"{month} cannot be closed: " + "; ".join(problems), allow_retries=False)
+    checks = _draft_checks(lake, zone, duckdb, first_month, month)
+    failed = [f"{name} ({problem})" for name, problem in checks.items() if problem is not None]
+    if failed:
+        raise dg.Failure(
+            description=f"{month} cannot be closed: blocking checks fail on its draft: " + "; ".join(failed),
+            allow_retries=False,
+        )
+    return list(checks)
+
+
 def _close_metadata(lake: Lake, month: str, record: dict, status: str) -> dict:
     return {
         "status": status,
@@ -118,7 +142,7 @@ def _close_metadata(lake: Lake, month: str, record: dict, status: str) -> dict:
     group=CLOSE_GROUP,
     code_version="period-close-v1",
     kinds={"parquet"},
-    deps=[STATEMENTS, "payee_adjustments", EARNINGS],
+    deps=[STATEMENTS, ADJUSTMENTS, EARNINGS],
     output_required=False,
     check_specs=[
         dg.AssetCheckSpec(
@@ -127,7 +151,7 @@ def _close_metadata(lake: Lake, month: str, record: dict, status: str) -> dict:
             blocking=True,
             description=(
                 "A month does not close when more than max_held_share_ppm (default 5%) of its money is "
-                "held in __suspense__ + __unallocated__."
+                "held in `__suspense__` + `__unallocated__`."
             ),
         )
     ],
@@ -177,22 +201,14 @@ def period_close(
             f"close_month_job or `dagster asset materialize --select 'period_close*' --partition {month}`."
         )
         return
-    problems = draft_problems(lake, first_month, month)
-    if problems:
-        raise dg.Failure(description=f"{month} cannot be closed: " + "; ".join(problems), allow_retries=False)
-    checks = _draft_checks(lake, landing_zone.zone(), duckdb, first_month, month)
-    failed = [f"{name} ({problem})" for name, problem in checks.items() if problem is not None]
-    if failed:
-        raise dg.Failure(
-            description=f"{month} cannot be closed: blocking checks fail on its draft: " + "; ".join(failed),
-            allow_retries=False,
-        )
+    checks = _verified_draft_checks(lake, landing_zone.zone(), duckdb, first_month, month)
     held_result = _held_share_result(held, total, rules, "the draft")
     yield held_result
     if not held_result.passed:
         raise dg.Failure(
-            description=f"{month} does not close: {held_result.description}. Resolve the rights splits "
-            "(__suspense__) or the missing streams (__unallocated__), recompute the month and close it again.",
+            description=f"{month} does not close: {_held_share_text(held, total, rules, 'the draft')}. "
+            "Resolve the rights splits (__suspense__) or the missing streams (__unallocated__), recompute the "
+            "month and close it again.",
             allow_retries=False,
         )
     statements = lake.manifest(STATEMENTS, month)
@@ -227,7 +243,7 @@ def period_close(
 close_month_job = dg.define_asset_job(
     name="close_month_job",
     # Not the release nor the bank's reports: those are approve_payment_batch and ingest_payment_report.
-    selection=dg.AssetSelection.assets(CLOSE).downstream() - dg.AssetSelection.assets("payment_release").downstream(),
+    selection=dg.AssetSelection.assets(CLOSE).downstream() - dg.AssetSelection.assets(PAYMENT_RELEASE).downstream(),
     description=(
         "Close a reviewed month and publish it: period_close, then the statement emails, the app "
         "database, the outbox and the payment batch. Finance launches it from the UI for the month "
@@ -235,8 +251,3 @@ close_month_job = dg.define_asset_job(
     ),
     executor_def=dg.in_process_executor,
 )
-
-
-@dg.definitions
-def close_definitions() -> dg.Definitions:
-    return dg.Definitions(assets=[period_close], jobs=[close_month_job])

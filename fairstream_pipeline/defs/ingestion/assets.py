@@ -20,7 +20,9 @@ from fairstream_pipeline.defs.resources import (
 )
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE, WAIT_FOR_COMPLETE_MONTH
 from fairstream_pipeline.defs.specs import monthly_asset
-from fairstream_pipeline.lib.ingestion.landing_zone import MonthIncompleteError, fingerprint
+from fairstream_pipeline.lib.assets import LANDING_MONTH
+from fairstream_pipeline.lib.ingestion.landing_files import fingerprint
+from fairstream_pipeline.lib.ingestion.landing_zone import MonthIncompleteError
 from fairstream_pipeline.lib.ingestion.monthly_tables import (
     AD_REVENUE,
     BILLED_USERS,
@@ -30,7 +32,7 @@ from fairstream_pipeline.lib.ingestion.monthly_tables import (
 )
 from fairstream_pipeline.lib.lake.tables import file_rows
 from fairstream_pipeline.lib.months import days_of_month
-from fairstream_pipeline.lib.payouts.report import eur
+from fairstream_pipeline.lib.format import eur
 
 
 @monthly_asset(
@@ -73,7 +75,7 @@ def landing_month(
         }
     )
     month_fingerprint = zone.month_fingerprint(month)
-    with warehouse.lake().write_partition("landing_month", month) as out:
+    with warehouse.lake().write_partition(LANDING_MONTH, month) as out:
         pq.write_table(table, out.file(), compression="zstd")
         out.manifest.update(rows=len(files), input_fingerprint=month_fingerprint)
     event_files = [f for f in files if f.relative_path.startswith("listening_events/")]
@@ -84,7 +86,7 @@ def landing_month(
             "event_rows": sum(f.num_rows for f in event_files),
             "bytes": sum(f.size_bytes for f in files),
             "input_fingerprint": month_fingerprint,
-            **lake_metadata(warehouse.lake(), "landing_month", month),
+            **lake_metadata(warehouse.lake(), LANDING_MONTH, month),
         }
     )
 

@@ -2,21 +2,19 @@
 
 import dagster as dg
 
-from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import LandingZoneResource, WarehouseResource
+from fairstream_pipeline.defs.specs import monthly_check
+from fairstream_pipeline.lib.assets import CLEAN_PLAYS, PLAY_QUARANTINE
 from fairstream_pipeline.lib.ingestion.accounting import account_for_event_rows
 
 QUARANTINE_WARN_RATE = 0.005
 
 
-@dg.asset_check(
-    asset="clean_plays",
+@monthly_check(
+    CLEAN_PLAYS,
+    "Rows in the month's event files (from the Parquet footers) equal clean plays + "
+    "quarantined rows + exact duplicates dropped. Nothing is silently lost.",
     blocking=True,
-    partitions_def=monthly_partitions,
-    description=(
-        "Rows in the month's event files (from the Parquet footers) equal clean plays + "
-        "quarantined rows + exact duplicates dropped. Nothing is silently lost."
-    ),
 )
 def clean_plays_rows_accounted_for(
     context: dg.AssetCheckExecutionContext,
@@ -42,16 +40,15 @@ def clean_plays_rows_accounted_for(
     )
 
 
-@dg.asset_check(
-    asset="play_quarantine",
-    partitions_def=monthly_partitions,
-    description=f"Warns when more than {QUARANTINE_WARN_RATE:.1%} of the month's event rows are quarantined.",
+@monthly_check(
+    PLAY_QUARANTINE,
+    f"Warns when more than {QUARANTINE_WARN_RATE:.1%} of the month's event rows are quarantined.",
 )
 def play_quarantine_rate(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
     month = context.partition_key
-    manifest = warehouse.lake().manifest("play_quarantine", month)
+    manifest = warehouse.lake().manifest(PLAY_QUARANTINE, month)
     rows_read, quarantined = manifest["rows_read"], manifest["rows"]
     rate = quarantined / rows_read if rows_read else 0.0
     return dg.AssetCheckResult(

@@ -30,19 +30,18 @@ from fairstream_pipeline.defs.resources import (
 )
 from fairstream_pipeline.defs.retries import READ_LANDING_ZONE
 from fairstream_pipeline.defs.specs import lake_out, monthly_graph_asset
+from fairstream_pipeline.lib.assets import BILLED_USERS, CLEAN_PLAYS, LANDING_MONTH, PLAY_QUARANTINE
 from fairstream_pipeline.lib.ingestion.clean_plays import attach_clean_plays, clean_plays_preview, dictionary_record
-from fairstream_pipeline.lib.ingestion.landing_zone import fingerprint
+from fairstream_pipeline.lib.ingestion.landing_files import fingerprint
 from fairstream_pipeline.lib.lake.memory import RssSampler
-from fairstream_pipeline.lib.ingestion.plays import (
-    QUARANTINE_REASONS,
-    ingest_play_day,
-    merge_play_days,
-    plan_plays,
-)
+from fairstream_pipeline.lib.ingestion.play_day import ingest_play_day
+from fairstream_pipeline.lib.ingestion.play_merge import merge_play_days
+from fairstream_pipeline.lib.ingestion.play_plan import plan_plays
+from fairstream_pipeline.lib.ingestion.plays import QUARANTINE_REASONS
 from fairstream_pipeline.lib.lake.scratch import RunScratch
 from fairstream_pipeline.lib.lake.tables import file_rows
-from fairstream_pipeline.lib.payouts.report import percent_number
-from fairstream_pipeline.settings import user_buckets
+from fairstream_pipeline.lib.format import percent_number
+from fairstream_pipeline.lib.ingestion.user_buckets import user_buckets
 
 INGESTION = "ingestion"
 SCRATCH = "_ingestion"
@@ -54,7 +53,7 @@ def scratch(warehouse: WarehouseResource, context: dg.OpExecutionContext) -> Run
 
 @dg.op(
     out=dg.DynamicOut(list),
-    ins={name: dg.In(dg.Nothing) for name in ("billed_users", "landing_month")},
+    ins={name: dg.In(dg.Nothing) for name in (BILLED_USERS, LANDING_MONTH)},
     retry_policy=READ_LANDING_ZONE,
     description="List the month's event files, choose its user buckets, write the month's user and track "
     "dictionaries, and fan out one step per UTC day. Removes scratch folders left by killed runs of the month.",
@@ -79,7 +78,7 @@ def plan_event_days(
 
     with contract_failures(), duckdb.connect() as con:
         days = plan_plays(
-            con, landing_zone.zone(), month, warehouse.lake().parquet_glob("billed_users", month), buckets, plan
+            con, landing_zone.zone(), month, warehouse.lake().parquet_glob(BILLED_USERS, month), buckets, plan
         )
     context.log.info(f"{month}: {len(days)} days, {dictionary_record(plan)['buckets']} user buckets")
     for day in days:
@@ -120,7 +119,7 @@ def ingest_event_day(
 
 
 @dg.op(
-    out={"clean_plays": dg.Out(dg.Nothing), "play_quarantine": dg.Out(dg.Nothing)},
+    out={CLEAN_PLAYS: dg.Out(dg.Nothing), PLAY_QUARANTINE: dg.Out(dg.Nothing)},
     description="Put the days together and publish clean_plays and play_quarantine at once.",
 )
 def merge_event_days(
@@ -132,7 +131,7 @@ def merge_event_days(
 ):
     month, lake, store = context.partition_key, warehouse.lake(), scratch(warehouse, context)
     with contract_failures(), duckdb.connect() as con, lake.write_partitions(
-        [("clean_plays", month), ("play_quarantine", month)]
+        [(CLEAN_PLAYS, month), (PLAY_QUARANTINE, month)]
     ) as (clean_out, quarantine_out):
         result = merge_play_days(
             con, landing_zone.zone().root, days, clean_out.staging_dir, quarantine_out.file(), store.part_dir("plan")
@@ -170,7 +169,7 @@ def merge_event_days(
     }
     yield dg.Output(
         None,
-        "clean_plays",
+        CLEAN_PLAYS,
         metadata={
             "dagster/row_count": result.clean_plays,
             **common,
@@ -179,19 +178,19 @@ def merge_event_days(
             "accounting": per_reason,
             **acps_inputs_metadata(result, dictionary),
             "preview": clean_preview,
-            **lake_metadata(lake, "clean_plays", month),
+            **lake_metadata(lake, CLEAN_PLAYS, month),
         },
     )
     yield dg.Output(
         None,
-        "play_quarantine",
+        PLAY_QUARANTINE,
         metadata={
             "dagster/row_count": result.quarantined_total,
             **{f"quarantined_{reason}": result.quarantined[reason] for reason in QUARANTINE_REASONS},
             **common,
             "per_reason": per_reason,
             "preview": quarantine_preview,
-            **lake_metadata(lake, "play_quarantine", month),
+            **lake_metadata(lake, PLAY_QUARANTINE, month),
         },
     )
 
@@ -222,16 +221,16 @@ def acps_inputs_metadata(result, dictionary: dict) -> dict:
 @monthly_graph_asset(
     name="ingest_listening_events",
     group=INGESTION,
-    ins=["billed_users", "landing_month"],
+    ins=[BILLED_USERS, LANDING_MONTH],
     outs={
-        "clean_plays": lake_out(
+        CLEAN_PLAYS: lake_out(
             "The month's valid, de-duplicated plays: one row per event, from users billed this month, "
             "integer-coded (user and track indexes from the month's dictionaries) and stored by user "
             "bucket and UTC day. Plays of tracks missing from the catalog are kept (they pay "
             "suspense). Read it with fairstream_pipeline.lib.ingestion.clean_plays.",
             "ingest-plays-v3",
         ),
-        "play_quarantine": lake_out(
+        PLAY_QUARANTINE: lake_out(
             "Event rows that cannot count, each with one reason (invalid_row, outside_partition, "
             "conflicting_duplicate, unknown_user) and the file and row it came from.",
             "ingest-plays-v3",
@@ -242,4 +241,4 @@ def ingest_listening_events(billed_users, landing_month):
     """Validate the month's listening events one UTC day per step, then publish them together."""
     days = plan_event_days(billed_users=billed_users, landing_month=landing_month).map(ingest_event_day)
     clean_plays, play_quarantine = merge_event_days(days.collect())
-    return {"clean_plays": clean_plays, "play_quarantine": play_quarantine}
+    return {CLEAN_PLAYS: clean_plays, PLAY_QUARANTINE: play_quarantine}

@@ -59,8 +59,3 @@ def landing_zone_sensor(
         )
     new_cursor = {"requested": requested, "serial": serial}
     return dg.SensorResult(run_requests=runs, cursor=json.dumps(new_cursor, sort_keys=True))
-
-
-@dg.definitions
-def sensors() -> dg.Definitions:
-    return dg.Definitions(sensors=[landing_zone_sensor])

@@ -4,7 +4,7 @@ Without an app database (FAIRSTREAM_DATABASE_URL empty) ``published_statements``
 ``statement_outbox`` record no materialization: they log a warning and record an observation with
 the status ``NOT_CONFIGURED`` instead, and the run still succeeds. ``statement_outbox`` is then
 skipped in a run that also holds ``published_statements``, so that step records the outbox's
-observation too. Nor does ``publish_closed_months`` request them (``notification_assets``).
+observation too. Nor does ``publish_closed_months`` request them (``when_publishing``).
 """
 
 from collections.abc import Iterator
@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from fairstream_pipeline.defs.metadata import lake_metadata, markdown_table
+from fairstream_pipeline.defs.notifications.resources import DB_NOT_CONFIGURED
 from fairstream_pipeline.defs.resources import (
     AppDatabaseResource,
     DuckDBEngine,
@@ -22,19 +23,23 @@ from fairstream_pipeline.defs.specs import monthly_asset
 from fairstream_pipeline.lib.app_db.store import (
     ClosedStatementsDiffer,
     enqueue_messages,
-    outbox_counts,
     publish_closed_statements,
 )
-from fairstream_pipeline.lib.close.period_close import (
+from fairstream_pipeline.lib.assets import (
     ADJUSTMENTS,
     CLOSE,
+    PAYEE_DIRECTORY,
+    PUBLISHED_STATEMENTS,
     STATEMENTS,
-    attach_ledger,
-    close_record,
+    STATEMENT_NOTIFICATIONS,
+    STATEMENT_OUTBOX,
 )
+from fairstream_pipeline.lib.close.ledger import attach_ledger
+from fairstream_pipeline.lib.close.period_close import close_record
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import attach_month
 from fairstream_pipeline.lib.markdown import md_text
+from fairstream_pipeline.lib.notifications import outbox_queue as queue
 from fairstream_pipeline.lib.notifications.closed_statements import publication_sources, rendered_message_batches
 from fairstream_pipeline.lib.notifications.statement_build import build_messages
 from fairstream_pipeline.lib.notifications.statement_email import STATEMENT_CSV_FOLDER
@@ -47,9 +52,9 @@ STATEMENT_INPUTS = {
     "payee_statements": STATEMENTS,
     "payee_adjustments": ADJUSTMENTS,
     "closed_earnings": CLOSE,
-    "payee_directory": "payee_directory",
+    "payee_directory": PAYEE_DIRECTORY,
 }
-CLOSED_DEPS = [CLOSE, STATEMENTS, ADJUSTMENTS, "payee_directory"]
+CLOSED_DEPS = [CLOSE, STATEMENTS, ADJUSTMENTS, PAYEE_DIRECTORY]
 # A month closed by a run that did not also publish it (`--select period_close`, the UI's
 # Materialize on period_close) is published by publish_closed_months, the automation sensor:
 # requested when a dependency (only period_close, for the first two assets) was updated by a run
@@ -64,7 +69,17 @@ AFTER_PUBLICATION = (
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("after the statements are rendered and published")
-NOT_CONFIGURED = "not configured: FAIRSTREAM_DATABASE_URL is empty, nothing was written"
+NOT_CONFIGURED = f"{DB_NOT_CONFIGURED}, nothing was written"
+
+
+def when_publishing(condition: dg.AutomationCondition) -> dg.AutomationCondition | None:
+    """``condition``, or none without an app database when the code location loads: there is then
+    nothing for publish_closed_months to publish or queue. (A run that skips these assets would
+    leave period_close "updated since last handled", and a monthly_payout_job run records no asset
+    selection for executed_with_root_target to see, so every month would get a second, empty run.)
+    The setting is read when the code location loads, like the first month and the retry budgets."""
+    return condition if get_settings().database_url.get_secret_value() else None
+
 OUTBOX_NEEDS_PUBLICATION = "statement_outbox needs published_statements, which was not written"
 
 
@@ -112,25 +127,25 @@ def statement_notifications(
     (``statement_build``): memory never holds the month's messages."""
     month, lake = context.partition_key, warehouse.lake()
     record = _closed(context, lake)
-    if lake.exists("statement_notifications", month) and (
-        lake.manifest("statement_notifications", month).get("closed_at") == record["closed_at"]
+    if lake.exists(STATEMENT_NOTIFICATIONS, month) and (
+        lake.manifest(STATEMENT_NOTIFICATIONS, month).get("closed_at") == record["closed_at"]
     ):
         status = f"{month} is closed (at {record['closed_at']}): its statement emails were rendered at the close"
         context.log.info(status)
         return dg.MaterializeResult(
             metadata={
                 "status": status,
-                "dagster/row_count": lake.manifest("statement_notifications", month)["rows"],
-                **lake_metadata(lake, "statement_notifications", month),
+                "dagster/row_count": lake.manifest(STATEMENT_NOTIFICATIONS, month)["rows"],
+                **lake_metadata(lake, STATEMENT_NOTIFICATIONS, month),
             },
-            data_version=dg.DataVersion(lake.content_hash("statement_notifications", month)),
+            data_version=dg.DataVersion(lake.content_hash(STATEMENT_NOTIFICATIONS, month)),
         )
     threshold = record["rules"]["payout_threshold_cents"]
     domain = get_settings().message_id_domain
     with duckdb.connect() as con:
         attach_month(con, lake, month, STATEMENT_INPUTS)
         attach_ledger(con, lake, month)
-        with lake.write_partition("statement_notifications", month) as out:
+        with lake.write_partition(STATEMENT_NOTIFICATIONS, month) as out:
             built = build_messages(con, month, threshold, domain, out.file(), out.staging_dir)
             out.manifest.update(rows=built.rows, closed_at=record["closed_at"])
     example = built.example
@@ -145,12 +160,12 @@ def statement_notifications(
                 if example
                 else "none"
             ),
-            **lake_metadata(lake, "statement_notifications", month),
+            **lake_metadata(lake, STATEMENT_NOTIFICATIONS, month),
             "statement_csvs": dg.MetadataValue.path(
-                str(lake.partition_dir("statement_notifications", month) / STATEMENT_CSV_FOLDER)
+                str(lake.partition_dir(STATEMENT_NOTIFICATIONS, month) / STATEMENT_CSV_FOLDER)
             ),
         },
-        data_version=dg.DataVersion(lake.content_hash("statement_notifications", month)),
+        data_version=dg.DataVersion(lake.content_hash(STATEMENT_NOTIFICATIONS, month)),
     )
 
 
@@ -160,7 +175,7 @@ def statement_notifications(
     kinds={"postgres"},
     deps=CLOSED_DEPS,
     retry_policy=WRITE_DATABASE,
-    automation_condition=AFTER_CLOSE,  # without an app database at load: none (notification_assets)
+    automation_condition=when_publishing(AFTER_CLOSE),
     output_required=False,
 )
 def published_statements(
@@ -177,8 +192,8 @@ def published_statements(
     month, lake = context.partition_key, warehouse.lake()
     record = _closed(context, lake)
     if not app_database.configured:
-        yield not_configured(context, "published_statements")
-        yield not_configured(context, "statement_outbox", f"{NOT_CONFIGURED} ({OUTBOX_NEEDS_PUBLICATION})")
+        yield not_configured(context, PUBLISHED_STATEMENTS)
+        yield not_configured(context, STATEMENT_OUTBOX, f"{NOT_CONFIGURED} ({OUTBOX_NEEDS_PUBLICATION})")
         return
     with duckdb.connect() as con:
         attach_month(con, lake, month, STATEMENT_INPUTS)
@@ -213,9 +228,9 @@ def published_statements(
     group=NOTIFICATIONS,
     code_version="statement-outbox-v1",
     kinds={"postgres"},
-    deps=["statement_notifications", "published_statements"],
+    deps=[STATEMENT_NOTIFICATIONS, PUBLISHED_STATEMENTS],
     retry_policy=WRITE_DATABASE,
-    automation_condition=AFTER_PUBLICATION,  # likewise
+    automation_condition=when_publishing(AFTER_PUBLICATION),
     output_required=False,
 )
 def statement_outbox(
@@ -231,20 +246,21 @@ def statement_outbox(
     month, lake = context.partition_key, warehouse.lake()
     _closed(context, lake)
     if not app_database.configured:
-        yield not_configured(context, "statement_outbox")
+        yield not_configured(context, STATEMENT_OUTBOX)
         return
-    rows = lake.row_count("statement_notifications", month)
+    rows = lake.row_count(STATEMENT_NOTIFICATIONS, month)
     app_database.ensure_schema()
     with app_database.transaction() as cursor:
         new = enqueue_messages(cursor, rendered_message_batches(lake, month))
-        by_status = outbox_counts(cursor, month)
+        by_status = queue.month_counts(cursor, month)
+    statuses_present = sorted((status, n) for status, n in by_status.items() if n)
     yield dg.MaterializeResult(
         metadata={
             "status": "queued",
             "enqueued": new,
             "already_queued": rows - new,
-            "no_address": by_status.get("no_address", 0),
-            "by_status": dg.MetadataValue.md(markdown_table(["status", "messages"], sorted(by_status.items()))),
+            "no_address": by_status["no_address"],
+            "by_status": dg.MetadataValue.md(markdown_table(["status", "messages"], statuses_present)),
         }
     )
 
@@ -261,19 +277,3 @@ publish_closed_months = dg.AutomationConditionSensorDefinition(
         "publish together (monthly_payout_job, close_month_job, --select '*') request nothing."
     ),
 )
-
-
-@dg.definitions
-def notification_assets() -> dg.Definitions:
-    """This module's assets and sensor. Without an app database when the code location loads there
-    is nothing for publish_closed_months to publish or queue: ``published_statements`` and
-    ``statement_outbox`` then have no condition. (A run that skips them would leave period_close
-    "updated since last handled", and a monthly_payout_job run records no asset selection for
-    executed_with_root_target to see, so every month would get a second, empty run.)"""
-    publication = [published_statements, statement_outbox]
-    if not get_settings().database_url.get_secret_value():
-        publication = [
-            asset.map_asset_specs(lambda spec: spec.replace_attributes(automation_condition=None))
-            for asset in publication
-        ]
-    return dg.Definitions(assets=[statement_notifications, *publication], sensors=[publish_closed_months])

@@ -18,10 +18,11 @@ from fairstream_pipeline.defs.metadata import markdown_table
 from fairstream_pipeline.defs.notifications.resources import DB_NOT_CONFIGURED
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import AppDatabaseResource
+from fairstream_pipeline.lib.assets import STATEMENT_OUTBOX
 from fairstream_pipeline.lib.months import parse_month
 from fairstream_pipeline.lib.notifications import outbox_queue as queue
 
-OUTBOX_ASSET = dg.AssetKey("statement_outbox")
+OUTBOX_ASSET = dg.AssetKey(STATEMENT_OUTBOX)
 DEAD_LETTER_CHECK = "outbox_dead_letters"
 DEAD_LETTERS_NOT_COUNTED = f"dead letters not counted: the app database is {DB_NOT_CONFIGURED}"
 
@@ -131,9 +132,3 @@ def replay_dead_letter_messages(
 )
 def replay_dead_letters_job():
     replay_dead_letter_messages()
-
-
-
-@dg.definitions
-def dead_letters() -> dg.Definitions:
-    return dg.Definitions(jobs=[replay_dead_letters_job], asset_checks=[outbox_dead_letters])

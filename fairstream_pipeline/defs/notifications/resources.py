@@ -6,9 +6,12 @@ Configured from ``fairstream_pipeline.settings`` when the code location loads: `
 Those that are set, except STARTTLS and the rate, are passed as ``dg.EnvVar``.
 """
 
+import dataclasses
+
 import dagster as dg
 
 from fairstream_pipeline.defs.resources import env_var
+from fairstream_pipeline.lib.notifications.mail_sender import SenderSettings
 from fairstream_pipeline.lib.notifications.smtp import SmtpSettings
 from fairstream_pipeline.settings import env_name, get_settings
 
@@ -16,34 +19,26 @@ DB_NOT_CONFIGURED = "not configured: FAIRSTREAM_DATABASE_URL is empty"
 SMTP_NOT_CONFIGURED = "not configured: FAIRSTREAM_SMTP_HOST is empty"
 
 
-
 class SmtpResource(dg.ConfigurableResource):
     """The mail relay for statement emails (FAIRSTREAM_SMTP_HOST, _PORT, _STARTTLS, _USER,
     _PASSWORD, FAIRSTREAM_MAIL_FROM, FAIRSTREAM_MAIL_RATE_PER_SECOND). Empty host: not configured."""
 
     host: str = ""
-    port: int = 587
-    starttls: bool = True
-    user: str = ""
-    password: str = ""
-    mail_from: str = ""
-    timeout_seconds: float = 30.0
-    rate_per_second: float = 10.0
+    port: int = SmtpSettings.port
+    starttls: bool = SmtpSettings.starttls
+    user: str = SmtpSettings.user
+    password: str = SmtpSettings.password
+    mail_from: str = SmtpSettings.mail_from
+    timeout_seconds: float = SmtpSettings.timeout_seconds
+    rate_per_second: float = SenderSettings.rate_per_second
 
     @property
     def configured(self) -> bool:
         return bool(self.host)
 
     def relay(self) -> SmtpSettings:
-        return SmtpSettings(
-            host=self.host,
-            port=self.port,
-            starttls=self.starttls,
-            user=self.user,
-            password=self.password,
-            mail_from=self.mail_from,
-            timeout_seconds=self.timeout_seconds,
-        )
+        """The relay's settings: every field of ``SmtpSettings`` has its namesake here."""
+        return SmtpSettings(**{field.name: getattr(self, field.name) for field in dataclasses.fields(SmtpSettings)})
 
 
 def smtp_from_env() -> SmtpResource:
@@ -58,8 +53,3 @@ def smtp_from_env() -> SmtpResource:
         mail_from=env_var("mail_from"),
         rate_per_second=settings.mail_rate_per_second,
     )
-
-
-@dg.definitions
-def notification_resources() -> dg.Definitions:
-    return dg.Definitions(resources={"smtp": smtp_from_env()})

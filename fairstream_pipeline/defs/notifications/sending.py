@@ -29,14 +29,10 @@ from fairstream_pipeline.lib.notifications import outbox_queue as queue
 from fairstream_pipeline.lib.notifications.dead_letter_alerts import (
     alert_months_with_dead_letters,
 )
-from fairstream_pipeline.lib.notifications.mail_sender import (
-    FallbackLog,
-    RelayMisconfigured,
-    SenderSettings,
-    SendReport,
-    StopSignal,
-    send_outbox,
-)
+from fairstream_pipeline.lib.notifications.mail_sender import SenderSettings, send_outbox
+from fairstream_pipeline.lib.notifications.send_controls import StopSignal
+from fairstream_pipeline.lib.notifications.send_report import FallbackLog, SendReport
+from fairstream_pipeline.lib.notifications.smtp import RelayMisconfigured
 
 SEND_JOB = "send_statement_emails"
 SENSOR_INTERVAL_SECONDS = 60
@@ -70,16 +66,8 @@ class SendConfig(dg.Config):
     retry_when_relay_down: bool = True  # let RELAY_DOWN_RETRY run the op again; false: fail at once
 
     def settings(self, rate_per_second: float) -> SenderSettings:
-        return SenderSettings(
-            batch_size=self.batch_size,
-            rate_per_second=rate_per_second,
-            max_attempts=self.max_attempts,
-            backoff_base_seconds=self.backoff_base_seconds,
-            backoff_cap_seconds=self.backoff_cap_seconds,
-            breaker_threshold=self.breaker_threshold,
-            reconnect_delay_seconds=self.reconnect_delay_seconds,
-            stale_after_seconds=self.stale_after_seconds,
-        )
+        """The sender's settings: this config's (each field named as in ``SenderSettings``) at the relay's rate."""
+        return SenderSettings(rate_per_second=rate_per_second, **self.model_dump(exclude={"retry_when_relay_down"}))
 
 
 def report_metadata(report: SendReport) -> dict[str, Any]:
@@ -229,9 +217,3 @@ def outbox_sensor(context: dg.SensorEvaluationContext, app_database: AppDatabase
         run_key=f"after:{last.run_id if last else 'none'}",
         tags={"fairstream/trigger": "outbox_sensor", "fairstream/ready": str(ready)},
     )
-
-
-
-@dg.definitions
-def sending() -> dg.Definitions:
-    return dg.Definitions(jobs=[send_statement_emails_job], sensors=[outbox_sensor])

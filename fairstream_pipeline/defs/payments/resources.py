@@ -39,16 +39,13 @@ class PaymentsResource(dg.ConfigurableResource):
         return Debtor(self.debtor_name.strip(), verdict.iban, verdict.bic)
 
 
-@dg.definitions
-def payment_resources() -> dg.Definitions:
+def payments_from_env() -> PaymentsResource:
+    """The ``payments`` resource from the settings (FairStream's debtor account; the IBAN as an
+    ``EnvVar``, resolved in the run's process)."""
     settings = get_settings()
-    return dg.Definitions(
-        resources={
-            "payments": PaymentsResource(
-                debtor_name=settings.payments_debtor_name,
-                debtor_iban=env_var("payments_debtor_iban"),
-                debtor_bic=settings.payments_debtor_bic,
-                out_dir=settings.payments_out_dir,
-            )
-        }
+    return PaymentsResource(
+        debtor_name=settings.payments_debtor_name,
+        debtor_iban=env_var("payments_debtor_iban"),
+        debtor_bic=settings.payments_debtor_bic,
+        out_dir=settings.payments_out_dir,
     )

@@ -4,6 +4,7 @@ import dagster as dg
 
 from fairstream_pipeline.defs.payments.jobs import ingest_payment_report, reject_unattributable_report
 from fairstream_pipeline.defs.resources import LandingZoneResource, WarehouseResource
+from fairstream_pipeline.lib.assets import PAYMENT_STATUS
 from fairstream_pipeline.lib.payments.reports import applied_reports, attribute, read_report, report_paths
 from fairstream_pipeline.lib.payments.status_report import StatusReportError
 
@@ -46,15 +47,10 @@ def payment_reports_sensor(
                 run_key=run_key,
                 job_name=ingest_payment_report.name,
                 partition_key=month,
-                run_config={"ops": {"payment_status": {"config": {"report": report.name}}}},
+                run_config={"ops": {PAYMENT_STATUS: {"config": {"report": report.name}}}},
                 tags={"fairstream/trigger": "payment_reports_sensor"},
             )
         )
     if not runs:
         return dg.SkipReason("no new bank status report in payment_reports/")
     return runs
-
-
-@dg.definitions
-def payment_sensors() -> dg.Definitions:
-    return dg.Definitions(sensors=[payment_reports_sensor])

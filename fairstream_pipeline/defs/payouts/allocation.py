@@ -18,20 +18,20 @@ import time
 
 import dagster as dg
 
-from fairstream_pipeline.defs.metadata import (
-    contract_failures,
-    lake_metadata,
-    markdown_table,
-    plottable,
-    preview,
-)
-from fairstream_pipeline.defs.payouts.assets import CODE_VERSION, PAYOUTS, month_rules
-from fairstream_pipeline.defs.resources import (
-    DuckDBEngine,
-    PayoutRulesResource,
-    WarehouseResource,
-)
+from fairstream_pipeline.defs.metadata import contract_failures, lake_metadata, markdown_table, plottable, preview
+from fairstream_pipeline.defs.payouts.assets import CODE_VERSION, PAYOUTS, month_rules, rules_metadata
+from fairstream_pipeline.defs.resources import DuckDBEngine, PayoutRulesResource, WarehouseResource
 from fairstream_pipeline.defs.specs import lake_out, monthly_graph_asset
+from fairstream_pipeline.lib.assets import (
+    AD_REVENUE,
+    BILLED_USERS,
+    CLEAN_PLAYS,
+    FLAGGED_USERS,
+    PROFESSIONAL_ARTISTS,
+    SEGMENT_POOLS,
+    TRACK_EARNINGS,
+    USER_STREAMS,
+)
 from fairstream_pipeline.lib.ingestion.clean_plays import (
     artists_file,
     attach_coded_plays,
@@ -45,20 +45,16 @@ from fairstream_pipeline.lib.payouts.professional_artists import (
     name_professional_artists,
     professional_summary,
 )
+from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import attach_month, publish_month
 from fairstream_pipeline.lib.lake.memory import RssSampler
-from fairstream_pipeline.lib.payouts.engine import allocate_shard, price_segments
-from fairstream_pipeline.lib.payouts.report import (
-    eur,
-    flagged_users_preview,
-    percent,
-    percent_number,
-    segment_summary,
-    stream_totals,
-)
+from fairstream_pipeline.lib.payouts.segment_pricing import price_segments
+from fairstream_pipeline.lib.payouts.shard_allocation import allocate_shard
+from fairstream_pipeline.lib.format import eur, percent, percent_number
+from fairstream_pipeline.lib.payouts.report import flagged_users_preview, segment_summary, stream_totals
 from fairstream_pipeline.lib.payouts.rules import PayoutRules
 from fairstream_pipeline.lib.close.period_close import closed_month
-from fairstream_pipeline.lib.payouts.shards import ShardStore, attach_shards, shard_track_dictionary
+from fairstream_pipeline.lib.payouts.shards import ShardStore, attach_shards, shard_records, shard_track_dictionary
 from fairstream_pipeline.lib.ingestion.user_buckets import check_buckets
 
 HEAVY = "duckdb_heavy"
@@ -66,7 +62,7 @@ HEAVY = "duckdb_heavy"
 
 def stored_buckets(warehouse: WarehouseResource, month: str) -> int:
     """The number of user buckets the month's clean plays are stored in."""
-    return warehouse.lake().manifest("clean_plays", month).get("user_buckets", 1)
+    return warehouse.lake().manifest(CLEAN_PLAYS, month).get("user_buckets", 1)
 
 
 class BucketPlan(dg.Config):
@@ -87,7 +83,7 @@ def rules_for(context: dg.OpExecutionContext, payout_rules: PayoutRulesResource,
 
 @dg.op(
     out=dg.DynamicOut(list),
-    ins={name: dg.In(dg.Nothing) for name in ("clean_plays", "billed_users", "ad_revenue")},
+    ins={name: dg.In(dg.Nothing) for name in (CLEAN_PLAYS, BILLED_USERS, AD_REVENUE)},
     description="Choose the user buckets of the month (FAIRSTREAM_USER_BUCKETS) and remove shard "
     "folders left by killed runs of the month.",
 )
@@ -145,14 +141,30 @@ def allocate_user_bucket(
     )
 
 
+def _price_shards(con, lake: Lake, month: str, rules: PayoutRules, shards: list[str]) -> int:
+    """Add the shards up, judge the artists and price every segment on ``con``; returns the number of
+    user buckets."""
+    attach_month(con, lake, month, {"billed_users": BILLED_USERS, "ad_revenue": AD_REVENUE})
+    records = shard_records(shards)  # (read once)
+    dictionary = shard_track_dictionary(shards, records)
+    buckets = attach_shards(con, shards, records)
+    if dictionary is not None:
+        attach_track_attributes(con, dictionary)
+    price_segments(con, rules)
+    if dictionary is not None:  # the shards were added up on track indexes: the ids come back once
+        decode_track_earnings(con, dictionary)
+    name_professional_artists(con, rules, artists_file(lake, month))
+    return buckets
+
+
 @dg.op(
     pool=HEAVY,
     out={
-        "user_streams": dg.Out(dg.Nothing),
-        "flagged_users": dg.Out(dg.Nothing),
-        "segment_pools": dg.Out(dg.Nothing),
-        "track_earnings": dg.Out(dg.Nothing),
-        "professional_artists": dg.Out(dg.Nothing),
+        USER_STREAMS: dg.Out(dg.Nothing),
+        FLAGGED_USERS: dg.Out(dg.Nothing),
+        SEGMENT_POOLS: dg.Out(dg.Nothing),
+        TRACK_EARNINGS: dg.Out(dg.Nothing),
+        PROFESSIONAL_ARTISTS: dg.Out(dg.Nothing),
     },
     description="Add the buckets up in integers, judge the artists (ACPS), price every segment (rules 5-6 "
     "and 11) and publish the five tables together.",
@@ -167,21 +179,13 @@ def merge_user_buckets(
     month, lake = context.partition_key, warehouse.lake()
     rules = rules_for(context, payout_rules, warehouse)
     with contract_failures(), duckdb.connect() as con:
-        attach_month(con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue"})
-        dictionary = shard_track_dictionary(shards)
-        buckets = attach_shards(con, shards)
-        if dictionary is not None:
-            attach_track_attributes(con, dictionary)
-        price_segments(con, rules)
-        if dictionary is not None:  # the shards were added up on track indexes: the ids come back once
-            decode_track_earnings(con, dictionary)
-        name_professional_artists(con, rules, artists_file(lake, month))
+        buckets = _price_shards(con, lake, month, rules, shards)
         totals = stream_totals(con)
         rows = publish_month(
             con,
             lake,
             month,
-            ["user_streams", "flagged_users", "segment_pools", "track_earnings", "professional_artists"],
+            [USER_STREAMS, FLAGGED_USERS, SEGMENT_POOLS, TRACK_EARNINGS, PROFESSIONAL_ARTISTS],
             {"rules": rules.as_dict(), "counted_streams": totals.counted_streams, "user_buckets": buckets},
         )
         flagged_preview = preview(flagged_users_preview(con, limit=20))
@@ -189,101 +193,78 @@ def merge_user_buckets(
         professionals = professional_summary(con)
         near_the_line = preview(artists_near_the_line(con))
     ShardStore(warehouse.root, month, context.run_id).remove_month()
-    common = {"payout_rules": dg.MetadataValue.json(rules.as_dict()), "user_buckets": buckets}
-    yield dg.Output(
-        None,
-        "user_streams",
-        metadata={
-            "dagster/row_count": rows["user_streams"],
-            "counted_streams": totals.counted_streams,
-            "streaming_users": totals.streaming_users,
-            "flagged_users": totals.flagged_users,
-            **lake_metadata(lake, "user_streams", month),
-            **common,
-        },
+    common = {**rules_metadata(rules), "user_buckets": buckets}
+
+    def output(asset: str, **metadata) -> dg.Output:
+        return dg.Output(
+            None,
+            asset,
+            metadata={"dagster/row_count": rows[asset], **metadata, **lake_metadata(lake, asset, month), **common},
+        )
+
+    yield output(
+        USER_STREAMS,
+        counted_streams=totals.counted_streams,
+        streaming_users=totals.streaming_users,
+        flagged_users=totals.flagged_users,
     )
-    yield dg.Output(
-        None,
-        "flagged_users",
-        metadata={
-            "dagster/row_count": rows["flagged_users"],
-            "preview": flagged_preview,
-            **lake_metadata(lake, "flagged_users", month),
-            **common,
-        },
+    yield output(FLAGGED_USERS, preview=flagged_preview)
+    yield output(
+        SEGMENT_POOLS,
+        target_cents=sum(p[4] for p in pools),
+        segments=dg.MetadataValue.md(
+            markdown_table(
+                ["country", "tier", "users", "counted streams", "target", "residual", "UC unallocated"],
+                [(*p[:3], f"{p[3]:,}", eur(p[4]), eur(p[5]), eur(p[6])) for p in pools],
+            )
+        ),
     )
-    yield dg.Output(
-        None,
-        "segment_pools",
-        metadata={
-            "dagster/row_count": rows["segment_pools"],
-            "target_cents": sum(p[4] for p in pools),
-            "segments": dg.MetadataValue.md(
-                markdown_table(
-                    ["country", "tier", "users", "counted streams", "target", "residual", "UC unallocated"],
-                    [(*p[:3], f"{p[3]:,}", eur(p[4]), eur(p[5]), eur(p[6])) for p in pools],
-                )
-            ),
-            **lake_metadata(lake, "segment_pools", month),
-            **common,
-        },
-    )
-    yield dg.Output(
-        None,
-        "track_earnings",
-        metadata={"dagster/row_count": rows["track_earnings"], **lake_metadata(lake, "track_earnings", month), **common},
-    )
-    yield dg.Output(
-        None,
-        "professional_artists",
-        metadata={
-            "dagster/row_count": rows["professional_artists"],
-            "summary": dg.MetadataValue.md(
-                f"**{professionals.professional:,}** of {professionals.artists:,} artists with a counted music "
-                f"stream are professional this month (at least {rules.acps_pro_min_streams:,} counted music "
-                f"streams and {rules.acps_pro_min_listeners:,} listeners); they hold "
-                f"{percent(professionals.professional_streams, professionals.music_streams)} of the counted "
-                f"music streams, and their streams weigh {rules.acps_pro_boost}× under ACPS."
-            ),
-            "professional_artists": dg.MetadataValue.int(professionals.professional),
-            "artists": dg.MetadataValue.int(professionals.artists),
-            "professional_stream_share": plottable(
-                percent_number(professionals.professional_streams, professionals.music_streams)
-            ),
-            "nearest_the_thresholds": near_the_line,
-            **lake_metadata(lake, "professional_artists", month),
-            **common,
-        },
+    yield output(TRACK_EARNINGS)
+    yield output(
+        PROFESSIONAL_ARTISTS,
+        summary=dg.MetadataValue.md(
+            f"**{professionals.professional:,}** of {professionals.artists:,} artists with a counted music "
+            f"stream are professional this month (at least {rules.acps_pro_min_streams:,} counted music "
+            f"streams and {rules.acps_pro_min_listeners:,} listeners); they hold "
+            f"{percent(professionals.professional_streams, professionals.music_streams)} of the counted "
+            f"music streams, and their streams weigh {rules.acps_pro_boost}× under ACPS."
+        ),
+        professional_artists=dg.MetadataValue.int(professionals.professional),
+        artists=dg.MetadataValue.int(professionals.artists),
+        professional_stream_share=plottable(
+            percent_number(professionals.professional_streams, professionals.music_streams)
+        ),
+        nearest_the_thresholds=near_the_line,
     )
 
 
 @monthly_graph_asset(
     name="count_and_allocate",
     group=PAYOUTS,
-    ins=["clean_plays", "billed_users", "ad_revenue"],
+    ins=[CLEAN_PLAYS, BILLED_USERS, AD_REVENUE],
     outs={
-        "user_streams": lake_out(
+        USER_STREAMS: lake_out(
             "Each billed user of the month: segment, counted streams S_u, whether flagged, and their "
             "contribution in pico-cents. A play counts when it lasts at least min_play_ms, at most "
             "max_daily_plays_per_track per user, track and UTC day, and not at all for flagged users.",
             CODE_VERSION,
         ),
-        "flagged_users": lake_out(
+        FLAGGED_USERS: lake_out(
             "Users whose capped streams on a single UTC day exceed max_daily_streams_per_user, with "
             "their worst day and its count. None of their streams count this month.",
             CODE_VERSION,
         ),
-        "segment_pools": lake_out(
+        SEGMENT_POOLS: lake_out(
             "One row per segment (country, tier): users, counted streams, the pool in pico-cents, "
             "the target in cents, the residual of silent and flagged users, and what goes unallocated.",
             CODE_VERSION,
         ),
-        "track_earnings": lake_out(
+        TRACK_EARNINGS: lake_out(
             "Per segment and track: counted streams, user-centric and pro-rata pico-cents, the ACPS weight "
             "W_t in micro-streams and the ACPS pico-cents, before splits.",
             CODE_VERSION,
         ),
-        "professional_artists": lake_out(
+        PROFESSIONAL_ARTISTS: lake_out(
             "ACPS v1: each artist with a counted music stream this month, platform-wide: counted music "
             "streams and distinct listeners against the two thresholds, and whether the artist is "
             "professional (their streams then weigh acps_pro_boost times). Noise counts for nobody.",
@@ -298,9 +279,9 @@ def count_and_allocate(clean_plays, billed_users, ad_revenue):
         shards.collect()
     )
     return {
-        "user_streams": user_streams,
-        "flagged_users": flagged_users,
-        "segment_pools": segment_pools,
-        "track_earnings": track_earnings,
-        "professional_artists": professional_artists,
+        USER_STREAMS: user_streams,
+        FLAGGED_USERS: flagged_users,
+        SEGMENT_POOLS: segment_pools,
+        TRACK_EARNINGS: track_earnings,
+        PROFESSIONAL_ARTISTS: professional_artists,
     }

@@ -5,9 +5,19 @@ import dagster as dg
 from fairstream_pipeline.defs.metadata import plottable
 from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import DuckDBEngine, WarehouseResource
+from fairstream_pipeline.defs.specs import monthly_check
+from fairstream_pipeline.lib.assets import (
+    EARNINGS,
+    PAYEE_DIRECTORY,
+    SEGMENT_POOLS,
+    STATEMENTS,
+    TRACK_EARNINGS,
+    TRACK_SPLITS,
+    USER_STREAMS,
+)
 from fairstream_pipeline.lib.lake.tables import attach_month
 from fairstream_pipeline.lib.markdown import markdown_table, md_text
-from fairstream_pipeline.lib.payouts.month_checks import (
+from fairstream_pipeline.lib.close.month_checks import (
     earnings_findings,
     statements_finding,
     streams_finding,
@@ -21,7 +31,7 @@ from fairstream_pipeline.lib.payouts.checks import (
     suspense_cents,
     suspense_tracks,
 )
-from fairstream_pipeline.lib.payouts.report import eur, percent, percent_number
+from fairstream_pipeline.lib.format import eur, percent, percent_number
 
 SUSPENSE_WARN_BASIS_POINTS = 100  # 1% of the month's user-centric money
 STREAMS_CHANGE_WARN_PERCENT = 50
@@ -46,31 +56,31 @@ def _finding_result(
     specs=[
         _spec(
             "uc_cents_reconcile_per_segment",
-            "payee_earnings",
+            EARNINGS,
             "Per segment, the payees' user-centric cents sum exactly to the segment's target, "
             "recomputed from billed_users and ad_revenue.",
         ),
         _spec(
             "pr_cents_reconcile_per_segment",
-            "payee_earnings",
+            EARNINGS,
             "Per segment, the payees' pro-rata cents sum exactly to the segment's target.",
         ),
         _spec(
             "acps_cents_reconcile_per_segment",
-            "payee_earnings",
+            EARNINGS,
             "Per segment, the payees' artist-centric (ACPS v1) cents sum exactly to the segment's target.",
         ),
-        _spec("no_negative_earnings", "payee_earnings", "No payee has a negative amount under any model."),
+        _spec("no_negative_earnings", EARNINGS, "No payee has a negative amount under any model."),
         _spec(
             "model_totals_equal_target",
-            "payee_earnings",
+            EARNINGS,
             "The month's user-centric, pro-rata and artist-centric totals each equal the month's target, "
             "recomputed from the inputs: the three models share the same money.",
         ),
         _spec(
             "suspense_share",
-            "payee_earnings",
-            "Warns when more than 1% of the month's user-centric money goes to __suspense__ "
+            EARNINGS,
+            "Warns when more than 1% of the month's user-centric money goes to `__suspense__` "
             "(tracks without valid splits).",
             blocking=False,
         ),
@@ -87,10 +97,10 @@ def payee_earnings_money_checks(
         segment_header = ["country", "tier", "target cents", "payees' cents"]
         for model in MODELS:
             name = f"{model}_cents_reconcile_per_segment"
-            yield _finding_result(name, "payee_earnings", findings[name], segment_header)
+            yield _finding_result(name, EARNINGS, findings[name], segment_header)
         yield _finding_result(
             "no_negative_earnings",
-            "payee_earnings",
+            EARNINGS,
             findings["no_negative_earnings"],
             ["country", "tier", "payee", "uc cents", "pr cents", "acps cents"],
         )
@@ -98,19 +108,19 @@ def payee_earnings_money_checks(
         uc_total = totals["uc"]
         yield _finding_result(
             "model_totals_equal_target",
-            "payee_earnings",
+            EARNINGS,
             findings["model_totals_equal_target"],
             ["model", "target cents", "total cents"],
             {f"{m}_total_cents": dg.MetadataValue.int(t) for m, t in totals.items()},
         )
         suspense = suspense_cents(con)
-        attach_month(con, lake, month, {"track_earnings": "track_earnings", "track_splits": "track_splits"})
+        attach_month(con, lake, month, {"track_earnings": TRACK_EARNINGS, "track_splits": TRACK_SPLITS})
         tracks = suspense_tracks(con)
     share = percent(suspense, uc_total)
     threshold = f"{SUSPENSE_WARN_BASIS_POINTS // 100}%"
     yield dg.AssetCheckResult(
         check_name="suspense_share",
-        asset_key="payee_earnings",
+        asset_key=EARNINGS,
         passed=suspense * 10_000 <= SUSPENSE_WARN_BASIS_POINTS * uc_total,
         severity=dg.AssetCheckSeverity.WARN,
         description=f"{eur(suspense)} in {md_text('__suspense__')}: {share} of the month's user-centric money "
@@ -133,16 +143,13 @@ def payee_earnings_money_checks(
     )
 
 
-@dg.asset_check(
-    asset="payee_statements",
+@monthly_check(
+    STATEMENTS,
+    "Every statement balances (opening + earned + adjustment - paid = closing), matches "
+    "payee_earnings (as closed, for a closed month), payee_adjustments and last month's closing "
+    "balances, and pays only whole balances at or over the threshold. A closed month's "
+    "statements must be the bytes that were closed.",
     blocking=True,
-    partitions_def=monthly_partitions,
-    description=(
-        "Every statement balances (opening + earned + adjustment - paid = closing), matches "
-        "payee_earnings (as closed, for a closed month), payee_adjustments and last month's closing "
-        "balances, and pays only whole balances at or over the threshold. A closed month's "
-        "statements must be the bytes that were closed."
-    ),
 )
 def statements_balance_check(
     context: dg.AssetCheckExecutionContext,
@@ -152,18 +159,15 @@ def statements_balance_check(
     month, lake = context.partition_key, warehouse.lake()
     with duckdb.connect() as con:
         finding = statements_finding(con, lake, monthly_partitions.get_first_partition_key(), month)
-    return _finding_result("statements_balance_check", "payee_statements", finding, ["payee", "problem"])
+    return _finding_result("statements_balance_check", STATEMENTS, finding, ["payee", "problem"])
 
 
-@dg.asset_check(
-    asset="segment_pools",
+@monthly_check(
+    SEGMENT_POOLS,
+    "Fails when the month has subscription or ad revenue but zero counted streams: the plays "
+    "are missing, and paying it would send all the money to `__unallocated__`. Blocks "
+    "payee_earnings, the statements and the close.",
     blocking=True,
-    partitions_def=monthly_partitions,
-    description=(
-        "Fails when the month has subscription or ad revenue but zero counted streams: the plays "
-        "are missing, and paying it would send all the money to __unallocated__. Blocks "
-        "payee_earnings, the statements and the close."
-    ),
 )
 def month_has_counted_streams(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, duckdb: DuckDBEngine
@@ -182,17 +186,16 @@ def month_has_counted_streams(
     )
 
 
-@dg.asset_check(
-    asset="payee_directory",
-    partitions_def=monthly_partitions,
-    description="Warns when a payee named in the rights splits has no email address (or is not in the directory).",
+@monthly_check(
+    PAYEE_DIRECTORY,
+    "Warns when a payee named in the rights splits has no email address (or is not in the directory).",
 )
 def payees_in_splits_have_email(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, duckdb: DuckDBEngine
 ) -> dg.AssetCheckResult:
     month, lake = context.partition_key, warehouse.lake()
     with duckdb.connect() as con:
-        attach_month(con, lake, month, {"payee_directory": "payee_directory", "track_splits": "track_splits"})
+        attach_month(con, lake, month, {"payee_directory": PAYEE_DIRECTORY, "track_splits": TRACK_SPLITS})
         missing = payees_without_email(con)
     metadata = {"payees_without_email": len(missing)}
     if missing:
@@ -200,26 +203,25 @@ def payees_in_splits_have_email(
     return dg.AssetCheckResult(passed=not missing, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
 
 
-@dg.asset_check(
-    asset="user_streams",
-    partitions_def=monthly_partitions,
-    description=f"Warns when the month's counted streams changed by more than {STREAMS_CHANGE_WARN_PERCENT}% "
+@monthly_check(
+    USER_STREAMS,
+    f"Warns when the month's counted streams changed by more than {STREAMS_CHANGE_WARN_PERCENT}% "
     "from the previous month.",
 )
 def counted_streams_month_over_month(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
     month, lake = context.partition_key, warehouse.lake()
-    current = lake.manifest("user_streams", month)["counted_streams"]
+    current = lake.manifest(USER_STREAMS, month)["counted_streams"]
     previous = previous_month(month)
-    if not lake.exists("user_streams", previous):
+    if not lake.exists(USER_STREAMS, previous):
         return dg.AssetCheckResult(
             passed=True,
             severity=dg.AssetCheckSeverity.WARN,
             description=f"No user_streams for {previous} to compare with.",
             metadata={"counted_streams": current},
         )
-    before = lake.manifest("user_streams", previous)["counted_streams"]
+    before = lake.manifest(USER_STREAMS, previous)["counted_streams"]
     change = abs(current - before)
     return dg.AssetCheckResult(
         passed=change * 100 <= STREAMS_CHANGE_WARN_PERCENT * before,

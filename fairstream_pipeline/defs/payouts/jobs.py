@@ -24,8 +24,3 @@ monthly_payout_job = dg.define_asset_job(
     # core inside a step. Heavy steps share the duckdb_heavy pool.
     executor_def=in_process_or_celery,
 )
-
-
-@dg.definitions
-def jobs() -> dg.Definitions:
-    return dg.Definitions(jobs=[monthly_payout_job])

@@ -12,8 +12,3 @@ monthly_payout_schedule = dg.build_schedule_from_partitioned_job(
     hour_of_day=4,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
-
-
-@dg.definitions
-def schedules() -> dg.Definitions:
-    return dg.Definitions(schedules=[monthly_payout_schedule])

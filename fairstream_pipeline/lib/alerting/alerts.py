@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Callable, Mapping, Sequence
 
-from fairstream_pipeline.lib.notifications.smtp import SmtpSettings, open_session
+from fairstream_pipeline.lib.notifications.smtp import SmtpSettings, describe_error, open_session
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,6 @@ RETRY_ON_STEP_FAILURE_TAG = "dagster/retry_on_asset_or_op_failure"
 WILL_RETRY_TAG = "dagster/will_retry"
 STEP_FAILURE = "STEP_FAILURE"  # the value of dagster/failure_reason when a step failed
 
-DEFAULT_UI_BASE_URL = "http://127.0.0.1:3000"
 ALERTS_NOT_CONFIGURED = "alerts are not configured: set FAIRSTREAM_ALERT_WEBHOOK_URL or FAIRSTREAM_SMTP_HOST"
 
 
@@ -83,7 +82,7 @@ def alert_channels(webhook_url: str, smtp_host: str) -> list[str]:
 Sleep = Callable[[float], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RetryBudget:
     """How hard one delivery tries: attempts, full-jitter exponential backoff, per-try timeout."""
 
@@ -125,14 +124,6 @@ class AlertDeliveryError(RuntimeError):
         super().__init__(f"alert not delivered: {'; '.join(map(str, failures))} (delivered: {done})")
         self.failures = list(failures)
         self.delivered = list(delivered)
-
-
-def describe_error(error: BaseException) -> str:
-    if isinstance(error, urllib.error.HTTPError):
-        return f"HTTP {error.code} {error.reason}"
-    if isinstance(error, urllib.error.URLError):
-        return f"{type(error.reason).__name__}: {error.reason}"
-    return f"{type(error).__name__}: {error}"
 
 
 def with_retries(

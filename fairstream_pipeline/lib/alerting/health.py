@@ -36,6 +36,7 @@ from datetime import datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping
 
 from fairstream_pipeline.lib.alerting.alerts import ALERTS_NOT_CONFIGURED, alert_channels
+from fairstream_pipeline.lib.assets import CLOSE
 from fairstream_pipeline.lib.months import month_key, next_month_start, parse_month, previous_month
 from fairstream_pipeline.lib.payouts.rules import PAYOUT_DUE_DAY
 
@@ -221,11 +222,11 @@ def completed_months(warehouse: str, first_month: str, now: datetime) -> list[st
     from fairstream_pipeline.lib.lake.storage import Lake
 
     lake = Lake(warehouse)
-    return [m for m in months_between(first_month, last_closed_month(now)) if lake.exists("period_close", m)]
+    return [m for m in months_between(first_month, last_closed_month(now)) if lake.exists(CLOSE, m)]
 
 
 def probe_payout(now: datetime, warehouse: str) -> Check:
-    from fairstream_pipeline.settings import first_month
+    from fairstream_pipeline.lib.months import first_month
 
     try:
         first = first_month()

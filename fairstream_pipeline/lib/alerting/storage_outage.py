@@ -1,7 +1,7 @@
 """Which failed runs were failed by a database outage, and may therefore be run again as they were.
 
 A payout run's steps are deterministic: the same landing zone gives the same cents, and a failed
-money check or a contract error must stay failed (no retry, see README "Retries"). A step can also
+money check or a contract error must stay failed (no retry, see docs/operations.md, "Retries"). A step can also
 fail because a database it talks to was unreachable for longer than the driver retries:
 
 - the **instance** storage (runs and events; ``dagster-postgres`` retries a lost connection five

@@ -1,17 +1,14 @@
-"""Run the Alembic migrations of the application database, and name its tables."""
+"""The application database's schema: its Alembic migrations, run to the newest revision by ``upgrade``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-OUTBOX_STATUSES = ("pending", "sending", "sent", "retry", "dead", "no_address")
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -37,8 +34,3 @@ def upgrade(url: str) -> str:
 
 def head_revision() -> str:
     return ScriptDirectory.from_config(_config("postgresql://localhost/x")).get_current_head()
-
-
-def current_revision(engine: sa.Engine) -> str | None:
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()

@@ -225,14 +225,3 @@ class CsvStream(io.RawIOBase):
         buffer[:size] = self._pending[:size]
         self._pending = self._pending[size:]
         return size
-
-
-def outbox_counts(cursor, month: str | None = None) -> dict[str, int]:
-    """Messages per status, for one month or all."""
-    if month is None:
-        cursor.execute("SELECT status, count(*) FROM notification_outbox GROUP BY status")
-    else:
-        cursor.execute(
-            "SELECT status, count(*) FROM notification_outbox WHERE month = %s GROUP BY status", (month,)
-        )
-    return dict(cursor.fetchall())

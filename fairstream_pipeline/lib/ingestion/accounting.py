@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 
+from fairstream_pipeline.lib.assets import CLEAN_PLAYS, PLAY_QUARANTINE
 from fairstream_pipeline.lib.ingestion.clean_plays import REMOVED, clean_play_count
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone, fingerprint
+from fairstream_pipeline.lib.ingestion.landing_files import fingerprint
+from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone
 
 
 @dataclass(frozen=True)
@@ -37,13 +39,13 @@ def account_for_event_rows(zone: LandingZone, lake: Lake, month: str) -> RowAcco
     from the clean plays, and nothing else is.
     """
     files = zone.event_files(month)
-    manifest = lake.manifest("clean_plays", month)
-    removed = pq.read_table(lake.partition_dir("clean_plays", month) / REMOVED, columns=["reason"])
+    manifest = lake.manifest(CLEAN_PLAYS, month)
+    removed = pq.read_table(lake.partition_dir(CLEAN_PLAYS, month) / REMOVED, columns=["reason"])
     duplicates = sum(1 for reason in removed.column("reason").to_pylist() if reason == "duplicate")
     return RowAccounting(
         landing_rows=sum(f.num_rows for f in files),
         clean_plays=clean_play_count(lake, month),
-        quarantined=lake.row_count("play_quarantine", month),
+        quarantined=lake.row_count(PLAY_QUARANTINE, month),
         duplicates_dropped=duplicates,
         inputs_unchanged=manifest["input_fingerprint"] == fingerprint(files),
     )

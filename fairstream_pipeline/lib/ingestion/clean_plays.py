@@ -41,6 +41,7 @@ from pathlib import Path
 
 import duckdb
 
+from fairstream_pipeline.lib.assets import BILLED_USERS, CLEAN_PLAYS
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet, sql_list, sql_string
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import Rows, columns_of, first_rows
@@ -51,6 +52,7 @@ REMOVED = "removed.parquet"
 USERS = "users.parquet"
 TRACKS = "tracks.parquet"
 ARTISTS = "artists.parquet"
+# The play files: PLAYS/bucket=K/day=D/PLAY_FILE (``lib.lake.columns.FOLDER_ROWS`` says the same for the UI).
 PLAYS = "plays"
 PLAY_FILE = "plays.parquet"
 PLAY_COLUMNS = "user_index INTEGER, track_index INTEGER, uncatalogued_track_id VARCHAR, ms_played BIGINT, active BOOLEAN"
@@ -107,7 +109,7 @@ def attach_coded_plays(
     own files; otherwise it reads every file and keeps its users' rows.
     """
     check_buckets(buckets)
-    folder = lake.require("clean_plays", month)
+    folder = lake.require(CLEAN_PLAYS, month)
     stored = dictionary_record(folder)["buckets"]
     if buckets == 1:
         files, users_filter, keep_users = play_files(folder), "true", ""
@@ -129,7 +131,7 @@ def attach_coded_plays(
         SELECT track_index, track_id FROM track_dictionary WHERE NOT catalogued;
         CREATE OR REPLACE TEMP VIEW billed_users AS
         SELECT d.user_index AS user_id, b.country, b.tier, b.net_cents
-        FROM {read_parquet(lake.parquet_glob('billed_users', month))} b JOIN user_dictionary d USING (user_id);
+        FROM {read_parquet(lake.parquet_glob(BILLED_USERS, month))} b JOIN user_dictionary d USING (user_id);
         CREATE OR REPLACE TEMP VIEW clean_plays AS
         SELECT p.user_index AS user_id, coalesce(p.track_index, u.track_index) AS track_id, p.ms_played, p.day,
                p.active
@@ -162,7 +164,7 @@ def attach_track_attributes(con: duckdb.DuckDBPyConnection, dictionary: Path) ->
 def artists_file(lake: Lake, month: str) -> Path | None:
     """The month's artist dictionary (``artist_index``, ``artist_key``, ``artist_id``,
     ``artist_name``), or None for clean plays stored before ACPS v1."""
-    path = lake.require("clean_plays", month) / ARTISTS
+    path = lake.require(CLEAN_PLAYS, month) / ARTISTS
     return path if path.is_file() else None
 
 
@@ -192,7 +194,7 @@ def decode_shard(con: duckdb.DuckDBPyConnection) -> None:
 
 def track_dictionary_file(lake: Lake, month: str) -> Path:
     """The month's track dictionary (``track_index``, ``track_id``, ``catalogued``)."""
-    return lake.require("clean_plays", month) / TRACKS
+    return lake.require(CLEAN_PLAYS, month) / TRACKS
 
 
 def decode_track_earnings(con: duckdb.DuckDBPyConnection, dictionary: Path) -> None:
@@ -207,7 +209,7 @@ def decode_track_earnings(con: duckdb.DuckDBPyConnection, dictionary: Path) -> N
 
 def attach_clean_plays(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> None:
     """The view ``clean_plays`` with its ids: ``user_id``, ``track_id``, ``ms_played``, ``day``, ``active``."""
-    folder = lake.require("clean_plays", month)
+    folder = lake.require(CLEAN_PLAYS, month)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP VIEW clean_plays AS
@@ -229,7 +231,7 @@ def clean_play_count(lake: Lake, month: str) -> int:
     """Rows in the month's play files (Parquet footers only)."""
     import pyarrow.parquet as pq
 
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in play_files(lake.require("clean_plays", month)))
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in play_files(lake.require(CLEAN_PLAYS, month)))
 
 
 def write_plays(con: duckdb.DuckDBPyConnection, table: str, folder: Path, day: date, buckets: int) -> dict[str, str]:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.ingestion.landing_zone import LandingZone
 from fairstream_pipeline.lib.months import days_of_month, previous_month
-from fairstream_pipeline.lib.close.period_close import CLOSE, EARNINGS, STATEMENTS, adjustment_basis
+from fairstream_pipeline.lib.assets import CLOSE, EARNINGS, STATEMENTS
+from fairstream_pipeline.lib.close.period_close import adjustment_basis
 
 
 @dataclass(frozen=True)

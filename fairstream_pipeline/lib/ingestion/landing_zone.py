@@ -3,12 +3,12 @@
 ``LANDING_TABLES`` is the contract's one definition (files, columns, types): the ingestion checks
 against it and the sample generator and the tests' builders write from it. See
 ``docs/data-contract.md``. Everything here reads only directory listings and Parquet footers, so it
-is cheap even for a 200-million-play month.
+is cheap even for a 200-million-play month. A checked file (``DataFile``), and what the ingestion
+reads of one beyond its footer, are in ``lib.ingestion.landing_files``.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fairstream_pipeline.lib.ingestion.landing_files import DataFile, fingerprint
 from fairstream_pipeline.lib.months import days_of_month
 
 SUCCESS_MARKER = "_SUCCESS"
@@ -213,23 +214,6 @@ def _type_matches(kind: str, arrow_type: pa.DataType) -> bool:
     raise AssertionError(kind)
 
 
-@dataclass(frozen=True)
-class DataFile:
-    """One Parquet file of the landing zone whose footer has been checked against the contract."""
-
-    path: Path
-    relative_path: str
-    num_rows: int
-    size_bytes: int
-    mtime_ns: int
-    folder_date: date | None = None
-
-
-def file_columns(path: Path) -> frozenset[str]:
-    """The column names of a Parquet file (its footer only)."""
-    return frozenset(pq.read_schema(path).names)
-
-
 def check_parquet_file(
     path: Path, relative_path: str, columns: dict[str, str], optional: dict[str, str] | None = None
 ) -> DataFile:
@@ -263,47 +247,8 @@ def check_parquet_file(
     return DataFile(path, relative_path, num_rows, stat.st_size, stat.st_mtime_ns)
 
 
-def locate_corruption(files: list[DataFile]) -> str | None:
-    """Read ``files`` in full, one row group at a time; describe the first part that cannot be read.
-
-    Only called after a read failed: the footer check (:func:`check_parquet_file`) cannot see a file
-    whose body is damaged while its header and footer are intact. Returns None when every file
-    reads, so that the caller keeps the original (not a contract) error.
-    """
-    for data_file in files:
-        try:
-            parquet = pq.ParquetFile(data_file.path)
-        except Exception as exc:  # pyarrow raises several types for a bad file
-            return f"{data_file.relative_path}: not a readable Parquet file ({exc})"
-        first_row = 0
-        for group in range(parquet.num_row_groups):
-            rows = parquet.metadata.row_group(group).num_rows
-            try:
-                parquet.read_row_group(group)
-            except Exception as exc:
-                return (
-                    f"{data_file.relative_path}: corrupt Parquet data in row group {group} of "
-                    f"{parquet.num_row_groups} (rows {first_row:,} to {first_row + rows - 1:,}): {exc}"
-                )
-            first_row += rows
-    return None
-
-
 def _is_data_file(path: Path) -> bool:
     return path.is_file() and path.suffix == ".parquet" and not path.name.startswith(("_", "."))
-
-
-def file_fingerprint(relative_path: str, size_bytes: int, mtime_ns: int) -> str:
-    """A short hash of one file's name, size and modification time (the audit of a restatement)."""
-    return hashlib.sha256(f"{relative_path}\0{size_bytes}\0{mtime_ns}\n".encode()).hexdigest()[:16]
-
-
-def fingerprint(files: list[DataFile]) -> str:
-    """A short hash of the files' names, sizes and modification times: it changes when any file does."""
-    digest = hashlib.sha256()
-    for f in sorted(files, key=lambda f: f.relative_path):
-        digest.update(f"{f.relative_path}\0{f.size_bytes}\0{f.mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 class LandingZone:
@@ -378,7 +323,8 @@ class LandingZone:
 
     # Monthly revenue -------------------------------------------------------------------------
 
-    def _monthly_files(self, table: LandingTable, month: str) -> list[DataFile]:
+    def monthly_files(self, table: LandingTable, month: str) -> list[DataFile]:
+        """The month's files of a monthly ``table``, checked against the contract; none is an error."""
         folder = table.path(self.root, month)
         paths = sorted(p for p in folder.iterdir() if _is_data_file(p)) if folder.is_dir() else []
         if not paths:
@@ -386,10 +332,10 @@ class LandingZone:
         return [check_parquet_file(p, self._relative(p), table.column_kinds) for p in paths]
 
     def subscription_files(self, month: str) -> list[DataFile]:
-        return self._monthly_files(LANDING_SUBSCRIPTIONS, month)
+        return self.monthly_files(LANDING_SUBSCRIPTIONS, month)
 
     def ad_revenue_files(self, month: str) -> list[DataFile]:
-        return self._monthly_files(LANDING_AD_REVENUE, month)
+        return self.monthly_files(LANDING_AD_REVENUE, month)
 
     # Catalog -----------------------------------------------------------------------------------
 

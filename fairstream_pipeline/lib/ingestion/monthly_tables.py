@@ -14,7 +14,6 @@ anything when it raises.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +31,11 @@ from fairstream_pipeline.lib.ingestion.landing_zone import (
     PAYMENT_DETAIL_COLUMNS,
     SPLIT_COLUMNS,
     TRACK_COLUMNS,
-    DataFile,
+    LandingTable,
     LandingZone,
     LandingZoneError,
-    locate_corruption,
 )
+from fairstream_pipeline.lib.ingestion.landing_files import DataFile, locate_corruption
 from fairstream_pipeline.lib.payouts.rules import SPECIAL_PAYEES
 
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
@@ -123,30 +122,43 @@ PLAN_TIER = "CASE WHEN plan = 'free' THEN 'free' ELSE 'paid' END"
 
 @dataclass(frozen=True)
 class MonthlyTable:
-    """A table the landing zone delivers once a month (``<folder>/month=M``): one row per ``key``,
-    each with ``net_cents``, written to the lake asset ``asset``.
+    """A table the landing zone delivers once a month (``landing``: ``<name>/month=M``): one row per
+    ``key``, each with ``net_cents``, written to the lake asset ``asset``.
 
     ``problems`` are the ``WHEN ... THEN 'what is wrong'`` branches of a SQL ``CASE`` over a row; the
     first broken row, or the first key listed twice, fails the month naming its file and row.
     """
 
     asset: str
-    folder: str  # also the temp table the rows are loaded into
-    files: Callable[[LandingZone, str], list[DataFile]]
-    files_table: str  # the temp table of its files
-    columns: str  # the contract columns as read, from ``r``
+    landing: LandingTable
     key: str
     problems: str
     output: str  # the columns written to the lake
     tier: str  # a row's tier (free or paid), for the totals
 
+    @property
+    def folder(self) -> str:
+        """The landing folder's name, also the temp table the rows are loaded into."""
+        return self.landing.name
+
+    @property
+    def files_table(self) -> str:
+        """The temp table of its files."""
+        return f"{self.landing.name}_files"
+
+    @property
+    def columns(self) -> str:
+        """The contract columns as read, from ``r``."""
+        return self.landing.typed_columns_sql("r")
+
+    def files(self, zone: LandingZone, month: str) -> list[DataFile]:
+        """The month's files, checked against the contract."""
+        return zone.monthly_files(self.landing, month)
+
 
 BILLED_USERS = MonthlyTable(
-    asset="billed_users",
-    folder="subscriptions",
-    files=LandingZone.subscription_files,
-    files_table="subscription_files",
-    columns=LANDING_SUBSCRIPTIONS.typed_columns_sql("r"),
+    "billed_users",
+    LANDING_SUBSCRIPTIONS,
     key="user_id",
     problems="""
                 WHEN user_id IS NULL OR user_id = '' THEN 'user_id is null or empty'
@@ -162,11 +174,8 @@ BILLED_USERS = MonthlyTable(
     tier=PLAN_TIER,
 )
 AD_REVENUE = MonthlyTable(
-    asset="ad_revenue",
-    folder="ad_revenue",
-    files=LandingZone.ad_revenue_files,
-    files_table="ad_revenue_files",
-    columns=LANDING_AD_REVENUE.typed_columns_sql("r"),
+    "ad_revenue",
+    LANDING_AD_REVENUE,
     key="country",
     problems="""
                 WHEN country IS NULL THEN 'country is null'

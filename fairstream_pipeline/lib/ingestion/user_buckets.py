@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 
+from fairstream_pipeline.settings import get_settings
+
 MAX_BUCKETS = 1024
 MIN_AUTO_BUCKETS = 8  # below this, a small month's shards are not cheaper in memory (docs/performance.md)
 PLAYS_PER_BUCKET = 25_000_000  # a shard of ~25M plays rolls up in memory within a 4GB DuckDB limit
@@ -50,3 +52,19 @@ def user_bucket(user_id: str, buckets: int) -> int:
 def bucket_sql(user_column: str, buckets: int) -> str:
     """The DuckDB expression of :func:`user_bucket` on ``user_column`` (an INTEGER from 0 to B-1)."""
     return f"CAST(('0x' || substr(md5({user_column}), 1, 16))::UBIGINT % {check_buckets(buckets)} AS INTEGER)"
+
+
+def user_buckets(event_rows: int) -> int:
+    """How many user buckets a month of ``event_rows`` landing rows is ingested into:
+    ``FAIRSTREAM_USER_BUCKETS`` (1-1024) when set, else one per ``FAIRSTREAM_PLAYS_PER_USER_BUCKET``
+    rows, at least 8 (``buckets_for_month``); the settings are read when called."""
+    settings = get_settings()
+    if settings.user_buckets is None:
+        try:
+            return buckets_for_month(event_rows, settings.plays_per_user_bucket)
+        except ValueError as exc:
+            raise ValueError(f"FAIRSTREAM_PLAYS_PER_USER_BUCKET: {exc}") from None
+    try:
+        return check_buckets(settings.user_buckets)
+    except ValueError as exc:
+        raise ValueError(f"FAIRSTREAM_USER_BUCKETS: {exc}") from None

@@ -6,11 +6,11 @@ Parquet files each materialization wrote, so the schema shown is the one on disk
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from fairstream_pipeline.lib.ingestion import clean_plays
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake
 
@@ -117,10 +117,27 @@ COLUMN_DESCRIPTIONS = {
 }
 
 
+@dataclass(frozen=True)
+class FolderRows:
+    """Where an asset keeps its rows when they are not all of its version folder's Parquet files:
+    the files ``glob`` finds below the folder, in Hive-style folders (``name=value/``) whose names
+    are ``folder_columns`` (name, type) of every row."""
+
+    glob: str
+    folder_columns: tuple[tuple[str, str], ...]
+
+
+# The assets whose rows are in sub-folders beside other files: clean plays are their coded play
+# files, beside the month's dictionaries (``lib/ingestion/clean_plays.py`` writes them).
+FOLDER_ROWS = {
+    "clean_plays": FolderRows("plays/bucket=*/day=*/plays.parquet", (("bucket", "INTEGER"), ("day", "DATE"))),
+}
+
+
 def partition_files(lake: Lake, asset: str, month: str) -> list[Path]:
-    """The files that hold an asset's rows for a month: clean plays are their coded play files."""
-    if asset == "clean_plays":
-        return clean_plays.play_files(lake.partition_dir(asset, month))
+    """The files that hold an asset's rows for a month (see :data:`FOLDER_ROWS`)."""
+    if asset in FOLDER_ROWS:
+        return sorted(lake.partition_dir(asset, month).glob(FOLDER_ROWS[asset].glob))
     return [f for f in lake.partition_files(asset, month) if f.suffix == ".parquet"]
 
 
@@ -141,8 +158,8 @@ def partition_columns(con: duckdb.DuckDBPyConnection, lake: Lake, asset: str, mo
     if not files:
         return []
     columns = [tuple(row[:2]) for row in con.execute(f"DESCRIBE SELECT * FROM {read_parquet(files)}").fetchall()]
-    if asset == "clean_plays":  # the play files' folders: plays/bucket=K/day=D/
-        columns += [("bucket", "INTEGER"), ("day", "DATE")]
+    if asset in FOLDER_ROWS:
+        columns += FOLDER_ROWS[asset].folder_columns
     return [
         (name, kind, ASSET_COLUMN_DESCRIPTIONS.get((asset, name), COLUMN_DESCRIPTIONS.get(name, "")))
         for name, kind in columns

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fairstream_pipeline.lib.app_db.store import ADJUSTMENT_COLUMNS, OUTBOX_COLUMNS
+from fairstream_pipeline.lib.assets import STATEMENT_NOTIFICATIONS
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.notifications.statement_email import adjustment_reason
 from fairstream_pipeline.lib.payouts.rules import SPECIAL_PAYEES, USER_CENTRIC
@@ -165,5 +166,5 @@ def rendered_message_batches(
 ) -> Iterator[pa.RecordBatch]:
     """The month's rendered statement emails (``statement_notifications``) as Arrow batches of
     ``columns`` (the outbox's), in the order written (by payee), at most ``batch_rows`` at a time."""
-    for path in sorted(lake.require("statement_notifications", month).glob("*.parquet")):
+    for path in sorted(lake.require(STATEMENT_NOTIFICATIONS, month).glob("*.parquet")):
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=list(columns))

@@ -1,7 +1,10 @@
 """Sending the outbox: SMTP delivery with backoff, a rate limit, a circuit breaker and a graceful stop.
 
 Pure Python (no Dagster); the Dagster wiring is ``fairstream_pipeline.defs.notifications`` (``resources``, ``sending``, ``dead_letters``).
-The queue's SQL is :mod:`fairstream_pipeline.lib.notifications.outbox_queue`.
+This module is the send loop; beside it in ``lib/notifications``: the queue's SQL (``outbox_queue``),
+the email built from a row (``mime_message``), the SMTP session and what its errors mean (``smtp``),
+the rate limiter, breaker and stop signal (``send_controls``) and the run's report (``send_report``);
+the database-outage retry is ``lib/app_db/outage.py``.
 
 One run of :func:`send_outbox`:
 
@@ -68,34 +71,35 @@ from __future__ import annotations
 import logging
 import os
 import random
-import signal
 import smtplib
 import socket
-import ssl
-import threading
 import time
 import uuid
 from collections import deque
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from email.headerregistry import HeaderRegistry
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import formataddr, formatdate, parseaddr
-from typing import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Callable
 
-import psycopg2
-import sqlalchemy as sa
-
+from fairstream_pipeline.lib.app_db.outage import in_transaction
 from fairstream_pipeline.lib.notifications import outbox_queue as queue
-from fairstream_pipeline.lib.app_db.store import transaction
-from fairstream_pipeline.lib.notifications.message import Message
+from fairstream_pipeline.lib.notifications.mime_message import build_message, render
 from fairstream_pipeline.lib.notifications.outbox_queue import OutboxMessage
-from fairstream_pipeline.lib.notifications.smtp import SmtpSettings, open_session
+from fairstream_pipeline.lib.notifications.send_controls import CircuitBreaker, SharedRateLimiter, StopSignal
+from fairstream_pipeline.lib.notifications.send_report import SendReport
+from fairstream_pipeline.lib.notifications.smtp import (
+    PERMANENT,
+    SENT,
+    TRANSPORT,
+    RelayConnection,
+    RelayMisconfigured,
+    SmtpSettings,
+    classify,
+    connect_error_is_fatal,
+    describe_error,
+    reply_code,
+)
 
 logger = logging.getLogger(__name__)
 
-SENT, TRANSIENT, PERMANENT, TRANSPORT = "sent", "transient", "permanent", "transport"
 MAX_RECONNECT_WAIT_SECONDS = 30.0
 SMTP_COMMANDS_PER_MESSAGE = 6  # NOOP probe, MAIL, RCPT, DATA, the content, the final reply
 
@@ -129,233 +133,7 @@ def retry_delay(attempts: int, base: float, cap: float, rng: random.Random) -> f
     return step / 2 + rng.uniform(0, step / 2)
 
 
-class RelayMisconfigured(RuntimeError):
-    """The relay rejects our configuration (login, TLS, sender address): retrying will not help."""
-
-
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def reply_code(error: BaseException) -> int | None:
-    """The SMTP reply code behind an smtplib error, if the relay answered."""
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in error.recipients.values()]
-        return min(codes) if codes else None
-    if isinstance(error, smtplib.SMTPResponseException):
-        return error.smtp_code
-    return None
-
-
-def describe_error(error: BaseException) -> str:
-    """``550 mailbox unavailable``, or ``ConnectionRefusedError: [Errno 111] ...``."""
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        return "; ".join(f"{code} {_text(text)}" for code, text in error.recipients.values())
-    if isinstance(error, smtplib.SMTPResponseException):
-        return f"{error.smtp_code} {_text(error.smtp_error)}"
-    return f"{type(error).__name__}: {error}"
-
-
-def classify(error: BaseException) -> str:
-    """``permanent`` (5xx, a message the relay cannot take), ``transport`` (the relay is not
-    answering: connection errors, timeouts, 421) or ``transient`` (another 4xx)."""
-    code = reply_code(error)
-    if code is not None:
-        if code == 421:
-            return TRANSPORT
-        return PERMANENT if 500 <= code < 600 else TRANSIENT
-    if isinstance(error, smtplib.SMTPNotSupportedError):  # e.g. a non-ASCII address without SMTPUTF8
-        return PERMANENT
-    if isinstance(error, OSError):  # smtplib errors, refused, reset, timeouts
-        return TRANSPORT
-    if isinstance(error, (UnicodeError, ValueError)):
-        return PERMANENT
-    return TRANSIENT
-
-
-def connect_error_is_fatal(error: BaseException) -> bool:
-    """A connect error that retrying cannot fix: rejected login, no STARTTLS or AUTH, bad certificate."""
-    if isinstance(error, smtplib.SMTPAuthenticationError):
-        return error.smtp_code >= 500
-    if isinstance(error, (smtplib.SMTPNotSupportedError, ssl.SSLCertVerificationError)):
-        return True
-    return type(error) is smtplib.SMTPException  # "No suitable authentication method found."
-
-
-def message_id_header(message_id: str) -> str:
-    return message_id if message_id.startswith("<") else f"<{message_id}>"
-
-
-class _HeaderClasses(HeaderRegistry):
-    """The stock registry builds a new class for every header it parses; this one builds each once."""
-
-    def __init__(self):
-        super().__init__()
-        self._classes: dict[str, type] = {}
-
-    def __getitem__(self, name: str) -> type:
-        key = name.lower()
-        if key not in self._classes:
-            self._classes[key] = super().__getitem__(key)
-        return self._classes[key]
-
-
-# The SMTP policy (CRLF line ends, RFC 2047 headers when needed) with the header classes cached.
-POLICY = SMTP.clone(header_factory=_HeaderClasses())
-UTF8_BASE64 = {"cte": "base64", "params": {"charset": "utf-8"}}
-
-
-def build_message(message: Message, mail_from: str) -> EmailMessage:
-    """multipart/mixed: text and HTML alternatives, then the CSV attachment; Message-ID from the row.
-
-    Each part is the row's text as UTF-8 in base64, so it decodes to exactly that text (``set_content``
-    of a str would end the HTML with a newline). ``EmailMessage`` parses every header it sets: 2.2 ms
-    of CPU a message with the SMTP policy, 0.6 ms with the legacy ``email.mime`` classes; ``POLICY``
-    caches the header classes: 1.4 ms (28 s for 20,000), small next to the default 10 messages/s.
-    """
-    root = EmailMessage(policy=POLICY)
-    root["From"] = formataddr(parseaddr(mail_from))
-    root["To"] = message.recipient
-    root["Subject"] = message.subject
-    root["Date"] = formatdate(usegmt=True)
-    root["Message-ID"] = message_id_header(message.message_id)
-    root["Auto-Submitted"] = "auto-generated"
-    root.set_content(message.body_text.encode(), "text", "plain", **UTF8_BASE64)
-    root.add_alternative(message.body_html.encode(), "text", "html", **UTF8_BASE64)
-    root.add_attachment(message.attachment_csv.encode(), "text", "csv", filename=message.attachment_name, **UTF8_BASE64)
-    return root
-
-
-def render(message: EmailMessage) -> bytes:
-    """The bytes on the wire (CRLF line ends)."""
-    return message.as_bytes()
-
-
-class StopSignal:
-    """A stop request: from SIGTERM/SIGINT (see :meth:`installed`) or from :meth:`request`."""
-
-    SLICE_SECONDS = 0.05
-
-    def __init__(self):
-        self.signum: int | None = None
-        self._requested = False
-        self._escalated = False
-
-    @property
-    def requested(self) -> bool:
-        return self._requested
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum is not None else "a stop request"
-
-    def request(self, signum: int | None = None) -> None:
-        if self.signum is None:
-            self.signum = signum
-        self._requested = True
-
-    def sleep(self, seconds: float) -> bool:
-        """Sleep in short slices; False as soon as a stop is requested."""
-        end = time.monotonic() + seconds
-        while not self._requested:
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                return True
-            time.sleep(min(self.SLICE_SECONDS, remaining))
-        return False
-
-    @contextmanager
-    def installed(
-        self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT), redeliver: bool = True
-    ) -> Iterator["StopSignal"]:
-        """Catch ``signals`` in the block (main thread only); afterwards, with ``redeliver``, raise
-        the caught one again for the previous handler. A second signal goes there at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {number: signal.getsignal(number) for number in signals}
-
-        def restore() -> None:
-            for number, handler in previous.items():
-                signal.signal(number, handler if handler is not None else signal.SIG_DFL)
-
-        def handle(signum, frame) -> None:
-            if self._requested:  # asked twice: stop now, the way the process was told to
-                self._escalated = True
-                restore()
-                signal.raise_signal(signum)
-                return
-            self.request(signum)  # only a flag: no logging, no locks in a signal handler
-
-        for number in signals:
-            signal.signal(number, handle)
-        try:
-            yield self
-        finally:
-            restore()
-            if redeliver and self.signum is not None and not self._escalated:
-                signal.raise_signal(self.signum)
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The application database stayed unreachable longer than the sender waits for it."""
-
-
-# A dropped or refused connection: the database restarts, or its host is unreachable for a while.
-DB_DOWN_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError, sa.exc.OperationalError, sa.exc.InterfaceError)
-
-
-def in_transaction(url: str, work: Callable, what: str, stop: "StopSignal", log: logging.Logger,
-                   outage_seconds: float):
-    """``work(cursor)`` in one transaction; while the database is down, try again with backoff
-    (0.5 s doubling to 5 s) for up to ``outage_seconds``, then raise :class:`DatabaseUnavailable`.
-
-    Every ``work`` the sender passes is safe to repeat: a commit whose answer was lost to the
-    outage is either a no-op the second time (renewing leases, recording an outcome it already
-    recorded as the same owner) or harmless (one more rate-limit slot taken).
-    """
-    deadline, delay, warned = time.monotonic() + outage_seconds, 0.5, False
-    while True:
-        try:
-            with transaction(url) as cursor:
-                return work(cursor)
-        except DB_DOWN_ERRORS as exc:
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            if time.monotonic() >= deadline:
-                raise DatabaseUnavailable(
-                    f"the application database was unreachable for {outage_seconds:g} s while {what}: {first_line}"
-                ) from exc
-            if not warned:
-                log.warning(f"the application database is unreachable while {what} ({first_line}); retrying")
-                warned = True
-            stop.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
-class SharedRateLimiter:
-    """At most ``rate_per_second`` messages per second for **all senders together**; 0: no limit.
-
-    The slots live in PostgreSQL (``outbox_send_slots``), next to the outbox: every sender takes the
-    next slot in a short transaction and waits for it, so two senders at 25/s send 25/s in all, not
-    50. (PostgreSQL rather than Redis: the outbox already needs it, it is on the database clock, and
-    there is nothing more to run or lose.)
-    """
-
-    def __init__(self, db: Callable, rate_per_second: float, stop: StopSignal):
-        self.db = db  # runs a function of a cursor in a transaction, riding out outages
-        self.interval = 1.0 / rate_per_second if rate_per_second > 0 else 0.0
-        self.stop = stop
-
-    def wait(self) -> bool:
-        """Take the next slot and wait for it; False if a stop was requested meanwhile."""
-        if self.interval:
-            delay = self.db(lambda cursor: queue.reserve_send_slot(cursor, self.interval), "taking a send slot")
-            if delay > 0 and not self.stop.sleep(delay):
-                return False
-        return not self.stop.requested
-
-
-def lease_needed_seconds(settings: "SenderSettings", relay: SmtpSettings) -> float:
+def lease_needed_seconds(settings: SenderSettings, relay: SmtpSettings) -> float:
     """How long a claim must survive unrenewed: a wait for the rate limit, then one message over
     SMTP (a few commands, each allowed ``timeout_seconds``). A ``stale_after_seconds`` below this
     would let a second sender reclaim a row while its owner is still sending it."""
@@ -363,7 +141,7 @@ def lease_needed_seconds(settings: "SenderSettings", relay: SmtpSettings) -> flo
     return interval + SMTP_COMMANDS_PER_MESSAGE * relay.timeout_seconds
 
 
-def check_lease(settings: "SenderSettings", relay: SmtpSettings) -> None:
+def check_lease(settings: SenderSettings, relay: SmtpSettings) -> None:
     needed = lease_needed_seconds(settings, relay)
     if settings.stale_after_seconds < needed:
         raise RelayMisconfigured(
@@ -374,152 +152,8 @@ def check_lease(settings: "SenderSettings", relay: SmtpSettings) -> None:
         )
 
 
-class CircuitBreaker:
-    """Opens after ``threshold`` consecutive transport failures."""
-
-    def __init__(self, threshold: int):
-        self.threshold = threshold
-        self.failures = 0
-        self.last_error = ""
-
-    def failure(self, error: str) -> None:
-        self.failures += 1
-        self.last_error = error
-
-    def relay_answered(self) -> None:
-        self.failures = 0
-
-    @property
-    def is_open(self) -> bool:
-        return self.failures >= self.threshold
-
-    @property
-    def reason(self) -> str:
-        return f"{self.failures} consecutive failures ({self.last_error})"
-
-
-class RelayConnection:
-    """One SMTP connection, opened on demand, reused, dropped after a transport failure."""
-
-    def __init__(self, settings: SmtpSettings, idle_check_seconds: float = 10.0):
-        self.settings = settings
-        self.idle_check_seconds = idle_check_seconds
-        self.connections = 0
-        self._smtp: smtplib.SMTP | None = None
-        self._last_used = 0.0
-
-    @property
-    def connected(self) -> bool:
-        return self._smtp is not None and self._smtp.sock is not None
-
-    def connect(self) -> None:
-        self._smtp = open_session(self.settings)
-        self.connections += 1
-        self._last_used = time.monotonic()
-
-    def probe_if_idle(self) -> None:
-        """A connection idle for a while may have been closed by the relay: NOOP, drop if dead."""
-        if self.connected and time.monotonic() - self._last_used > self.idle_check_seconds:
-            try:
-                code, _ = self._smtp.noop()
-                if code != 250:
-                    self.drop()
-            except OSError:
-                self.drop()
-
-    def deliver(self, content: bytes, recipient: str) -> None:
-        """Send one message to one recipient; raises the smtplib/socket error when not accepted."""
-        try:
-            self._smtp.sendmail(parseaddr(self.settings.mail_from)[1], [recipient], content)
-        finally:
-            self._last_used = time.monotonic()
-
-    def drop(self) -> None:
-        if self._smtp is not None:
-            self._smtp.close()
-        self._smtp = None
-
-    def close(self) -> None:
-        if self.connected:
-            try:
-                self._smtp.quit()
-            except OSError:
-                pass
-        self.drop()
-
-
-@dataclass
-class SendReport:
-    """What one run did, and what it left in the queue."""
-
-    worker: str
-    sent: int = 0
-    retried: int = 0
-    dead: int = 0
-    returned_to_pending: int = 0  # claimed, never attempted, given back untouched
-    reclaimed: int = 0  # stale 'sending' rows of a killed sender, back to 'pending'
-    reclaimed_dead: int = 0  # stale rows that had used every attempt
-    lost_claims: int = 0  # outcomes not recorded because another sender reclaimed the row
-    connections: int = 0
-    elapsed_seconds: float = 0.0
-    months: set[str] = field(default_factory=set)
-    breaker_open: bool = False
-    breaker_reason: str = ""
-    stopped_by_signal: int | None = None
-    queue: dict[str, int] = field(default_factory=dict)  # pending / retry / sending after the run
-
-    @property
-    def throughput(self) -> float:
-        """Messages sent per second of the run."""
-        return self.sent / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
-
-    @property
-    def queue_depth(self) -> int:
-        """Rows still to send after the run (pending + retry)."""
-        return self.queue.get("pending", 0) + self.queue.get("retry", 0)
-
-    @property
-    def relay_unavailable_message(self) -> str:
-        left = f"{self.queue.get('pending', 0)} messages left pending"
-        if self.queue.get("retry", 0):
-            left += f", {self.queue['retry']} scheduled for retry"
-        return f"SMTP relay unavailable: {self.breaker_reason}; {left}"
-
-
 def default_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-class FallbackLog:
-    """A logger that never fails the send: each line goes to ``primary`` (the run's event log) and,
-    when that raises (the Dagster instance's database is unreachable), to ``fallback`` (stderr,
-    captured in the step's compute logs) with a note. A send rides out an instance outage the way
-    it rides out one of the application database."""
-
-    def __init__(self, primary, fallback: logging.Logger = logger):
-        self.primary, self.fallback = primary, fallback
-        self.lines_not_recorded = 0
-
-    def _emit(self, level: str, message: str) -> None:
-        try:
-            getattr(self.primary, level)(message)
-        except Exception as exc:  # noqa: BLE001 - whatever the event log's storage raises
-            self.lines_not_recorded += 1
-            getattr(self.fallback, level)(
-                f"{message} [not in the run's event log: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}]"
-            )
-
-    def debug(self, message: str) -> None:
-        self._emit("debug", message)
-
-    def info(self, message: str) -> None:
-        self._emit("info", message)
-
-    def warning(self, message: str) -> None:
-        self._emit("warning", message)
-
-    def error(self, message: str) -> None:
-        self._emit("error", message)
 
 
 def send_outbox(
@@ -652,7 +286,7 @@ class _Run:
         )
 
     def _db(self, work: Callable, what: str):
-        return in_transaction(self.url, work, what, self.stop, self.log, self.settings.db_outage_seconds)
+        return in_transaction(self.url, work, what, self.stop.sleep, self.log, self.settings.db_outage_seconds)
 
     def _still_held(self, remaining: deque, lost_already: bool = False) -> deque:
         """Renew the leases on the rows this sender still owns; drop and report the others, and stop

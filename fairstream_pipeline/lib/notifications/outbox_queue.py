@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 
 from fairstream_pipeline.lib.notifications.message import Message
 
-OPEN_STATUSES = ("pending", "retry", "sending")  # a month with such rows has not ended yet
+STATUSES = ("pending", "sending", "sent", "retry", "dead", "no_address")  # every state a row can be in
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def month_counts(cursor, month: str) -> dict[str, int]:
     """Rows of ``month`` per status (every status present, zero when none)."""
     cursor.execute("SELECT status, count(*) FROM notification_outbox WHERE month = %s GROUP BY status", (month,))
     counts = dict(cursor.fetchall())
-    return {status: counts.get(status, 0) for status in ("pending", "sending", "sent", "retry", "dead", "no_address")}
+    return {status: counts.get(status, 0) for status in STATUSES}
 
 
 def dead_letters(cursor, month: str, limit: int = 10) -> list[tuple[str, str, int, str]]:

@@ -18,7 +18,8 @@ import markupsafe
 
 from fairstream_pipeline.lib.months import parse_month
 from fairstream_pipeline.lib.notifications.message import Message
-from fairstream_pipeline.lib.payouts.report import cents, model_label
+from fairstream_pipeline.lib.format import cents
+from fairstream_pipeline.lib.payouts.report import model_label
 from fairstream_pipeline.lib.payouts.rules import (
     ARTIST_CENTRIC,
     MODEL_COLUMNS,

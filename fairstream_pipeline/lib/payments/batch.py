@@ -20,10 +20,10 @@ from datetime import date, datetime
 
 import duckdb
 
+from fairstream_pipeline.lib.assets import PAYEE_DIRECTORY, PAYMENT_BATCH, PAYMENT_DETAILS, STATEMENTS
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.months import following_month, parse_month
-from fairstream_pipeline.lib.payments.details import PAYMENT_DETAILS
 from fairstream_pipeline.lib.payments.sepa_credit_transfer import (
     REMITTANCE_LENGTH,
     Debtor,
@@ -33,7 +33,6 @@ from fairstream_pipeline.lib.payments.sepa_credit_transfer import (
 )
 from fairstream_pipeline.lib.payouts.rules import PAYOUT_DUE_DAY
 
-PAYMENT_BATCH = "payment_batch"  # the lake asset: lines (Parquet), the SEPA file and its CSV; mode 0600
 BATCH_ID = re.compile(r"^FS-(\d{4}-\d{2})-[0-9a-f]{8}$")
 LINE_COLUMNS = (
     "payee_id", "account_holder", "iban", "bic", "amount_cents", "end_to_end_id", "remittance",
@@ -82,9 +81,9 @@ def build_batch_lines(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) ->
         SELECT s.payee_id, coalesce(d.account_holder, n.name, s.payee_id) AS account_holder, d.iban, d.bic,
                s.paid_cents AS amount_cents, end_to_end_id(s.payee_id) AS end_to_end_id,
                remittance(s.payee_id) AS remittance, d.iban_masked, d.details_hash, d.valid
-        FROM {read_parquet(lake.parquet_glob('payee_statements', month))} s
+        FROM {read_parquet(lake.parquet_glob(STATEMENTS, month))} s
         LEFT JOIN {read_parquet(lake.parquet_glob(PAYMENT_DETAILS, month))} d USING (payee_id)
-        LEFT JOIN {read_parquet(lake.parquet_glob('payee_directory', month))} n USING (payee_id)
+        LEFT JOIN {read_parquet(lake.parquet_glob(PAYEE_DIRECTORY, month))} n USING (payee_id)
         WHERE s.paid_cents > 0
         ORDER BY s.payee_id
         """
@@ -116,7 +115,7 @@ class BatchLine:
         return f"BatchLine({self.payee_id!r}, {self.iban_masked}, {self.amount_cents} cents, {self.end_to_end_id})"
 
 
-def batch_lines(con: duckdb.DuckDBPyConnection, table: str = "payment_batch") -> list[BatchLine]:
+def batch_lines(con: duckdb.DuckDBPyConnection, table: str = PAYMENT_BATCH) -> list[BatchLine]:
     """The lines of ``table`` (a batch being built, or one read back from the lake), by payee."""
     rows = con.execute(f"SELECT {', '.join(LINE_COLUMNS)} FROM {table} ORDER BY payee_id").fetchall()
     return [BatchLine(*row) for row in rows]

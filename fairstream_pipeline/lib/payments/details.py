@@ -19,7 +19,6 @@ import pyarrow as pa
 from fairstream_pipeline.lib.lake.tables import Rows
 from fairstream_pipeline.lib.payments.bank_details import check_payment_details, compact, details_hash, mask_iban
 
-PAYMENT_DETAILS = "payment_details"  # the lake asset: one version per month, mode 0600
 COLUMNS = (
     "payee_id VARCHAR, account_holder VARCHAR, iban VARCHAR, bic VARCHAR, iban_masked VARCHAR, "
     "details_hash VARCHAR, valid BOOLEAN, problem VARCHAR"

@@ -21,7 +21,6 @@ from fairstream_pipeline.lib.payments.status_report import (
     TransactionStatus,
 )
 
-PAYMENT_STATUS = "payment_status"  # the lake asset: each released payment's status, per batch month
 
 # Batch statuses.
 DRAFT, RELEASED, SETTLED, PARTLY_RETURNED = "draft", "released", "settled", "partly returned"

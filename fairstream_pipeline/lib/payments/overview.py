@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from fairstream_pipeline.lib.assets import PAYMENT_BATCH, PAYMENT_DETAILS, PAYMENT_RELEASE
+from fairstream_pipeline.lib.format import eur
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.payments.batch import PAYMENT_BATCH
-from fairstream_pipeline.lib.payments.details import PAYMENT_DETAILS
 from fairstream_pipeline.lib.payments.lifecycle import RETURNED, SETTLED, batch_status
-from fairstream_pipeline.lib.payments.release import PAYMENT_RELEASE
 from fairstream_pipeline.lib.payments.reports import current_payments
 from fairstream_pipeline.lib.payments.sepa_credit_transfer import cents_text
 from fairstream_pipeline.lib.payments.standing import details_configured
-from fairstream_pipeline.lib.payouts.report import eur
 
 
 def batch_overview(lake: Lake, month: str) -> dict[str, Any]:

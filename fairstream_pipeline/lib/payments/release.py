@@ -20,7 +20,6 @@ from typing import Any
 
 from fairstream_pipeline.lib.payments.sepa_credit_transfer import cents_text
 
-PAYMENT_RELEASE = "payment_release"  # the lake asset: the release record of a month's batch
 
 
 class ApprovalRefused(ValueError):

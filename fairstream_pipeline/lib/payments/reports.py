@@ -17,11 +17,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from fairstream_pipeline.lib.assets import PAYMENT_BATCH, PAYMENT_STATUS
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import publish_month
-from fairstream_pipeline.lib.payments.batch import PAYMENT_BATCH, batch_month
-from fairstream_pipeline.lib.payments.lifecycle import PAYMENT_STATUS, Payment
+from fairstream_pipeline.lib.payments.batch import batch_month
+from fairstream_pipeline.lib.payments.lifecycle import Payment
 from fairstream_pipeline.lib.payments.status_report import StatusReport, StatusReportError, parse_status_report
 
 PAYMENT_REPORTS = "payment_reports"  # the landing folder the bank's reports arrive in

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import duckdb
 
+from fairstream_pipeline.lib.assets import PAYMENT_DETAILS, PAYMENT_STATUS
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake
-from fairstream_pipeline.lib.payments.details import PAYMENT_DETAILS
-from fairstream_pipeline.lib.payments.lifecycle import PAYMENT_STATUS, RETURNED
+from fairstream_pipeline.lib.payments.lifecycle import RETURNED
 from fairstream_pipeline.lib.payouts.rules import INVALID_PAYMENT_DETAILS, RETURNED_PAYMENT
 
 

@@ -112,6 +112,22 @@ def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int, sta
     payment details (nobody may be held); None to skip that comparison (a closed month, checked
     against its closed bytes instead). Problems are ``(payee_id, what is wrong)``.
     """
+    problems = _rows(con, _statement_problems_sql(threshold_cents, standing))
+    missing = _rows(
+        con,
+        """SELECT payee_id, 'payee has earnings, an adjustment or a balance but no statement' FROM (
+               SELECT payee_id FROM payee_earnings WHERE uc_cents <> 0 OR pr_cents <> 0 OR acps_cents <> 0
+               UNION SELECT payee_id FROM payee_adjustments WHERE cents <> 0
+               UNION SELECT payee_id FROM previous_statements WHERE closing_balance_cents <> 0)
+           ANTI JOIN payee_statements USING (payee_id) ORDER BY payee_id LIMIT 20""",
+    )
+    checked = _rows(con, "SELECT count(*) FROM payee_statements")[0][0]
+    return Finding(checked, problems + missing)
+
+
+def _statement_problems_sql(threshold_cents: int, standing: bool | None) -> str:
+    """The first 20 statements of ``payee_statements`` that do not balance against their inputs, as
+    ``(payee_id, problem)`` (:func:`statements_balance`)."""
     special = ", ".join(f"'{p}'" for p in SPECIAL_PAYEES)
     reasons = ", ".join(f"'{r}'" for r in HOLD_REASONS)
     models = ", ".join(f"'{m}'" for m in PAYOUT_MODELS)
@@ -126,9 +142,7 @@ def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int, sta
                     THEN 'hold_reason ' || coalesce(hold_reason, 'null') || ' but the payment details say '
                          || coalesce(expected_hold, 'payable')"""
     )
-    problems = _rows(
-        con,
-        f"""
+    return f"""
         WITH earned AS (
             SELECT payee_id, sum(uc_cents)::BIGINT AS uc, sum(pr_cents)::BIGINT AS pr,
                    sum(acps_cents)::BIGINT AS acps
@@ -175,18 +189,7 @@ def statements_balance(con: duckdb.DuckDBPyConnection, threshold_cents: int, sta
                 {standing_problem}
             END AS problem FROM s
         ) WHERE problem IS NOT NULL ORDER BY payee_id LIMIT 20
-        """,
-    )
-    missing = _rows(
-        con,
-        """SELECT payee_id, 'payee has earnings, an adjustment or a balance but no statement' FROM (
-               SELECT payee_id FROM payee_earnings WHERE uc_cents <> 0 OR pr_cents <> 0 OR acps_cents <> 0
-               UNION SELECT payee_id FROM payee_adjustments WHERE cents <> 0
-               UNION SELECT payee_id FROM previous_statements WHERE closing_balance_cents <> 0)
-           ANTI JOIN payee_statements USING (payee_id) ORDER BY payee_id LIMIT 20""",
-    )
-    checked = _rows(con, "SELECT count(*) FROM payee_statements")[0][0]
-    return Finding(checked, problems + missing)
+        """
 
 
 def held_cents(con: duckdb.DuckDBPyConnection, column: str = "uc_cents") -> tuple[int, int]:

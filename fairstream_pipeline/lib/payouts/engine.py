@@ -24,7 +24,7 @@ Money is integer pico-cents (10^-12 cent) in ``HUGEINT`` until it is rounded to 
 per segment and payee. Every division is ``//`` on non-negative integers, i.e. it truncates
 (written through ``lib.payouts.fixed_point``, which divides in 64 bits whenever the numbers fit). No
 value ever passes through a float: DuckDB turns ``/`` on integers or DECIMALs into a DOUBLE, so
-``/`` does not appear in this module. Pico-cent columns are written to Parquet as
+``/`` does not appear in the engine's modules. Pico-cent columns are written to Parquet as
 ``DECIMAL(38,0)``, because DuckDB writes ``HUGEINT`` to Parquet as a DOUBLE (``lib.lake.tables``
 holds which columns are pico-cents).
 
@@ -37,17 +37,18 @@ the whole month (its listeners are distinct users, and a user is in one shard), 
 both weights, w with and without the professional boost, floored per user, plus its artists'
 streams and listeners, and the merge picks. Rules 5-8 and 11's pricing need the month's totals
 and stay in one merge (:func:`price_segments`, then :func:`pay_payees`).
+
+:func:`allocate_shard` lives in ``lib.payouts.shard_allocation``, :func:`price_segments` in
+``lib.payouts.segment_pricing``; every stage runs its SQL through ``lib.payouts.sql_script``.
 """
 
 from __future__ import annotations
 
 import duckdb
 
-from fairstream_pipeline.lib.lake.faults import fault_point
-from fairstream_pipeline.lib.lake.tables import columns_of
-from fairstream_pipeline.lib.payouts.fixed_point import BIGINT_MAX, floor_div, quotient_and_remainder, scaled_floor_div
+from fairstream_pipeline.lib.payouts import sql_script
+from fairstream_pipeline.lib.payouts.fixed_point import quotient_and_remainder, scaled_floor_div
 from fairstream_pipeline.lib.payouts.rules import (
-    MICRO,
     NO_PAYMENT_DETAILS,
     PICO_PER_CENT,
     PPM,
@@ -56,10 +57,8 @@ from fairstream_pipeline.lib.payouts.rules import (
     UNALLOCATED,
     PayoutRules,
 )
-
-
-def _run(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    con.execute(sql).fetchall()
+from fairstream_pipeline.lib.payouts.segment_pricing import price_segments
+from fairstream_pipeline.lib.payouts.shard_allocation import allocate_shard
 
 
 def validate_splits(con: duckdb.DuckDBPyConnection) -> None:
@@ -69,7 +68,7 @@ def validate_splits(con: duckdb.DuckDBPyConnection) -> None:
     ``track_splits(track_id, payee_id, share_ppm, valid, problem)`` keeps every split row with its
     track's verdict, plus one row (``payee_id`` null) for each catalog track without split rows.
     """
-    _run(
+    sql_script.run(
         con,
         f"""
         CREATE OR REPLACE TEMP TABLE track_splits AS
@@ -102,278 +101,20 @@ def count_and_allocate(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> No
     ``segment_pools`` and ``track_earnings``."""
     allocate_shard(con, rules)
     price_segments(con, rules)
-    _run(con, "DROP TABLE IF EXISTS track_shares; DROP TABLE artist_reach")
+    sql_script.run(con, "DROP TABLE IF EXISTS track_shares; DROP TABLE artist_reach")
 
 
-def _is_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    (found,) = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $1", [name]).fetchall()[0]
-    return found > 0
-
-
-def _has_relation(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    """A table or a view of that name."""
-    (found,) = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = $1", [name]).fetchall()[0]
-    return found > 0 or _is_table(con, name)
-
-
-def _attach_default_attributes(con: duckdb.DuckDBPyConnection) -> None:
-    """Without ``track_attributes`` every track is music and has no artist (nobody is professional)."""
-    if not _has_relation(con, "track_attributes"):
-        _run(con, "CREATE OR REPLACE TEMP VIEW track_attributes AS "
-                  "SELECT NULL::VARCHAR AS track_id, NULL::VARCHAR AS artist_id, false AS noise WHERE false")
-
-
-def allocate_shard(con: duckdb.DuckDBPyConnection, rules: PayoutRules, days: list | None = None) -> None:
-    """Rules 1-4 and ACPS v1's per-user weights for a shard of users: counted streams, flagged users,
-    the paid users' direct shares, the users' ACPS weights and the artists' reach.
-
-    Reads ``clean_plays`` (``user_id``, ``track_id``, ``day``, ``ms_played``, optionally ``active``),
-    ``billed_users`` (both holding the shard's users only, or every user) and, when it exists,
-    ``track_attributes`` (``track_id``, ``artist_id``, ``noise``; without it every track is music
-    and has no artist). Creates ``flagged_users``, ``user_streams`` (every billed user of the shard),
-    ``track_shares`` (``country``, ``tier``, ``track_id``, ``streams``, ``direct_pico``: the shard's
-    counted streams of the track in the segment, and the sum of its paid users' ``floor(c_u * s(u,t)
-    / S_u)``; ``acps_weight`` and ``acps_pro_weight``: the sum of its users' ACPS weights w(u,t),
-    with the artist not professional and professional) and ``artist_reach`` (``artist_id``,
-    ``streams``, ``listeners``: the shard's counted music streams of the artist and its users with
-    one; users are in one shard only, so the shards add up to the month's).
-
-    - Rule 1: a play counts when ``ms_played >= min_play_ms``, at most ``max_daily_plays_per_track``
-      per (user, track, UTC day), active plays first; a user whose capped streams on one day exceed
-      ``max_daily_streams_per_user`` is flagged (worst day: most streams, earliest on a tie) and
-      none of their streams count.
-    - Rules 2-4: S_u, the contribution c_u and its floor division over the user's tracks.
-    - ACPS v1 (rule 11): M_u, the user's counted music streams; K = min(M_u, C) or C; and
-      w(u,t) = floor(b(u,t) * K * 10^6 / M_u) with b = b_pro * ((n - a) + active_boost * a).
-      Whether an artist is professional is only known for the whole month, so both weights are
-      summed, each floored per user, and the merge takes the one that applies.
-
-    The plays are capped one UTC day at a time (a day's aggregate fits in memory, and DuckDB reads
-    only that day's files); the capped (user, track, day) rows are then rolled up once into s(u,t).
-    The roll-up is the one large aggregation; DuckDB spills it to ``temp_directory`` when it
-    outgrows the memory limit.
-    """
-    share = f"{rules.royalty_share_ppm}::HUGEINT * {PPM}"  # pico-cents per cent of revenue
-    _attach_default_attributes(con)
-    active = "active" if "active" in columns_of(con, "clean_plays") else "false"
-    # The day tables take their id types from ``clean_plays``: INTEGER codes in a shard, so that
-    # every aggregation below hashes 4-byte integers (declared VARCHAR, they cost a shard 2 s more).
-    _run(
-        con,
+# Rules 7-8 number the payees by id (the special payees included) and the segments by country and tier.
+NUMBER_PAYEES_AND_SEGMENTS = f"""
+        CREATE OR REPLACE TEMP TABLE valid_splits AS
+        SELECT track_id, payee_id, share_ppm FROM track_splits WHERE valid;
+        CREATE OR REPLACE TEMP TABLE payee_codes AS
+        SELECT (row_number() OVER (ORDER BY payee_id) - 1)::INTEGER AS payee_index, payee_id
+        FROM (SELECT payee_id FROM valid_splits UNION SELECT '{SUSPENSE}' UNION SELECT '{UNALLOCATED}');
+        CREATE OR REPLACE TEMP TABLE segment_codes AS
+        SELECT (row_number() OVER (ORDER BY country, tier) - 1)::INTEGER AS segment_index, country, tier, target_cents
+        FROM segment_pools;
         """
-        CREATE OR REPLACE TEMP TABLE capped_daily AS
-        SELECT user_id, track_id, 0::BIGINT AS streams, 0::BIGINT AS active FROM clean_plays WHERE false;
-        CREATE OR REPLACE TEMP TABLE busy_days AS
-        SELECT user_id, day, 0::BIGINT AS streams FROM clean_plays WHERE false;
-        """,
-    )
-    if days is None:  # (the caller may know the days without a scan of the plays)
-        days = [row[0] for row in con.execute("SELECT DISTINCT day FROM clean_plays ORDER BY day").fetchall()]
-    cap = rules.max_daily_plays_per_track
-    for day in days:
-        fault_point("counting")
-        _run(
-            con,
-            f"""
-            CREATE OR REPLACE TEMP TABLE day_capped AS
-            SELECT user_id, track_id, least(count(*), {cap}) AS streams,
-                   least(count(*) FILTER (WHERE {active}), {cap}) AS active  -- active plays count first
-            FROM clean_plays
-            WHERE day = DATE '{day.isoformat()}' AND ms_played >= {rules.min_play_ms}
-            GROUP BY ALL;
-            INSERT INTO capped_daily SELECT * FROM day_capped;
-            INSERT INTO busy_days
-            SELECT user_id, DATE '{day.isoformat()}', sum(streams) FROM day_capped
-            GROUP BY user_id HAVING sum(streams) > {rules.max_daily_streams_per_user};
-            DROP TABLE day_capped;
-            """,
-        )
-    k = "least(music_streams, {c})" if rules.acps_cap_mode == "cap" else "{c}"
-    k = k.format(c=rules.acps_user_stream_cap)
-    # b(u,t) * K * 10^6 with the professional boost: in 64 bits when the rules bound it there (a
-    # (user, track) counts at most 31 days * max_daily_plays_per_track streams), else in 128.
-    largest = 31 * rules.max_daily_plays_per_track * rules.acps_active_boost * rules.acps_user_stream_cap * MICRO
-    weight_type = "BIGINT" if largest * rules.acps_pro_boost <= BIGINT_MAX else "HUGEINT"
-    x = f"((t.streams - t.active) + {rules.acps_active_boost} * t.active)::{weight_type} * k.k * {MICRO}"
-    _run(
-        con,
-        f"""
-        CREATE OR REPLACE TEMP TABLE flagged_users AS
-        SELECT user_id, day AS worst_day, streams::BIGINT AS worst_day_streams FROM (
-            SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY streams DESC, day) AS rank
-            FROM busy_days
-        ) WHERE rank = 1;
-        DROP TABLE busy_days;
-        CREATE OR REPLACE TEMP TABLE user_tracks AS  -- s(u,t) and a(u,t), then the track's artist and noise
-        SELECT t.*, coalesce(a.noise, false) AS noise, a.artist_id
-        FROM (
-            SELECT user_id, track_id, sum(streams)::BIGINT AS streams, sum(active)::BIGINT AS active
-            FROM capped_daily ANTI JOIN flagged_users USING (user_id)
-            GROUP BY user_id, track_id
-        ) t
-        LEFT JOIN track_attributes a USING (track_id);
-        DROP TABLE capped_daily;
-        CREATE OR REPLACE TEMP TABLE user_stream_totals AS
-        SELECT user_id, sum(streams)::BIGINT AS streams,
-               coalesce(sum(streams) FILTER (WHERE NOT noise), 0)::BIGINT AS music_streams
-        FROM user_tracks GROUP BY ALL;
-        -- Rule 4, floor(c_u * s / S_u), as q * s + floor(r * s / S_u) with c_u = q * S_u + r: one
-        -- 128-bit division per user, and 64-bit ones per (user, track) (``lib.payouts.fixed_point``).
-        CREATE OR REPLACE TEMP TABLE user_quotients AS
-        SELECT user_id, country, tier, total, music_streams, {k}::BIGINT AS k,
-               {quotient_and_remainder('contribution', 'total', 'contribution')}
-        FROM (
-            SELECT t.user_id, b.country, b.tier, t.streams AS total, t.music_streams,
-                   CASE WHEN b.tier = 'paid' THEN b.net_cents * {share} ELSE 0::HUGEINT END AS contribution
-            FROM user_stream_totals t JOIN billed_users b USING (user_id)
-        );
-        CREATE OR REPLACE TEMP TABLE track_shares AS
-        SELECT country, tier, track_id, sum(streams)::BIGINT AS streams, sum(direct_pico)::HUGEINT AS direct_pico,
-               coalesce(sum({floor_div('plain', 'music_streams')}), 0)::HUGEINT AS acps_weight,
-               coalesce(sum({floor_div('pro', 'music_streams')}), 0)::HUGEINT AS acps_pro_weight
-        FROM (  -- noise weighs nothing (null), and a user with noise only has no music stream to divide by
-            SELECT u.country, u.tier, t.track_id, t.streams, nullif(u.music_streams, 0) AS music_streams,
-                   {scaled_floor_div('u.contribution', 't.streams', 'u.total')} AS direct_pico,
-                   CASE WHEN NOT t.noise THEN {x.replace('k.k', 'u.k')} END AS plain,
-                   CASE WHEN NOT t.noise THEN {x.replace('k.k', 'u.k')} * {rules.acps_pro_boost} END AS pro
-            FROM user_tracks t JOIN user_quotients u USING (user_id)
-        )
-        GROUP BY ALL;
-        CREATE OR REPLACE TEMP TABLE artist_reach AS  -- (a user's tracks of one artist: one listener)
-        SELECT artist_id, sum(streams)::BIGINT AS streams, count(*)::BIGINT AS listeners
-        FROM (
-            SELECT artist_id, user_id, sum(streams) AS streams FROM user_tracks
-            WHERE NOT noise AND artist_id IS NOT NULL GROUP BY artist_id, user_id
-        )
-        GROUP BY artist_id;
-        DROP TABLE user_tracks;
-        DROP TABLE user_quotients;
-        CREATE OR REPLACE TEMP TABLE user_streams AS
-        SELECT b.user_id, b.country, b.tier,
-               coalesce(t.streams, 0)::BIGINT AS streams,
-               f.user_id IS NOT NULL AS flagged,
-               CASE WHEN b.tier = 'paid' THEN b.net_cents * {share} ELSE 0::HUGEINT END AS contribution_pico
-        FROM billed_users b
-        LEFT JOIN user_stream_totals t USING (user_id)
-        LEFT JOIN flagged_users f USING (user_id);
-        DROP TABLE user_stream_totals;
-        """,
-    )
-
-
-def price_segments(con: duckdb.DuckDBPyConnection, rules: PayoutRules) -> None:
-    """Rules 2-6 and ACPS v1 (rule 11) from ``user_streams``, ``track_shares``, ``artist_reach``,
-    ``track_attributes`` and ``ad_revenue``: pools, targets, professional artists and track money.
-
-    ``user_streams``, ``track_shares`` and ``artist_reach`` may be the union of several shards'
-    tables (views): a (segment, track) then has one ``track_shares`` row per shard, and an artist
-    one ``artist_reach`` row per shard, added up here in integers. A ``track_shares`` *table* is
-    dropped once added up (the merge's copy; it is the largest table of the merge).
-
-    ``professional_artists`` has one row per artist with a counted music stream: ``artist_id``,
-    ``streams``, ``listeners`` and ``professional``. ``segment_pools`` has one row per (country,
-    tier) with the users, counted streams, the pool in pico-cents, the target in cents, the residual
-    R of silent and flagged users, the ACPS weight of the segment, and what goes to
-    ``__unallocated__`` under each model. ``track_earnings`` has one row per (segment, track) with
-    the segment's counted streams of the track, its ACPS weight W_t and its user-centric, pro-rata
-    and ACPS pico-cents.
-    """
-    share = f"{rules.royalty_share_ppm}::HUGEINT * {PPM}"
-    _attach_default_attributes(con)
-    if not _has_relation(con, "artist_reach"):
-        _run(con, "CREATE OR REPLACE TEMP VIEW artist_reach AS "
-                  "SELECT artist_id, 0::BIGINT AS streams, 0::BIGINT AS listeners FROM track_attributes WHERE false")
-    _run(
-        con,
-        f"""
-        CREATE OR REPLACE TEMP TABLE professional_artists AS
-        SELECT artist_id, sum(streams)::BIGINT AS streams, sum(listeners)::BIGINT AS listeners,
-               sum(streams) >= {rules.acps_pro_min_streams} AND sum(listeners) >= {rules.acps_pro_min_listeners}
-                   AS professional
-        FROM artist_reach GROUP BY ALL ORDER BY artist_id;
-        -- rule 4's direct shares, the counted streams and the ACPS weight W_t, summed over the shards
-        CREATE OR REPLACE TEMP TABLE track_totals AS
-        SELECT s.country, s.tier, s.track_id, sum(s.streams)::BIGINT AS streams,
-               sum(s.direct_pico::HUGEINT)::HUGEINT AS direct_pico,
-               sum(CASE WHEN coalesce(p.professional, false) THEN s.acps_pro_weight ELSE s.acps_weight END)::HUGEINT
-                   AS acps_weight
-        FROM track_shares s
-        LEFT JOIN track_attributes a USING (track_id)
-        LEFT JOIN professional_artists p ON p.artist_id = a.artist_id
-        GROUP BY s.country, s.tier, s.track_id;
-        {"DROP TABLE track_shares;" if _is_table(con, "track_shares") else ""}  -- (the merge's copy: totalled now)
-        CREATE OR REPLACE TEMP TABLE segment_pools AS
-        WITH by_users AS (
-            SELECT country, tier, count(*) AS users,
-                   count(*) FILTER (WHERE streams > 0) AS streaming_users,
-                   sum(streams)::BIGINT AS counted_streams,
-                   sum(contribution_pico::HUGEINT)::HUGEINT AS paid_pool_pico,
-                   coalesce(sum(contribution_pico::HUGEINT) FILTER (WHERE streams = 0), 0)::HUGEINT AS silent_pico
-            FROM user_streams GROUP BY country, tier
-        ),
-        weights AS (SELECT country, tier, sum(acps_weight)::HUGEINT AS acps_weight FROM track_totals GROUP BY ALL),
-        segments AS (
-            SELECT coalesce(u.country, a.country) AS country, coalesce(u.tier, 'free') AS tier,
-                   coalesce(u.users, 0) AS users, coalesce(u.streaming_users, 0) AS streaming_users,
-                   coalesce(u.counted_streams, 0)::BIGINT AS counted_streams,
-                   CASE WHEN coalesce(u.tier, 'free') = 'free'
-                        THEN coalesce(a.net_cents, 0) * {share}
-                        ELSE u.paid_pool_pico END AS pool_pico,
-                   CASE WHEN coalesce(u.tier, 'free') = 'paid' THEN u.silent_pico ELSE 0::HUGEINT END AS residual_pico
-            FROM by_users u
-            FULL OUTER JOIN (SELECT country, net_cents, 'free' AS tier FROM ad_revenue) a
-              ON u.country = a.country AND u.tier = a.tier
-        )
-        SELECT s.country, s.tier, users, streaming_users, counted_streams, pool_pico,
-               (pool_pico // {PICO_PER_CENT})::BIGINT AS target_cents,
-               residual_pico,
-               CASE WHEN counted_streams = 0 THEN pool_pico
-                    WHEN s.tier = 'paid' AND '{rules.residual_policy}' = 'retain' THEN residual_pico
-                    ELSE 0::HUGEINT END AS uc_unallocated_pico,
-               CASE WHEN counted_streams = 0 THEN pool_pico ELSE 0::HUGEINT END AS pr_unallocated_pico,
-               coalesce(w.acps_weight, 0)::HUGEINT AS acps_weight,
-               CASE WHEN coalesce(w.acps_weight, 0) = 0 THEN pool_pico ELSE 0::HUGEINT END AS acps_unallocated_pico
-        FROM segments s LEFT JOIN weights w USING (country, tier)
-        ORDER BY s.country, s.tier
-        """,
-    )
-    redistribute_residual = "true" if rules.residual_policy == "pro_rata" else "false"
-    # ACPS: floor(pool * W_t / W) as q * W_t + floor(r * W_t / W) with pool = q * W + r, in 128 bits
-    # (W is far within 64 bits, so r * W_t < W^2 fits).
-    acps = (
-        "(p.acps_q * s.acps_weight + CASE WHEN p.acps_w64 IS NOT NULL "
-        f"THEN {floor_div('p.acps_r * s.acps_weight', 'p.acps_w64')} "
-        "ELSE (p.acps_r * s.acps_weight) // p.acps_weight END)"
-    )
-    _run(
-        con,
-        f"""
-        CREATE OR REPLACE TEMP TABLE track_earnings AS
-        WITH pools AS (  -- floor(X * streams / S_seg) as in ``lib.payouts.fixed_point``
-            SELECT country, tier, counted_streams, acps_weight,
-                   {quotient_and_remainder('pool_pico', 'counted_streams', 'pool')},
-                   {quotient_and_remainder('residual_pico', 'counted_streams', 'residual')},
-                   CASE WHEN acps_weight > 0 THEN pool_pico // acps_weight END AS acps_q,
-                   CASE WHEN acps_weight > 0 THEN pool_pico % acps_weight END AS acps_r,
-                   CASE WHEN acps_weight <= {BIGINT_MAX} THEN acps_weight::BIGINT END AS acps_w64
-            FROM segment_pools WHERE counted_streams > 0
-        )
-        SELECT s.country, s.tier, s.track_id, s.streams,
-               CASE WHEN s.tier = 'paid'
-                    THEN s.direct_pico
-                         + CASE WHEN {redistribute_residual}
-                                THEN {scaled_floor_div('p.residual', 's.streams', 'p.counted_streams')} ELSE 0 END
-                    ELSE {scaled_floor_div('p.pool', 's.streams', 'p.counted_streams')}  -- rule 5
-               END AS uc_pico,
-               {scaled_floor_div('p.pool', 's.streams', 'p.counted_streams')} AS pr_pico,  -- rule 6
-               s.acps_weight,
-               CASE WHEN p.acps_weight > 0 THEN {acps} ELSE 0 END::HUGEINT AS acps_pico  -- rule 11
-        FROM track_totals s
-        JOIN pools p USING (country, tier)
-        ORDER BY country, tier, track_id;
-        DROP TABLE track_totals;
-        """,
-    )
 
 
 def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
@@ -389,17 +130,18 @@ def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
     so ordering by it is ordering by the id), so that the 33M split rows of a 200M-play month are
     grouped and ranked on integers; the ids come back at the end.
     """
-    _run(
+    sql_script.run(con, NUMBER_PAYEES_AND_SEGMENTS)
+    _split_track_money(con)
+    _round_to_cents(con)
+
+
+def _split_track_money(con: duckdb.DuckDBPyConnection) -> None:
+    """Rule 7: ``payee_pico``, each (segment, payee)'s pico-cents under each model: a valid track's
+    money by its shares, the rest of the tracks' to ``__suspense__``, what no stream claimed to
+    ``__unallocated__``."""
+    sql_script.run(
         con,
         f"""
-        CREATE OR REPLACE TEMP TABLE valid_splits AS
-        SELECT track_id, payee_id, share_ppm FROM track_splits WHERE valid;
-        CREATE OR REPLACE TEMP TABLE payee_codes AS
-        SELECT (row_number() OVER (ORDER BY payee_id) - 1)::INTEGER AS payee_index, payee_id
-        FROM (SELECT payee_id FROM valid_splits UNION SELECT '{SUSPENSE}' UNION SELECT '{UNALLOCATED}');
-        CREATE OR REPLACE TEMP TABLE segment_codes AS
-        SELECT (row_number() OVER (ORDER BY country, tier) - 1)::INTEGER AS segment_index, country, tier, target_cents
-        FROM segment_pools;
         CREATE OR REPLACE TEMP TABLE payee_pico AS
         WITH coded_splits AS (
             SELECT v.track_id, c.payee_index, v.share_ppm FROM valid_splits v JOIN payee_codes c USING (payee_id)
@@ -435,9 +177,12 @@ def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
         DROP TABLE valid_splits;
         """,
     )
-    rounded = {}
-    for model in ("uc", "pr", "acps"):
-        rounded[model] = f"""
+
+
+def _rounded_cents_sql(model: str) -> str:
+    """Rule 8 for ``model`` (``uc``, ``pr``, ``acps``): ``(segment_index, payee_index,
+    {model}_cents)``, floored, plus one cent each for the largest remainders up to the target."""
+    return f"""
             SELECT segment_index, payee_index,
                    (floor_cents + CASE WHEN rank <= deficit THEN 1 ELSE 0 END)::BIGINT AS {model}_cents
             FROM (
@@ -453,7 +198,12 @@ def pay_payees(con: duckdb.DuckDBPyConnection) -> None:
                 ) p JOIN segment_codes g USING (segment_index)
             )
         """
-    _run(
+
+
+def _round_to_cents(con: duckdb.DuckDBPyConnection) -> None:
+    """Rule 8 under the three models, then the ids back: ``payee_earnings``."""
+    rounded = {model: _rounded_cents_sql(model) for model in ("uc", "pr", "acps")}
+    sql_script.run(
         con,
         f"""
         CREATE OR REPLACE TEMP TABLE payee_earnings AS
@@ -493,7 +243,7 @@ def roll_statements(con: duckdb.DuckDBPyConnection, rules: PayoutRules, payment_
         "LEFT JOIN (SELECT NULL::VARCHAR AS payee_id, NULL::VARCHAR AS hold_reason WHERE false) s USING (payee_id)"
     )
     held = f"CASE WHEN s.payee_id IS NULL THEN '{NO_PAYMENT_DETAILS}' ELSE s.hold_reason END" if payment_standing else "NULL"
-    _run(
+    sql_script.run(
         con,
         f"""
         CREATE OR REPLACE TEMP TABLE payee_statements AS

@@ -9,23 +9,41 @@ that take it.
 
 :func:`scaled_floor_div` is ``floor(a * m / d)`` without the 128-bit product's division:
 with ``a = q * d + r`` and ``0 <= r < d``, ``floor(a * m / d) = q * m + floor(r * m / d)``, and
-``r * m < d * m`` is small. Both need a non-negative dividend and a positive divisor, which every
-amount of the payout rules is (``docs/payout-rules.md``); the tests hold them to plain ``//``.
+``r * m < d * m`` is small. :func:`product_floor_div` computes such a product once per row,
+in 64 bits when both factors are small enough for it to fit. All need non-negative operands and
+a positive divisor, which every amount of the payout rules is (``docs/payout-rules.md``); the
+tests hold them to plain ``//``.
 """
 
 from __future__ import annotations
 
+import math
+
 BIGINT_MAX = 2**63 - 1
+#: The largest factor whose square fits in 64 bits: two factors at most this multiply in BIGINT.
+FACTOR_MAX = math.isqrt(BIGINT_MAX)  # 3,037,000,499
 
 
 def floor_div(dividend: str, divisor: str | int) -> str:
     """SQL for ``dividend // divisor`` as a ``HUGEINT`` (both non-negative integer expressions,
-    the divisor a ``BIGINT`` > 0). ``dividend`` appears three times: pass a column or a cheap
-    expression."""
+    the divisor a ``BIGINT`` > 0). ``dividend`` appears three times: pass a column (a product
+    goes through :func:`product_floor_div`)."""
     return (
         f"(CASE WHEN ({dividend}) <= {BIGINT_MAX} "
         f"THEN (({dividend})::BIGINT // ({divisor}))::HUGEINT "
         f"ELSE ({dividend})::HUGEINT // ({divisor}) END)"
+    )
+
+
+def product_floor_div(left: str, right: str, divisor: str | int) -> str:
+    """SQL for ``(left * right) // divisor`` as a ``HUGEINT`` (non-negative integer expressions, the
+    divisor a ``BIGINT`` > 0), the product computed once per row: in 64 bits when both factors are
+    at most :data:`FACTOR_MAX` (their product then fits), else in 128 bits. The same integer either
+    way."""
+    return (
+        f"(CASE WHEN ({left}) <= {FACTOR_MAX} AND ({right}) <= {FACTOR_MAX} "
+        f"THEN ((({left})::BIGINT * ({right})::BIGINT) // ({divisor}))::HUGEINT "
+        f"ELSE ((({left})::HUGEINT * ({right})) // ({divisor})) END)"
     )
 
 
@@ -43,4 +61,4 @@ def scaled_floor_div(name: str, multiplier: str, divisor: str | int) -> str:
     """SQL for ``floor(amount * multiplier / divisor)`` from the columns ``{name}_q`` and
     ``{name}_r`` of :func:`quotient_and_remainder` (same ``divisor``); ``multiplier`` a
     non-negative ``BIGINT``."""
-    return f"({name}_q * ({multiplier}) + {floor_div(f'{name}_r::HUGEINT * ({multiplier})', divisor)})"
+    return f"({name}_q * ({multiplier}) + {product_floor_div(f'{name}_r', multiplier, divisor)})"

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from fairstream_pipeline.lib.assets import PAYEE_DIRECTORY
+from fairstream_pipeline.lib.format import percent, percent_number
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import Rows, first_rows
@@ -18,36 +20,6 @@ from fairstream_pipeline.lib.payouts.rules import (
     SPECIAL_PAYEES,
     USER_CENTRIC,
 )
-
-
-def percent(part: int, whole: int) -> str:
-    """``part / whole`` as a percentage with two decimals, computed in integers (truncated)."""
-    if whole == 0:
-        return "n/a"
-    sign = "-" if (part < 0) != (whole < 0) and part != 0 else ""
-    basis_points = abs(part) * 10_000 // abs(whole)
-    return f"{sign}{basis_points // 100}.{basis_points % 100:02d}%"
-
-
-def cents(amount: int) -> str:
-    """Integer cents as ``1,234.56`` (EUR)."""
-    sign = "-" if amount < 0 else ""
-    whole, rest = divmod(abs(amount), 100)
-    return f"{sign}{whole:,}.{rest:02d}"
-
-
-def eur(amount: int) -> str:
-    """Integer cents as money a reviewer reads: ``1,234.56 EUR`` (``-15.00 EUR``)."""
-    return f"{cents(amount)} EUR"
-
-
-def percent_number(part: int, whole: int) -> float | None:
-    """``part / whole`` in percent with two decimals (truncated in integers, as :func:`percent`),
-    as a number so the UI can plot it across months; ``None`` when ``whole`` is zero."""
-    if whole == 0:
-        return None
-    basis_points = abs(part) * 10_000 // abs(whole)
-    return (-1 if (part < 0) != (whole < 0) and part != 0 else 1) * basis_points / 100
 
 
 MODEL_LABELS = {USER_CENTRIC: "user-centric", PRO_RATA: "pro-rata", ARTIST_CENTRIC: "artist-centric"}
@@ -155,18 +127,7 @@ def compare_models(
     ).fetchall()[0]
     payees = con.execute(f"SELECT count(*) FROM payee_totals WHERE payee_id NOT IN ({special})").fetchall()[0][0]
     top_n = -(-payees // 100)  # ceil(1%)
-    (uc_top,), (pr_top_uc, pr_top), (acps_top,) = (
-        con.execute(
-            f"""SELECT {columns} FROM (
-                    SELECT uc, pr, acps FROM payee_totals WHERE payee_id NOT IN ({special})
-                    ORDER BY {model} DESC, payee_id LIMIT {top_n})"""
-        ).fetchall()[0]
-        for model, columns in (
-            ("uc", "coalesce(sum(uc), 0)::BIGINT"),
-            ("pr", "coalesce(sum(uc), 0)::BIGINT, coalesce(sum(pr), 0)::BIGINT"),
-            ("acps", "coalesce(sum(acps), 0)::BIGINT"),
-        )
-    )
+    (uc_top,), (pr_top_uc, pr_top), (acps_top,) = _top_1pct_cents(con, special, top_n)
     specials = {
         payee: (uc, pr, acps)
         for payee, uc, pr, acps in con.execute(
@@ -178,26 +139,10 @@ def compare_models(
         f"""SELECT payee_id, uc, pr, acps FROM payee_totals WHERE payee_id NOT IN ({special})
             ORDER BY {ranked_by} DESC, payee_id LIMIT {top}"""
     ).fetchall()
-    # (model, baseline, direction) -> (payee_id, model cents, baseline cents)
-    changes = {
-        (model, baseline, direction): con.execute(
-            f"""SELECT payee_id, {model}, {baseline} FROM payee_totals
-                WHERE payee_id NOT IN ({special}) AND {model} {'>' if direction == 'DESC' else '<'} {baseline}
-                ORDER BY {model} - {baseline} {direction}, payee_id LIMIT {top}"""
-        ).fetchall()
-        for model, baseline in (("uc", "pr"), ("acps", "uc"))
-        for direction in ("DESC", "ASC")
-    }
+    changes = _biggest_changes(con, special, top)
     con.execute("DROP TABLE payee_totals").fetchall()
     listed = sorted({p for p, *_ in top_payees} | {p for rows in changes.values() for p, *_ in rows})
-    names = {}
-    if names_view and listed:
-        names = dict(
-            con.execute(
-                f"SELECT payee_id, name FROM {names_view} WHERE payee_id IN (SELECT unnest(?)) AND name IS NOT NULL",
-                [listed],
-            ).fetchall()
-        )
+    names = _payee_names(con, names_view, listed)
     winners, losers, acps_winners, acps_losers = (
         [PayeeChange(p, names.get(p), cents, baseline) for p, cents, baseline in changes[key]]
         for key in (("uc", "pr", "DESC"), ("uc", "pr", "ASC"), ("acps", "uc", "DESC"), ("acps", "uc", "ASC"))
@@ -220,6 +165,50 @@ def compare_models(
         acps_winners=acps_winners,
         acps_losers=acps_losers,
         paying_model=paying_model,
+    )
+
+
+def _top_1pct_cents(con: duckdb.DuckDBPyConnection, special: str, top_n: int) -> list[tuple]:
+    """What the top ``top_n`` real payees of ``payee_totals`` earn, ranked by each model: (UC,), (UC,
+    PR) of the pro-rata top, (ACPS,)."""
+    return [
+        con.execute(
+            f"""SELECT {columns} FROM (
+                    SELECT uc, pr, acps FROM payee_totals WHERE payee_id NOT IN ({special})
+                    ORDER BY {model} DESC, payee_id LIMIT {top_n})"""
+        ).fetchall()[0]
+        for model, columns in (
+            ("uc", "coalesce(sum(uc), 0)::BIGINT"),
+            ("pr", "coalesce(sum(uc), 0)::BIGINT, coalesce(sum(pr), 0)::BIGINT"),
+            ("acps", "coalesce(sum(acps), 0)::BIGINT"),
+        )
+    ]
+
+
+def _biggest_changes(con: duckdb.DuckDBPyConnection, special: str, top: int) -> dict[tuple[str, str, str], list[tuple]]:
+    """(model, baseline, direction) -> the ``top`` real payees of ``payee_totals`` whose ``model``
+    cents gain most (DESC) or lose most (ASC) against ``baseline``: (payee_id, model cents,
+    baseline cents); UC against PR and ACPS against UC."""
+    return {
+        (model, baseline, direction): con.execute(
+            f"""SELECT payee_id, {model}, {baseline} FROM payee_totals
+                WHERE payee_id NOT IN ({special}) AND {model} {'>' if direction == 'DESC' else '<'} {baseline}
+                ORDER BY {model} - {baseline} {direction}, payee_id LIMIT {top}"""
+        ).fetchall()
+        for model, baseline in (("uc", "pr"), ("acps", "uc"))
+        for direction in ("DESC", "ASC")
+    }
+
+
+def _payee_names(con: duckdb.DuckDBPyConnection, names_view: str | None, payees: list[str]) -> dict[str, str]:
+    """payee_id -> name of the ``payees`` that ``names_view`` names (none without a view)."""
+    if not names_view or not payees:
+        return {}
+    return dict(
+        con.execute(
+            f"SELECT payee_id, name FROM {names_view} WHERE payee_id IN (SELECT unnest(?)) AND name IS NOT NULL",
+            [payees],
+        ).fetchall()
     )
 
 
@@ -326,8 +315,8 @@ def attach_payee_names(con: duckdb.DuckDBPyConnection, lake: Lake, month: str, v
     """A view (``payee_id``, ``name``) of the month's ``payee_directory``, empty when the month has
     none (statements rolled from earnings alone): names are shown when known, never required."""
     source = (
-        f"SELECT payee_id, name FROM {read_parquet(lake.parquet_glob('payee_directory', month))}"
-        if lake.exists("payee_directory", month)
+        f"SELECT payee_id, name FROM {read_parquet(lake.parquet_glob(PAYEE_DIRECTORY, month))}"
+        if lake.exists(PAYEE_DIRECTORY, month)
         else "SELECT NULL::VARCHAR AS payee_id, NULL::VARCHAR AS name WHERE false"
     )
     con.execute(f"CREATE OR REPLACE VIEW {view} AS {source}").fetchall()

@@ -1,6 +1,6 @@
 """Where a month's user-bucket shards keep their results between the shard steps and the merge.
 
-Each shard step runs rules 1-4 and ACPS's weights (``payout_engine.allocate_shard``) on one user
+Each shard step runs rules 1-4 and ACPS's weights (``lib.payouts.shard_allocation``) on one user
 bucket and writes ``user_streams``, ``flagged_users``, ``track_shares`` and ``artist_reach`` as
 Parquet under
 
@@ -65,22 +65,30 @@ class ShardStore(RunScratch):
         return folder, rows
 
 
-def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path]) -> int:
-    """A table per shard table holding the rows of every shard folder (``track_shares`` already
-    added up per segment and track, exact in integers, in passes of at most ``ROWS_PER_SUM`` shard
-    rows over a part of the tracks each); returns the number of buckets.
-
-    The folders come from the shard steps' outputs (a re-execution from failure passes the parent
-    run's folders for the buckets it did not re-run). Fails naming what is missing when the folders
-    are not exactly buckets 0..B-1 of one B. Their tracks may be coded: see
-    :func:`shard_track_dictionary`.
-    """
+def shard_records(folders: list[str | Path]) -> list[dict]:
+    """Each shard folder's record (its bucket, of how many, its row counts and its track
+    dictionary), read once for :func:`shard_track_dictionary` and :func:`attach_shards`; fails
+    naming a folder without one."""
     records = []
     for folder in map(Path, folders):
         record = folder / SHARD_RECORD
         if not record.is_file():
             raise FileNotFoundError(f"shard results missing for the merge: {record}")
         records.append(json.loads(record.read_text()))
+    return records
+
+
+def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path], records: list[dict] | None = None) -> int:
+    """A table per shard table holding the rows of every shard folder (``track_shares`` already
+    added up per segment and track, exact in integers, in passes of at most ``ROWS_PER_SUM`` shard
+    rows over a part of the tracks each); returns the number of buckets.
+
+    The folders come from the shard steps' outputs (a re-execution from failure passes the parent
+    run's folders for the buckets it did not re-run); ``records`` are their :func:`shard_records`
+    when already read. Fails naming what is missing when the folders are not exactly buckets
+    0..B-1 of one B. Their tracks may be coded: see :func:`shard_track_dictionary`.
+    """
+    records = shard_records(folders) if records is None else records
     sizes = {r["buckets"] for r in records}
     buckets = sizes.pop() if len(sizes) == 1 else None
     if buckets is None or sorted(r["bucket"] for r in records) != list(range(buckets)):
@@ -114,9 +122,11 @@ def attach_shards(con: duckdb.DuckDBPyConnection, folders: list[str | Path]) -> 
     return buckets
 
 
-def shard_track_dictionary(folders: list[str | Path]) -> Path | None:
-    """The track dictionary the shards' ``track_shares`` are coded by (None: they hold track ids)."""
-    dictionaries = {json.loads((Path(f) / SHARD_RECORD).read_text()).get("track_dictionary") for f in folders}
+def shard_track_dictionary(folders: list[str | Path], records: list[dict] | None = None) -> Path | None:
+    """The track dictionary the shards' ``track_shares`` are coded by (None: they hold track ids);
+    ``records`` are the folders' :func:`shard_records` when already read."""
+    records = shard_records(folders) if records is None else records
+    dictionaries = {record.get("track_dictionary") for record in records}
     if len(dictionaries) != 1:
         raise ValueError(f"the shards' tracks are coded by different dictionaries: {sorted(map(str, dictionaries))}")
     (dictionary,) = dictionaries

@@ -1,16 +1,9 @@
-"""Statements, statement lines and the notification outbox.
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-29
-"""
+"""Statements, statement lines and the notification outbox."""
 
 from alembic import op
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

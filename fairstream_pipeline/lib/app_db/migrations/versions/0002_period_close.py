@@ -1,16 +1,9 @@
-"""Period close: closed statements are immutable, carry their adjustment, and list its lines.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-30
-"""
+"""Period close: closed statements are immutable, carry their adjustment, and list its lines."""
 
 from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,16 +1,9 @@
-"""Sender leases, a rate limit shared by every sender, and a dead-letter alert per new set.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-30
-"""
+"""Sender leases, a rate limit shared by every sender, and a dead-letter alert per new set."""
 
 from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

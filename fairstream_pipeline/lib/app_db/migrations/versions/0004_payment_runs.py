@@ -1,16 +1,9 @@
-"""Payment runs (rules v3): held statements, adjustments by reason, released payment batches.
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-07
-"""
+"""Payment runs (rules v3): held statements, adjustments by reason, released payment batches."""
 
 from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -2,19 +2,12 @@
 artist-centric cents, and each statement the payout model whose cents it earned.
 
 Rows published before this revision were paid user-centric and have no artist-centric figure:
-they read 0 and 'user_centric'.
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-14
-"""
+they read 0 and 'user_centric'."""
 
 from alembic import op
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -10,8 +10,13 @@ from dataclasses import dataclass
 
 import duckdb
 
+from fairstream_pipeline.lib.assets import AD_REVENUE, BILLED_USERS, CLOSE, EARNINGS, SEGMENT_POOLS, STATEMENTS
+from fairstream_pipeline.lib.close.ledger import attach_earnings, attach_ledger, attach_previous_statements
+from fairstream_pipeline.lib.close.period_close import close_record, closed_months_before
+from fairstream_pipeline.lib.format import cents
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import attach_month
+from fairstream_pipeline.lib.payments.standing import attach_payment_standing
 from fairstream_pipeline.lib.payouts.checks import (
     MODELS,
     Finding,
@@ -21,25 +26,14 @@ from fairstream_pipeline.lib.payouts.checks import (
     segments_reconcile,
     statements_balance,
 )
-from fairstream_pipeline.lib.payouts.report import cents
-from fairstream_pipeline.lib.close.period_close import (
-    CLOSE,
-    EARNINGS,
-    STATEMENTS,
-    attach_earnings,
-    attach_ledger,
-    attach_previous_statements,
-    close_record,
-    closed_months_before,
-)
-from fairstream_pipeline.lib.payments.standing import attach_payment_standing
+
 
 def earnings_findings(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> dict[str, Finding]:
     """The blocking checks of ``payee_earnings``: UC, PR and ACPS each reconcile per segment to the
     targets recomputed from the inputs, nothing is negative, and each model's total is the month's
     target (the three models share the same money)."""
     royalty_share_ppm = lake.manifest(EARNINGS, month)["rules"]["royalty_share_ppm"]
-    attach_month(con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue"})
+    attach_month(con, lake, month, {"billed_users": BILLED_USERS, "ad_revenue": AD_REVENUE})
     attach_earnings(con, lake, EARNINGS, month)
     return {
         **{
@@ -99,6 +93,6 @@ class StreamsFinding:
 
 def streams_finding(con: duckdb.DuckDBPyConnection, lake: Lake, month: str) -> StreamsFinding:
     attach_month(
-        con, lake, month, {"billed_users": "billed_users", "ad_revenue": "ad_revenue", "segment_pools": "segment_pools"}
+        con, lake, month, {"billed_users": BILLED_USERS, "ad_revenue": AD_REVENUE, "segment_pools": SEGMENT_POOLS}
     )
     return StreamsFinding(month, *revenue_without_streams(con))
