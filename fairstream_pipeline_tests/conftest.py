@@ -1,4 +1,8 @@
-"""Shared fixtures: a fresh landing zone and warehouse per test, and a way to materialize a month."""
+"""Shared fixtures: a fresh landing zone and warehouse per test, and a way to materialize a month.
+
+Settings are read when used (``test_settings`` proves that importing any module reads none), so
+the tests' own values below are simply set in the environment; a test that needs another value
+sets it with ``monkeypatch`` or in its subprocess's environment."""
 
 from __future__ import annotations
 
@@ -6,11 +10,6 @@ import os
 import uuid
 from pathlib import Path
 
-# Tests are hermetic: the caller's FAIRSTREAM_* settings must not leak into definitions that
-# read them at import time (the first partition, for instance).
-# FAIRSTREAM_TEST_* (where the test PostgreSQL is) are the tests' own settings and stay.
-for _name in [n for n in os.environ if n.startswith("FAIRSTREAM_") and not n.startswith("FAIRSTREAM_TEST_")]:
-    del os.environ[_name]
 # Waiting for an incomplete month: 2 retries 50 ms apart in tests, not 10 hours.
 # One user bucket keeps the many small test months quick (8 would add a step per bucket and 8 files
 # per day to each); the default B runs in test_cli_end_to_end, and other Bs in test_user_bucket_shards,
@@ -37,6 +36,37 @@ from fairstream_pipeline.defs.resources import (
 from fairstream_pipeline_tests.landing_builders import Landing
 from fairstream_pipeline_tests.postgres import PG, connect_admin
 from fairstream_pipeline_tests.smtp_server import ScriptedRelay
+
+
+# `make test` runs the files on several pytest-xdist workers (`--dist loadgroup`): each file is a
+# group of its own, so its module fixtures are built once, on one worker. The files that take
+# longest start first, so that no worker is left with one of them at the end (the order is from
+# `--durations=0` on this machine, docs/NOTES.md); the others follow in their usual order. The
+# real-service files that wait on the daemon's ticks and server restarts mostly wait, so they run
+# beside the CPU-bound ones rather than in a phase of their own.
+LONGEST_FIRST = [
+    "test_daemon_end_to_end.py",
+    "test_database_outages.py",
+    "test_payment_run_end_to_end.py",
+    "test_celery_month.py",
+    "test_faults.py",
+    "test_period_close_end_to_end.py",
+    "test_postgres_restarts.py",
+    "test_run_command.py",
+    "test_cli_end_to_end.py",
+    "test_user_bucket_shards.py",
+    "test_reviewer_ui.py",
+    "test_month_lock.py",
+    "test_period_close_ledger.py",
+]
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(item.path.name))
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 @pytest.fixture

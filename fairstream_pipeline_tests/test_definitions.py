@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fairstream_pipeline.defs.partitions import monthly_partitions
+from fairstream_pipeline.defs.partitions import monthly_partitions, partitions_from_settings
 
 
 def test_definitions_load_and_validate(definitions):
@@ -46,7 +46,7 @@ def test_every_asset_shares_the_monthly_partitions_and_has_owner_kinds_and_descr
     graph = definitions.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.partitions_def is monthly_partitions, key
+        assert node.partitions_def == partitions_from_settings() == monthly_partitions, key
         assert node.owners == ["team:royalties"], key
         assert node.kinds, key
         assert node.description, key

@@ -196,6 +196,15 @@ def test_an_incomplete_month_is_retried_then_fails_naming_the_missing_days(good_
     assert not Lake(tmp_path / "warehouse").exists("billed_users", MONTH)  # nothing downstream ran
 
 
+def test_the_waiting_budget_is_read_when_the_step_runs(good_month, materialize_month, monkeypatch):
+    """The definitions were loaded with 2 retries; the step reads the budget it runs with."""
+    monkeypatch.setenv("FAIRSTREAM_LANDING_WAIT_RETRIES", "1")
+    (good_month.root / "listening_events" / "date=2026-10-31" / "_SUCCESS").unlink()
+    result = materialize_month(MONTH, selection="key:landing_month")
+    assert [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"] == ["landing_month"]
+    assert step_failure_messages(result)[0].endswith("(gave up after 2 attempts: the collector has not finished the month; re-run the month once it has)")
+
+
 # Quarantine: the month goes on, each bad row is counted under exactly one reason ---------------
 
 def quarantine_counts(result) -> dict[str, int]:

@@ -32,7 +32,7 @@ class Daemon:
 
     def tick(self):
         with dg.build_sensor_context(cursor=self.cursor, resources=self.resources) as context:
-            result = landing_zone_sensor(context)
+            result = landing_zone_sensor()(context)
         if isinstance(result, dg.SensorResult):
             self.cursor = result.cursor
             return result.run_requests

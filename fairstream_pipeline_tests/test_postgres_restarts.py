@@ -17,9 +17,6 @@ from fairstream_pipeline_tests.test_mail_sender import expected_ids, query, rela
 from fairstream_pipeline_tests.test_period_close_end_to_end import c10_month
 from fairstream_pipeline_tests.throwaway_postgres import throwaway_postgres  # noqa: F401 (a fixture)
 
-# serial: make test runs it after the parallel files, on an otherwise idle machine (restart timing).
-pytestmark = pytest.mark.serial
-
 
 @pytest.fixture
 def app_url(throwaway_postgres):  # noqa: F811

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -145,3 +146,36 @@ def test_secrets_never_show_in_a_repr(monkeypatch):
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
     assert settings.smtp_password.get_secret_value() == "s3cret-smtp_password"
     assert "hunter2" not in repr(SmtpSettings("smtp.fairstream.test", user="mailer", password="hunter2"))
+
+
+IMPORT_EVERY_MODULE = """
+import pkgutil, importlib, sys
+import fairstream_pipeline
+names = sorted(m.name for m in pkgutil.walk_packages(fairstream_pipeline.__path__, "fairstream_pipeline."))
+for name in names:
+    importlib.import_module(name)
+print(len(names))
+"""
+
+
+def test_importing_every_module_reads_no_setting():
+    """Settings are read when used: with every FAIRSTREAM_* variable garbage, every module of the
+    package still imports (the definitions are built by the loader, the steps read at run time),
+    while reading the settings fails, naming the first bad variable."""
+    import subprocess
+    import sys
+
+    garbage = {env_name(field): "garbage!" for field in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRSTREAM_")} | garbage
+    read = subprocess.run(
+        [sys.executable, "-c", "from fairstream_pipeline.settings import get_settings; get_settings()"],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    assert read.returncode != 0 and "ValueError: FAIRSTREAM_" in read.stderr, read.stderr
+    imported = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERY_MODULE], env=env, capture_output=True, text=True, check=False
+    )
+    assert imported.returncode == 0, imported.stderr
+    # every module but the root package (imported first) and the Alembic scripts (run by Alembic)
+    modules = [p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts and p != PACKAGE / "__init__.py"]
+    assert int(imported.stdout.split()[-1]) == len(modules)

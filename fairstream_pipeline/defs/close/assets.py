@@ -5,7 +5,6 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 from fairstream_pipeline.defs.metadata import lake_metadata
-from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.resources import (
     DuckDBEngine,
     LandingZoneResource,
@@ -33,6 +32,7 @@ from fairstream_pipeline.lib.close.period_close import (
     next_open_month,
     statement_payments,
 )
+from fairstream_pipeline.lib import months
 from fairstream_pipeline.settings import auto_close
 
 CLOSE_GROUP = "close"
@@ -173,7 +173,7 @@ def period_close(
     the hashes of what was closed. A run that also computed the draft closes only when
     FAIRSTREAM_AUTO_CLOSE is on."""
     month, lake = context.partition_key, warehouse.lake()
-    first_month = monthly_partitions.get_first_partition_key()
+    first_month = months.first_month()
     closed = closed_month(lake, month)
     if closed:
         context.log.info(closed.notice)

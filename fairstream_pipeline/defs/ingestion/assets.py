@@ -18,7 +18,7 @@ from fairstream_pipeline.defs.resources import (
     LandingZoneResource,
     WarehouseResource,
 )
-from fairstream_pipeline.defs.retries import READ_LANDING_ZONE, WAIT_FOR_COMPLETE_MONTH
+from fairstream_pipeline.defs.retries import READ_LANDING_ZONE, landing_wait_attempts, wait_for_complete_month
 from fairstream_pipeline.defs.specs import monthly_asset
 from fairstream_pipeline.lib.assets import LANDING_MONTH
 from fairstream_pipeline.lib.ingestion.landing_files import fingerprint
@@ -39,7 +39,7 @@ from fairstream_pipeline.lib.format import eur
     group=INGESTION,
     code_version="landing-month-v1",
     kinds={"parquet"},
-    retry_policy=WAIT_FOR_COMPLETE_MONTH,
+    retry_policy=READ_LANDING_ZONE,
 )
 def landing_month(
     context: dg.AssetExecutionContext,
@@ -55,7 +55,7 @@ def landing_month(
     month, zone = context.partition_key, landing_zone.zone()
     missing = zone.missing_success_days(month)
     if missing:
-        attempt, attempts = context.retry_number + 1, WAIT_FOR_COMPLETE_MONTH.max_retries + 1
+        attempt, attempts = context.retry_number + 1, landing_wait_attempts()
         error = MonthIncompleteError(month, missing, len(days_of_month(month)))
         if attempt >= attempts:
             raise dg.Failure(
@@ -63,7 +63,7 @@ def landing_month(
                 "the month; re-run the month once it has)",
                 allow_retries=False,
             )
-        raise error
+        raise wait_for_complete_month(context) from error
     with contract_failures():
         files = zone.event_files(month) + zone.subscription_files(month) + zone.ad_revenue_files(month)
     table = pa.table(

@@ -4,7 +4,7 @@ Without an app database (FAIRSTREAM_DATABASE_URL empty) ``published_statements``
 ``statement_outbox`` record no materialization: they log a warning and record an observation with
 the status ``NOT_CONFIGURED`` instead, and the run still succeeds. ``statement_outbox`` is then
 skipped in a run that also holds ``published_statements``, so that step records the outbox's
-observation too. Nor does ``publish_closed_months`` request them (``when_publishing``).
+observation too. Nor does ``publish_closed_months`` request them (``publishing_condition``).
 """
 
 from collections.abc import Iterator
@@ -18,7 +18,7 @@ from fairstream_pipeline.defs.resources import (
     DuckDBEngine,
     WarehouseResource,
 )
-from fairstream_pipeline.defs.retries import WRITE_DATABASE
+from fairstream_pipeline.defs.retries import database_write_retries
 from fairstream_pipeline.defs.specs import monthly_asset
 from fairstream_pipeline.lib.app_db.store import (
     ClosedStatementsDiffer,
@@ -72,13 +72,16 @@ AFTER_PUBLICATION = (
 NOT_CONFIGURED = f"{DB_NOT_CONFIGURED}, nothing was written"
 
 
-def when_publishing(condition: dg.AutomationCondition) -> dg.AutomationCondition | None:
-    """``condition``, or none without an app database when the code location loads: there is then
-    nothing for publish_closed_months to publish or queue. (A run that skips these assets would
-    leave period_close "updated since last handled", and a monthly_payout_job run records no asset
-    selection for executed_with_root_target to see, so every month would get a second, empty run.)
-    The setting is read when the code location loads, like the first month and the retry budgets."""
-    return condition if get_settings().database_url.get_secret_value() else None
+def publishing_condition(spec: dg.AssetSpec, database_configured: bool) -> dg.AssetSpec:
+    """``spec`` without its automation condition if it writes to the app database and there is none
+    when the code location loads (the loader, ``definitions.py``, applies it): there is then nothing
+    for publish_closed_months to publish or queue. (A run that skips these assets would leave
+    period_close "updated since last handled", and a monthly_payout_job run records no asset
+    selection for executed_with_root_target to see, so every month would get a second, empty run.)"""
+    if database_configured or spec.key.to_user_string() not in (PUBLISHED_STATEMENTS, STATEMENT_OUTBOX):
+        return spec
+    return spec.replace_attributes(automation_condition=None)
+
 
 OUTBOX_NEEDS_PUBLICATION = "statement_outbox needs published_statements, which was not written"
 
@@ -174,8 +177,7 @@ def statement_notifications(
     code_version="published-statements-v3",
     kinds={"postgres"},
     deps=CLOSED_DEPS,
-    retry_policy=WRITE_DATABASE,
-    automation_condition=when_publishing(AFTER_CLOSE),
+    automation_condition=AFTER_CLOSE,
     output_required=False,
 )
 def published_statements(
@@ -189,39 +191,40 @@ def published_statements(
     closed statements never change, and the database refuses to update or delete them. Streamed
     from DuckDB and bulk-loaded with COPY. Without an app database: no materialization, an
     observation "not configured" (here and on the outbox)."""
-    month, lake = context.partition_key, warehouse.lake()
-    record = _closed(context, lake)
-    if not app_database.configured:
-        yield not_configured(context, PUBLISHED_STATEMENTS)
-        yield not_configured(context, STATEMENT_OUTBOX, f"{NOT_CONFIGURED} ({OUTBOX_NEEDS_PUBLICATION})")
-        return
-    with duckdb.connect() as con:
-        attach_month(con, lake, month, STATEMENT_INPUTS)
-        attach_ledger(con, lake, month)
-        sources = publication_sources(
-            con, month, record["closed_at"], record["statements_hash"], record["rules"]["rules_version"]
+    with database_write_retries(context):
+        month, lake = context.partition_key, warehouse.lake()
+        record = _closed(context, lake)
+        if not app_database.configured:
+            yield not_configured(context, PUBLISHED_STATEMENTS)
+            yield not_configured(context, STATEMENT_OUTBOX, f"{NOT_CONFIGURED} ({OUTBOX_NEEDS_PUBLICATION})")
+            return
+        with duckdb.connect() as con:
+            attach_month(con, lake, month, STATEMENT_INPUTS)
+            attach_ledger(con, lake, month)
+            sources = publication_sources(
+                con, month, record["closed_at"], record["statements_hash"], record["rules"]["rules_version"]
+            )
+            revision = app_database.ensure_schema()
+            try:
+                with app_database.transaction() as cursor:
+                    counts = publish_closed_statements(cursor, month, record["statements_hash"], *sources)
+            except ClosedStatementsDiffer as exc:
+                raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        status = (
+            f"{month} is closed (at {record['closed_at']}): already published at the close, nothing was written"
+            if counts["already_published"]
+            else f"published the statements closed at {record['closed_at']}"
         )
-        revision = app_database.ensure_schema()
-        try:
-            with app_database.transaction() as cursor:
-                counts = publish_closed_statements(cursor, month, record["statements_hash"], *sources)
-        except ClosedStatementsDiffer as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    status = (
-        f"{month} is closed (at {record['closed_at']}): already published at the close, nothing was written"
-        if counts["already_published"]
-        else f"published the statements closed at {record['closed_at']}"
-    )
-    yield dg.MaterializeResult(
-        metadata={
-            "status": status,
-            "statements": counts["statements"],
-            "statement_lines": counts["lines"],
-            "adjustment_lines": counts["adjustments"],
-            "replaced_draft_rows": counts["replaced_drafts"],
-            "schema_revision": revision,
-        }
-    )
+        yield dg.MaterializeResult(
+            metadata={
+                "status": status,
+                "statements": counts["statements"],
+                "statement_lines": counts["lines"],
+                "adjustment_lines": counts["adjustments"],
+                "replaced_draft_rows": counts["replaced_drafts"],
+                "schema_revision": revision,
+            }
+        )
 
 
 @monthly_asset(
@@ -229,8 +232,7 @@ def published_statements(
     code_version="statement-outbox-v1",
     kinds={"postgres"},
     deps=[STATEMENT_NOTIFICATIONS, PUBLISHED_STATEMENTS],
-    retry_policy=WRITE_DATABASE,
-    automation_condition=when_publishing(AFTER_PUBLICATION),
+    automation_condition=AFTER_PUBLICATION,
     output_required=False,
 )
 def statement_outbox(
@@ -243,26 +245,27 @@ def statement_outbox(
     started by outbox_sensor, delivers them outside the payout run. A draft is never queued.
     Streamed from the Parquet file and bulk-loaded with COPY. Without an app database: no
     materialization, an observation "not configured"."""
-    month, lake = context.partition_key, warehouse.lake()
-    _closed(context, lake)
-    if not app_database.configured:
-        yield not_configured(context, STATEMENT_OUTBOX)
-        return
-    rows = lake.row_count(STATEMENT_NOTIFICATIONS, month)
-    app_database.ensure_schema()
-    with app_database.transaction() as cursor:
-        new = enqueue_messages(cursor, rendered_message_batches(lake, month))
-        by_status = queue.month_counts(cursor, month)
-    statuses_present = sorted((status, n) for status, n in by_status.items() if n)
-    yield dg.MaterializeResult(
-        metadata={
-            "status": "queued",
-            "enqueued": new,
-            "already_queued": rows - new,
-            "no_address": by_status["no_address"],
-            "by_status": dg.MetadataValue.md(markdown_table(["status", "messages"], statuses_present)),
-        }
-    )
+    with database_write_retries(context):
+        month, lake = context.partition_key, warehouse.lake()
+        _closed(context, lake)
+        if not app_database.configured:
+            yield not_configured(context, STATEMENT_OUTBOX)
+            return
+        rows = lake.row_count(STATEMENT_NOTIFICATIONS, month)
+        app_database.ensure_schema()
+        with app_database.transaction() as cursor:
+            new = enqueue_messages(cursor, rendered_message_batches(lake, month))
+            by_status = queue.month_counts(cursor, month)
+        statuses_present = sorted((status, n) for status, n in by_status.items() if n)
+        yield dg.MaterializeResult(
+            metadata={
+                "status": "queued",
+                "enqueued": new,
+                "already_queued": rows - new,
+                "no_address": by_status["no_address"],
+                "by_status": dg.MetadataValue.md(markdown_table(["status", "messages"], statuses_present)),
+            }
+        )
 
 
 publish_closed_months = dg.AutomationConditionSensorDefinition(

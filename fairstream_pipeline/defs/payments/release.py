@@ -15,7 +15,7 @@ from pydantic import Field
 from fairstream_pipeline.defs.payments.resources import PaymentsResource
 from fairstream_pipeline.defs.payments.specs import payments_asset, require_closed_month
 from fairstream_pipeline.defs.resources import AppDatabaseResource, WarehouseResource
-from fairstream_pipeline.defs.retries import WRITE_DATABASE
+from fairstream_pipeline.defs.retries import database_write_retries
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.lake.tables import write_table
 from fairstream_pipeline.lib.assets import PAYMENT_BATCH, PAYMENT_RELEASE
@@ -124,7 +124,7 @@ def _publish_release(lake: Lake, release: Release, path: Path) -> None:
             out.manifest.update(rows=1, **release.as_dict(), file_path=str(path.resolve()))
 
 
-@payments_asset(code_version="payment-release-v1", deps=[PAYMENT_BATCH], kinds={"xml"}, retry_policy=WRITE_DATABASE)
+@payments_asset(code_version="payment-release-v1", deps=[PAYMENT_BATCH], kinds={"xml"})
 def payment_release(
     context: dg.AssetExecutionContext,
     config: ApprovalConfig,
@@ -138,43 +138,44 @@ def payment_release(
     atomically and mode 0600, to FAIRSTREAM_PAYMENTS_OUT_DIR as <MsgId>.xml, and records who, when,
     the file's sha256, the count and the sum (lake, and app database when configured). Releasing
     again reports the first release; a month never releases two files."""
-    month, lake = context.partition_key, warehouse.lake()
-    if lake.exists(PAYMENT_RELEASE, month):
-        release = lake_release(lake, month)
+    with database_write_retries(context):
+        month, lake = context.partition_key, warehouse.lake()
+        if lake.exists(PAYMENT_RELEASE, month):
+            release = lake_release(lake, month)
+            stored = record_in_app_database(app_database, release)
+            status = (
+                f"already released at {release.released_at} by {release.approver}: {release.file_name}, "
+                f"sha256 {release.file_sha256}; nothing was done"
+            )
+            yield _release_result(context, lake, release, status, stored)
+            return
+        if not config.approver.strip() and config.count < 0 and config.control_sum_cents < 0:
+            context.log.info(
+                f"{month}: no approval in this run; a second person releases the batch with approve_payment_batch "
+                f"(`fairstream payments approve {month} --count N --control-sum EUR --approver NAME`)"
+            )
+            return
+        require_closed_month(context, lake)
+        batch, data = _approved_batch_file(lake, month, config)
+        try:
+            path, created = release_file(data, Path(payments.out_dir), batch["file_name"])
+        except ReleaseConflict as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        release = Release(
+            month=month,
+            batch_id=batch["batch_id"],
+            file_name=batch["file_name"],
+            file_sha256=batch["file_sha256"],
+            payments=batch["rows"],
+            control_sum_cents=batch["control_sum_cents"],
+            approver=config.approver.strip(),
+            released_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            released_by_run=context.run.run_id,
+        )
+        _publish_release(lake, release, path)
         stored = record_in_app_database(app_database, release)
         status = (
-            f"already released at {release.released_at} by {release.approver}: {release.file_name}, "
-            f"sha256 {release.file_sha256}; nothing was done"
+            f"released: {release.file_name} ({release.payments:,} payments, {eur(release.control_sum_cents)}) "
+            f"approved by {release.approver}" + ("" if created else "; the file was already in place from an interrupted release")
         )
         yield _release_result(context, lake, release, status, stored)
-        return
-    if not config.approver.strip() and config.count < 0 and config.control_sum_cents < 0:
-        context.log.info(
-            f"{month}: no approval in this run; a second person releases the batch with approve_payment_batch "
-            f"(`fairstream payments approve {month} --count N --control-sum EUR --approver NAME`)"
-        )
-        return
-    require_closed_month(context, lake)
-    batch, data = _approved_batch_file(lake, month, config)
-    try:
-        path, created = release_file(data, Path(payments.out_dir), batch["file_name"])
-    except ReleaseConflict as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    release = Release(
-        month=month,
-        batch_id=batch["batch_id"],
-        file_name=batch["file_name"],
-        file_sha256=batch["file_sha256"],
-        payments=batch["rows"],
-        control_sum_cents=batch["control_sum_cents"],
-        approver=config.approver.strip(),
-        released_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        released_by_run=context.run.run_id,
-    )
-    _publish_release(lake, release, path)
-    stored = record_in_app_database(app_database, release)
-    status = (
-        f"released: {release.file_name} ({release.payments:,} payments, {eur(release.control_sum_cents)}) "
-        f"approved by {release.approver}" + ("" if created else "; the file was already in place from an interrupted release")
-    )
-    yield _release_result(context, lake, release, status, stored)

@@ -12,7 +12,7 @@ from fairstream_pipeline.defs.metadata import lake_metadata, markdown_table
 from fairstream_pipeline.defs.payments.release import lake_release, record_in_app_database
 from fairstream_pipeline.defs.payments.specs import payments_asset
 from fairstream_pipeline.defs.resources import AppDatabaseResource, LandingZoneResource, WarehouseResource
-from fairstream_pipeline.defs.retries import WRITE_DATABASE
+from fairstream_pipeline.defs.retries import database_write_retries
 from fairstream_pipeline.lib.lake.duckdb_engine import read_parquet
 from fairstream_pipeline.lib.lake.storage import Lake
 from fairstream_pipeline.lib.markdown import md_text, payee_label
@@ -110,7 +110,7 @@ def _candidate_reports(
     return candidates
 
 
-@payments_asset(code_version="payment-status-v1", deps=[PAYMENT_RELEASE], retry_policy=WRITE_DATABASE)
+@payments_asset(code_version="payment-status-v1", deps=[PAYMENT_RELEASE])
 def payment_status(
     context: dg.AssetExecutionContext,
     config: ReportConfig,
@@ -125,58 +125,59 @@ def payment_status(
     unknown end-to-end id, a batch never released or an illegal status change fails the run of that
     report, naming the file (payment_reports_sensor and `fairstream payments ingest` start one run
     per report); a run without a report applies every new one it can and lists the others."""
-    month, lake, root = context.partition_key, warehouse.lake(), landing_zone.root
-    skipped: list[str] = []
-    try:
-        candidates = _candidate_reports(context, root, config.report, skipped)
-        applied = applied_reports(lake, month)
-        done = {a["sha256"] for a in applied}
-        new = [r for r in candidates if r.sha256 not in done]
-        if candidates and not new:
-            context.log.info(f"{month}: {', '.join(r.name for r in candidates)} already applied: nothing changes")
-        released = lake.exists(PAYMENT_RELEASE, month)
-        batch_id = lake.manifest(PAYMENT_BATCH, month)["batch_id"] if lake.exists(PAYMENT_BATCH, month) else f"(no batch for {month})"
-        payments = current_payments(lake, month) if released else []
-        before = batch_status(released, [p.status for p in payments])
-        entries = []
-        for report in new:
-            try:
-                parsed, _ = attribute(report)
-                result = apply_report(parsed, report.name, batch_id, released, payments)
-                check_batch_transition(before, batch_status(True, [p.status for p in result.payments]))
-            except (StatusReportError, IllegalTransition) as exc:
-                if config.report:
-                    raise
-                skipped.append(str(exc))
-                context.log.warning(f"{exc}: nothing of it was applied")
-                continue
-            payments = list(result.payments)
-            entries.append(applied_entry(report, context.run.run_id, result.settled, result.returned, result.unchanged))
-    except (StatusReportError, IllegalTransition) as exc:
-        raise dg.Failure(description=f"{exc}; nothing of it was applied", allow_retries=False) from exc
-    if not entries:
-        if lake.exists(PAYMENT_STATUS, month):
-            yield dg.MaterializeResult(
-                metadata={**_status_metadata(lake, month, "nothing new was applied"), **_skipped_metadata(skipped)},
-                data_version=dg.DataVersion(lake.content_hash(PAYMENT_STATUS, month)),
-            )
-        return
-    after = batch_status(True, [p.status for p in payments])
-    rows = publish_status(lake, month, payments, applied + entries, batch_id)
-    returned = [p for p in payments if p.status == RETURNED]
-    if app_database.configured:
-        record_in_app_database(app_database, lake_release(lake, month))  # the release may predate the database
-        with app_database.transaction() as cursor:
-            record_status(cursor, month, after, sum(p.status == SETTLED for p in payments), len(returned),
-                          sum(p.amount_cents for p in returned))
-    status = "; ".join(
-        f"applied {e['report']}: {e['settled']} settled, {e['returned']} returned, {e['unchanged']} unchanged" for e in entries
-    ) + f"; batch {before} -> {after}"
-    context.log.info(f"{month}: {status}")
-    yield dg.MaterializeResult(
-        metadata={**_status_metadata(lake, month, status), **_skipped_metadata(skipped), "dagster/row_count": rows},
-        data_version=dg.DataVersion(lake.content_hash(PAYMENT_STATUS, month)),
-    )
+    with database_write_retries(context):
+        month, lake, root = context.partition_key, warehouse.lake(), landing_zone.root
+        skipped: list[str] = []
+        try:
+            candidates = _candidate_reports(context, root, config.report, skipped)
+            applied = applied_reports(lake, month)
+            done = {a["sha256"] for a in applied}
+            new = [r for r in candidates if r.sha256 not in done]
+            if candidates and not new:
+                context.log.info(f"{month}: {', '.join(r.name for r in candidates)} already applied: nothing changes")
+            released = lake.exists(PAYMENT_RELEASE, month)
+            batch_id = lake.manifest(PAYMENT_BATCH, month)["batch_id"] if lake.exists(PAYMENT_BATCH, month) else f"(no batch for {month})"
+            payments = current_payments(lake, month) if released else []
+            before = batch_status(released, [p.status for p in payments])
+            entries = []
+            for report in new:
+                try:
+                    parsed, _ = attribute(report)
+                    result = apply_report(parsed, report.name, batch_id, released, payments)
+                    check_batch_transition(before, batch_status(True, [p.status for p in result.payments]))
+                except (StatusReportError, IllegalTransition) as exc:
+                    if config.report:
+                        raise
+                    skipped.append(str(exc))
+                    context.log.warning(f"{exc}: nothing of it was applied")
+                    continue
+                payments = list(result.payments)
+                entries.append(applied_entry(report, context.run.run_id, result.settled, result.returned, result.unchanged))
+        except (StatusReportError, IllegalTransition) as exc:
+            raise dg.Failure(description=f"{exc}; nothing of it was applied", allow_retries=False) from exc
+        if not entries:
+            if lake.exists(PAYMENT_STATUS, month):
+                yield dg.MaterializeResult(
+                    metadata={**_status_metadata(lake, month, "nothing new was applied"), **_skipped_metadata(skipped)},
+                    data_version=dg.DataVersion(lake.content_hash(PAYMENT_STATUS, month)),
+                )
+            return
+        after = batch_status(True, [p.status for p in payments])
+        rows = publish_status(lake, month, payments, applied + entries, batch_id)
+        returned = [p for p in payments if p.status == RETURNED]
+        if app_database.configured:
+            record_in_app_database(app_database, lake_release(lake, month))  # the release may predate the database
+            with app_database.transaction() as cursor:
+                record_status(cursor, month, after, sum(p.status == SETTLED for p in payments), len(returned),
+                              sum(p.amount_cents for p in returned))
+        status = "; ".join(
+            f"applied {e['report']}: {e['settled']} settled, {e['returned']} returned, {e['unchanged']} unchanged" for e in entries
+        ) + f"; batch {before} -> {after}"
+        context.log.info(f"{month}: {status}")
+        yield dg.MaterializeResult(
+            metadata={**_status_metadata(lake, month, status), **_skipped_metadata(skipped), "dagster/row_count": rows},
+            data_version=dg.DataVersion(lake.content_hash(PAYMENT_STATUS, month)),
+        )
 
 
 def _skipped_metadata(skipped: list[str]) -> dict:

@@ -22,7 +22,7 @@ from fairstream_pipeline.lib.close.month_checks import (
     statements_finding,
     streams_finding,
 )
-from fairstream_pipeline.lib.months import previous_month
+from fairstream_pipeline.lib.months import first_month, previous_month
 from fairstream_pipeline.lib.payouts.checks import (
     MODELS,
     Finding,
@@ -158,7 +158,7 @@ def statements_balance_check(
 ) -> dg.AssetCheckResult:
     month, lake = context.partition_key, warehouse.lake()
     with duckdb.connect() as con:
-        finding = statements_finding(con, lake, monthly_partitions.get_first_partition_key(), month)
+        finding = statements_finding(con, lake, first_month(), month)
     return _finding_result("statements_balance_check", STATEMENTS, finding, ["payee", "problem"])
 
 

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 import dagster as dg
 
 from fairstream_pipeline.defs.metadata import lake_metadata
-from fairstream_pipeline.defs.partitions import monthly_partitions
 from fairstream_pipeline.defs.payouts.assets import payout_spec, rules_metadata
 from fairstream_pipeline.defs.resources import DuckDBEngine, PayoutRulesResource, WarehouseResource
 from fairstream_pipeline.lib.assets import ADJUSTMENTS, PAYMENT_DETAILS, STATEMENTS
@@ -22,6 +21,7 @@ from fairstream_pipeline.lib.payouts.report import (
     largest_adjustments,
     summarize_statements,
 )
+from fairstream_pipeline.lib import months
 from fairstream_pipeline.lib.payouts.statements_markdown import (
     adjustment_audit,
     adjustments_table,
@@ -90,7 +90,7 @@ def roll_statements_month(
 ):
     """Rule 9: the month's adjustments, then its statements. A closed month is left as it is."""
     month, lake = context.partition_key, warehouse.lake()
-    first_month = monthly_partitions.get_first_partition_key()
+    first_month = months.first_month()
     closed = closed_month(lake, month)
     if closed:
         context.log.info(closed.notice)
