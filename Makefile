@@ -88,15 +88,14 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium \
 	  || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 
-# Three workers on the 2 cores, each taking whole test files (conftest.py gives each file its
-# xdist group and starts the longest first): most real-service tests wait on processes, ticks and
+# Three workers on the 2 cores, each taking whole test files (conftest.py starts the longest first): most real-service tests wait on processes, ticks and
 # restarts, so they overlap well with the CPU-bound ones. TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 3
 test: install $(CHROMIUM)
 ifeq ($(TEST_WORKERS),0)
 	$(BIN)/pytest
 else
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 endif
 
 # Speed and memory of a whole month beside the baselines; appends to docs/performance.md.

@@ -38,12 +38,14 @@ from fairstream_pipeline_tests.postgres import PG, connect_admin
 from fairstream_pipeline_tests.smtp_server import ScriptedRelay
 
 
-# `make test` runs the files on several pytest-xdist workers (`--dist loadgroup`): each file is a
-# group of its own, so its module fixtures are built once, on one worker. The files that take
-# longest start first, so that no worker is left with one of them at the end (the order is from
-# `--durations=0` on this machine, docs/NOTES.md); the others follow in their usual order. The
-# real-service files that wait on the daemon's ticks and server restarts mostly wait, so they run
-# beside the CPU-bound ones rather than in a phase of their own.
+# `make test` runs the files on several pytest-xdist workers, each taking whole files (`--dist
+# loadfile`, so a file's module fixtures are built once, on one worker), in the order of collection
+# (`--no-loadscope-reorder`). Here the files that take longest go first, so that no worker is left
+# with one of them at the end (the order is from `--durations=0` on this machine, docs/NOTES.md);
+# the others follow in their usual order. The real-service files that wait on the daemon's ticks
+# and server restarts mostly wait, so they run beside the CPU-bound ones, not in a phase of their own.
+# (Not `--dist loadgroup`: pytest-xdist 3.8 marks a group on `item._nodeid`, which pytest 9.2 no
+# longer reads, so groups are silently ignored.)
 LONGEST_FIRST = [
     "test_daemon_end_to_end.py",
     "test_database_outages.py",
@@ -61,10 +63,7 @@ LONGEST_FIRST = [
 ]
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(item.path.name))
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
