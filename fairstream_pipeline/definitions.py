@@ -41,19 +41,13 @@ def settings_applied(loaded: dg.Definitions) -> dg.Definitions:
     database."""
     partitions = partitions_from_settings()
     database_configured = bool(get_settings().database_url.get_secret_value())
+    unchanged = ("jobs", "schedules", "sensors", "resources", "executor", "loggers", "metadata", "component_tree")
     return dg.Definitions(
         assets=dg.map_asset_specs(
             lambda spec: publishing_condition(spec_on(spec, partitions), database_configured), loaded.assets or []
         ),
         asset_checks=[checks_on(checks, partitions) for checks in loaded.asset_checks or []],
-        jobs=loaded.jobs,
-        schedules=loaded.schedules,
-        sensors=loaded.sensors,
-        resources=loaded.resources,
-        executor=loaded.executor,
-        loggers=loaded.loggers,
-        metadata=loaded.metadata,
-        component_tree=loaded.component_tree,
+        **{name: getattr(loaded, name) for name in unchanged},
     )
 
 

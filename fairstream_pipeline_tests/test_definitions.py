@@ -68,6 +68,25 @@ def test_the_monthly_job_computes_every_asset_and_check(definitions):
     assert release not in definitions.resolve_job_def("close_month_job").asset_layer.selected_asset_keys
 
 
+def test_the_loader_puts_every_asset_check_job_and_schedule_on_the_first_month(monkeypatch):
+    """FAIRSTREAM_FIRST_MONTH is read when the code location loads, not when a module is imported."""
+    from fairstream_pipeline.definitions import defs
+
+    monkeypatch.setenv("FAIRSTREAM_FIRST_MONTH", "2026-09")
+    loaded = defs()
+    graph = loaded.resolve_asset_graph()
+    firsts = {graph.get(k).partitions_def.get_first_partition_key() for k in graph.get_all_asset_keys()}
+    check_firsts = {graph.get_check_spec(k).partitions_def.get_first_partition_key() for k in graph.asset_check_keys
+                    if graph.get_check_spec(k).partitions_def is not None}
+    job = loaded.resolve_job_def("monthly_payout_job")
+    schedule = loaded.resolve_schedule_def("monthly_payout_schedule")
+    assert firsts == check_firsts == {"2026-09"}
+    assert len([k for k in graph.asset_check_keys if graph.get_check_spec(k).partitions_def is not None]) >= 10
+    assert job.partitions_def.get_first_partition_key() == "2026-09"
+    assert schedule.job.partitions_def.get_first_partition_key() == "2026-09"
+    assert monthly_partitions.get_first_partition_key() == "2024-01"  # the declaration is untouched
+
+
 def test_partition_keys_are_closed_utc_months():
     keys = monthly_partitions.get_partition_keys()
     assert keys[0] == "2024-01"

@@ -55,16 +55,8 @@ def _rebuilt(checks: dg.AssetChecksDefinition, specs: dict, partitions: dg.Month
         keys_by_input_name=checks.node_keys_by_input_name,
         node_def=checks.node_def,
         check_specs_by_output_name={
-            name: dg.AssetCheckSpec(
-                spec.name,
-                asset=spec.asset_key,
-                additional_deps=spec.additional_deps,
-                description=spec.description,
-                blocking=spec.blocking,
-                metadata=spec.metadata,
-                automation_condition=spec.automation_condition,
-                partitions_def=partitions if spec.partitions_def == monthly_partitions else spec.partitions_def,
-            )
+            # (_replace: the NamedTuple way AssetCheckSpec keeps for a copy with one field changed)
+            name: spec._replace(partitions_def=partitions) if spec.partitions_def == monthly_partitions else spec
             for name, spec in specs.items()
         },
         can_subset=checks.can_subset,
