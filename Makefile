@@ -91,7 +91,7 @@ $(CHROMIUM):
 # Three workers on the 2 cores, each taking whole test files (conftest.py starts the longest first): most real-service tests wait on processes, ticks and
 # restarts, so they overlap well with the CPU-bound ones. TEST_WORKERS=0 runs everything in one process.
 # The tests' temporary files (their lakes, instances and throwaway servers) go to memory when the
-# machine has /dev/shm: the embedded instances' SQLite and the lakes' fsyncs cost ~10% on disk.
+# machine has /dev/shm (one end-to-end file: 50.8 s with its files on disk, 46.5 s in memory).
 TEST_WORKERS ?= 3
 TEST_TMPDIR ?= $(shell [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo $${TMPDIR:-/tmp})
 test: install $(CHROMIUM)

@@ -4,11 +4,9 @@ Assets and checks are declared with ``monthly_partitions``, which starts at the 
 first month: importing a module reads no setting. When the code location loads, the loader
 (``definitions.py``) moves every monthly asset (``spec_on``) and check (``checks_on``) to the
 partitions that start at ``FAIRSTREAM_FIRST_MONTH``; jobs and the schedule take theirs from their
-assets; code that runs in a step or a sensor asks
+assets. Code that runs in a step reads ``lib.months.first_month()``; the landing sensor asks
 ``partitions_from_settings()``.
 """
-
-import warnings
 
 import dagster as dg
 
@@ -45,17 +43,12 @@ def checks_on(checks: dg.AssetChecksDefinition, partitions: dg.MonthlyPartitions
     specs = checks.check_specs_by_output_name
     if all(spec.partitions_def != monthly_partitions for spec in specs.values()):
         return checks
-    with warnings.catch_warnings():  # partition-aware checks are a Preview feature we rely on on purpose
-        warnings.filterwarnings("ignore", "Specifying a partitions_def on an AssetCheckSpec", dg.PreviewWarning)
-        return _rebuilt(checks, specs, partitions)
-
-
-def _rebuilt(checks: dg.AssetChecksDefinition, specs: dict, partitions: dg.MonthlyPartitionsDefinition) -> dg.AssetChecksDefinition:
     return dg.AssetChecksDefinition.create(
         keys_by_input_name=checks.node_keys_by_input_name,
         node_def=checks.node_def,
         check_specs_by_output_name={
-            # (_replace: the NamedTuple way AssetCheckSpec keeps for a copy with one field changed)
+            # _replace: the NamedTuple copy with one field changed that AssetCheckSpec keeps (and,
+            # unlike its constructor, it does not warn that partitioned checks are a Preview feature)
             name: spec._replace(partitions_def=partitions) if spec.partitions_def == monthly_partitions else spec
             for name, spec in specs.items()
         },
